@@ -1,0 +1,154 @@
+"""Exceptions raised by amplitude_async.
+
+Every exception derives from :class:`AmplitudeError`::
+
+    AmplitudeError
+    ├── InvalidQuery (also ValueError)        bad input, raised before anything is sent
+    ├── QueryTooExpensive                     cost above a whole budget, raised before sending
+    ├── ResponseValidationError               a response that cannot be decoded
+    ├── TransportError                        connection failures and timeouts
+    └── APIError                              the API answered with an error status
+        ├── BadRequest                        400
+        ├── AuthenticationError               401, 403
+        ├── NotFound                          404
+        ├── RateLimited                       429
+        └── ServerError                       5xx
+
+No exception text ever contains credentials: API errors carry the request *path* only.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+__all__ = [
+    "APIError",
+    "AmplitudeError",
+    "AuthenticationError",
+    "BadRequest",
+    "InvalidQuery",
+    "NotFound",
+    "QueryTooExpensive",
+    "RateLimitKind",
+    "RateLimited",
+    "ResponseValidationError",
+    "ServerError",
+    "TransportError",
+]
+
+RateLimitKind = Literal["concurrent", "rate"]
+
+
+class AmplitudeError(Exception):
+    """Root of every exception this library raises."""
+
+
+class InvalidQuery(AmplitudeError, ValueError):
+    """A query was built with bad input; ``field`` names the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+class QueryTooExpensive(AmplitudeError):
+    """A query's cost exceeds a whole budget, so it could never be admitted."""
+
+    def __init__(self, cost: int, budget: int, budget_name: str, hint: str = "") -> None:
+        self.cost = cost
+        self.budget = budget
+        self.budget_name = budget_name
+        self.hint = hint
+        text = f"query cost {cost} exceeds the {budget_name} budget of {budget}"
+        super().__init__(f"{text}; {hint}" if hint else text)
+
+
+class ResponseValidationError(AmplitudeError):
+    """A response body could not be decoded into the expected result type."""
+
+    def __init__(self, message: str, *, path: str = "", field: str = "") -> None:
+        self.path = path
+        self.field = field
+        self.message = message
+        where = f" (field {field!r})" if field else ""
+        on = f" from {path}" if path else ""
+        super().__init__(f"cannot decode response{on}{where}: {message}")
+
+
+class TransportError(AmplitudeError):
+    """The request did not complete: connection failure, reset or timeout."""
+
+    def __init__(self, message: str, *, path: str = "", timeout: bool = False) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.message = message
+        super().__init__(f"{message} ({path})" if path else message)
+
+
+class APIError(AmplitudeError):
+    """The API answered with an error status.
+
+    ``message`` and ``details`` come from Amplitude's error envelope when present;
+    ``path`` is the request path (never the query string's credentials).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        details: str | None = None,
+        path: str = "",
+        error_type: str | None = None,
+    ) -> None:
+        self.status = status
+        self.message = message
+        self.details = details
+        self.path = path
+        self.error_type = error_type
+        text = f"HTTP {status} from {path or '?'}: {message}"
+        if details and details != message:
+            text += f" ({details})"
+        super().__init__(text)
+
+
+class BadRequest(APIError):
+    """HTTP 400: the query definition was rejected."""
+
+
+class AuthenticationError(APIError):
+    """HTTP 401/403: bad keys, missing permission or the wrong region."""
+
+
+class NotFound(APIError):
+    """HTTP 404: for example an unknown saved chart."""
+
+
+class RateLimited(APIError):
+    """HTTP 429: a project limit was exceeded.
+
+    ``limit`` is ``"concurrent"`` or ``"rate"`` when the message says which, ``query_cost``
+    the cost the server reported, ``retry_after`` seconds from a ``Retry-After`` header.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        details: str | None = None,
+        path: str = "",
+        error_type: str | None = None,
+        limit: RateLimitKind | None = None,
+        query_cost: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(status, message, details=details, path=path, error_type=error_type)
+        self.limit = limit
+        self.query_cost = query_cost
+        self.retry_after = retry_after
+
+
+class ServerError(APIError):
+    """HTTP 5xx: a transient failure on Amplitude's side (504 may mean the query is too big)."""
