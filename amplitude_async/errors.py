@@ -5,6 +5,7 @@ Every exception derives from :class:`AmplitudeError`::
     AmplitudeError
     ├── InvalidQuery (also ValueError)        bad input, raised before anything is sent
     ├── QueryTooExpensive                     cost above a whole budget, raised before sending
+    ├── ConfigurationError (also ValueError)  bad client settings, such as missing credentials
     ├── ResponseValidationError               a response that cannot be decoded
     ├── TransportError                        connection failures and timeouts
     └── APIError                              the API answered with an error status
@@ -26,6 +27,7 @@ __all__ = [
     "AmplitudeError",
     "AuthenticationError",
     "BadRequest",
+    "ConfigurationError",
     "InvalidQuery",
     "NotFound",
     "QueryTooExpensive",
@@ -45,6 +47,15 @@ class AmplitudeError(Exception):
 
 class InvalidQuery(AmplitudeError, ValueError):
     """A query was built with bad input; ``field`` names the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+class ConfigurationError(AmplitudeError, ValueError):
+    """The client was configured wrongly; ``field`` names the setting."""
 
     def __init__(self, field: str, message: str) -> None:
         self.field = field

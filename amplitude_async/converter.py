@@ -1,0 +1,552 @@
+"""The one cattrs converter between API JSON and :mod:`amplitude_async.results`.
+
+Everything about the wire lives here:
+
+- renaming: camelCase keys (``xValues``, ``seriesCollapsed``, ``cumulativeRaw``) for the chart
+  endpoints, snake_case (``user_id``, ``non_active``, ``total_amount``) where the API uses it;
+- the envelope: query endpoints wrap their payload in ``data`` and put metadata beside it
+  (``timeComputed``, ``wasCached``, ...), kept in
+  :class:`~amplitude_async.results.ResponseMetadata`;
+- numbers sent as strings (``"12"``, ``"9.98"``) are accepted wherever a number is expected;
+  integers stay ``int``;
+- strings, booleans and numbers are otherwise strict: a value of the wrong type is an error
+  (cattrs would happily turn ``5`` into ``"5"`` or ``"false"`` into ``True``);
+- unknown keys are ignored everywhere, except in the user activity payload, where they are
+  kept in ``extra`` because the API sends many undocumented fields that callers may want;
+- decoding failures become :class:`~amplitude_async.errors.ResponseValidationError` naming the
+  offending field by its wire path, e.g. ``data.series[0][3]``.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from typing import Any, TypeVar, get_args, get_origin
+
+import attrs
+from cattrs import BaseConverter, Converter
+from cattrs.cols import homogenous_tuple_structure_factory
+from cattrs.errors import (
+    AttributeValidationNote,
+    ClassValidationError,
+    IterableValidationError,
+)
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from cattrs.v import format_exception
+
+from .errors import ResponseValidationError
+from .results import (
+    ActiveUsersResult,
+    AverageSessionLengthResult,
+    ChartCSVResult,
+    ChartQueryResult,
+    CollapsedValue,
+    DaySeries,
+    EventInfo,
+    EventSegmentationResult,
+    EventsListResult,
+    FunnelGroup,
+    FunnelResult,
+    Location,
+    LTVCell,
+    LTVSeries,
+    RealtimeActiveUsersResult,
+    ResponseMetadata,
+    RetentionCell,
+    RetentionResult,
+    RetentionSeries,
+    RevenueLTVResult,
+    SegmentMeta,
+    SeriesLabel,
+    SeriesMeta,
+    SeriesResult,
+    SessionLengthDistributionResult,
+    SessionsPerUserResult,
+    UserActivityResult,
+    UserCompositionResult,
+    UserData,
+    UserEvent,
+    UserMatch,
+    UserSearchResult,
+)
+
+__all__ = ["converter", "structure_result", "unstructure_result"]
+
+T = TypeVar("T")
+
+#: The converter every part of amplitude_async uses for results.
+converter = Converter()
+
+# Attribute name → wire key, per class, so error paths speak the API's language.
+# An empty wire key means the attribute has no key of its own (its content is spliced in).
+_WIRE_NAMES: dict[type, dict[str, str]] = {}
+
+
+_StructureFn = Callable[[Mapping[str, Any], Any], Any]
+_UnstructureFn = Callable[[Any], dict[str, Any]]
+_cls: type
+
+
+class _WireError(ValueError):
+    """A value of the wrong shape, with a message meant for people."""
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _kind(obj: object) -> str:
+    return "null" if obj is None else type(obj).__name__
+
+
+# --- scalars -----------------------------------------------------------------------------------
+
+_INT_TEXT = re.compile(r"[+-]?\d+")
+
+
+def _structure_str(obj: object, _: object) -> str:
+    if isinstance(obj, str):
+        return obj
+    raise _WireError(f"expected a string, got {_kind(obj)}")
+
+
+def _structure_bool(obj: object, _: object) -> bool:
+    if isinstance(obj, bool):
+        return obj
+    if obj in ("true", "false"):
+        return obj == "true"
+    raise _WireError(f"expected a boolean, got {_kind(obj)}")
+
+
+def _structure_int(obj: object, _: object) -> int:
+    if isinstance(obj, bool):
+        raise _WireError("expected an integer, got bool")
+    if isinstance(obj, int):
+        return obj
+    if isinstance(obj, float) and obj.is_integer():
+        return int(obj)
+    if isinstance(obj, str):
+        text = obj.strip()
+        if _INT_TEXT.fullmatch(text):
+            return int(text)
+        try:
+            number = float(text)
+        except ValueError:
+            pass
+        else:
+            if number.is_integer():
+                return int(number)
+    raise _WireError(f"expected an integer, got {obj!r}")
+
+
+def _structure_number(obj: object, _: object) -> float:
+    # Integers are returned as int on purpose: counts stay counts, and int is a float for typing.
+    if isinstance(obj, bool):
+        raise _WireError("expected a number, got bool")
+    if isinstance(obj, int | float):
+        return obj
+    if isinstance(obj, str):
+        text = obj.strip()
+        if _INT_TEXT.fullmatch(text):
+            return int(text)
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    raise _WireError(f"expected a number, got {obj!r}")
+
+
+def _structure_date(obj: object, _: object) -> date:
+    if isinstance(obj, str):
+        try:
+            return date.fromisoformat(obj)
+        except ValueError:
+            try:
+                return datetime.fromisoformat(obj).date()
+            except ValueError:
+                pass
+    raise _WireError(f"expected a date like 2015-03-14, got {obj!r}")
+
+
+def _structure_datetime(obj: object, _: object) -> datetime:
+    if isinstance(obj, str):
+        try:
+            return datetime.fromisoformat(obj)
+        except ValueError:
+            pass
+    raise _WireError(f"expected a timestamp like 2015-04-22 10:00:00.000000, got {obj!r}")
+
+
+def _unstructure_datetime(value: datetime) -> str:
+    # The API's own form: a space separator and always six fractional digits.
+    return value.isoformat(sep=" ", timespec="microseconds")
+
+
+def _unstructure_date(value: date) -> str:
+    return value.isoformat()
+
+
+converter.register_structure_hook(str, _structure_str)
+converter.register_structure_hook(bool, _structure_bool)
+converter.register_structure_hook(int, _structure_int)
+converter.register_structure_hook(float, _structure_number)
+converter.register_structure_hook(date, _structure_date)
+converter.register_structure_hook(datetime, _structure_datetime)
+converter.register_unstructure_hook(date, _unstructure_date)
+converter.register_unstructure_hook(datetime, _unstructure_datetime)
+
+
+def _is_homogeneous_tuple(tp: Any) -> bool:
+    args = get_args(tp)
+    return get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis
+
+
+def _strict_tuple_factory(tp: Any, conv: BaseConverter) -> Callable[[object, object], Any]:
+    # cattrs turns any iterable into a tuple: a string into its characters, an object into its
+    # keys. Only JSON arrays are sequences here.
+    inner = homogenous_tuple_structure_factory(tp, conv)
+
+    def structure(obj: object, _: object) -> Any:
+        if isinstance(obj, list | tuple):
+            return inner(obj, tp)
+        raise _WireError(f"expected a list, got {_kind(obj)}")
+
+    return structure
+
+
+converter.register_structure_hook_factory(_is_homogeneous_tuple, _strict_tuple_factory)
+
+
+# --- unions ------------------------------------------------------------------------------------
+
+
+def _structure_series_meta(obj: object, _: object) -> SeriesMeta:
+    if isinstance(obj, str):
+        return obj
+    if isinstance(obj, Mapping):
+        return converter.structure(obj, SegmentMeta)
+    raise _WireError(f"expected a string or an object, got {_kind(obj)}")
+
+
+def _label_part(obj: object) -> str | int:
+    if isinstance(obj, str):
+        return obj
+    if isinstance(obj, int) and not isinstance(obj, bool):
+        return obj
+    raise _WireError(f"expected a string or an integer, got {_kind(obj)}")
+
+
+def _structure_series_label(obj: object, _: object) -> SeriesLabel:
+    if isinstance(obj, list | tuple):
+        return tuple(_label_part(part) for part in obj)
+    return _label_part(obj)
+
+
+def _unstructure_series_label(label: SeriesLabel) -> Any:
+    return list(label) if isinstance(label, tuple) else label
+
+
+_MAX_FLOAT = sys.float_info.max
+
+
+def _structure_location(obj: object, _: object) -> Location | None:
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return converter.structure(obj, Location)
+    # "Unknown" is sent as the largest double, usually as the string "1.7976931348623157E308".
+    try:
+        number = float(obj)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        pass
+    else:
+        if number >= _MAX_FLOAT:
+            return None
+    raise _WireError(f"expected a location object, got {obj!r}")
+
+
+converter.register_structure_hook(SeriesMeta, _structure_series_meta)
+converter.register_structure_hook(SeriesLabel, _structure_series_label)
+converter.register_unstructure_hook(SeriesLabel, _unstructure_series_label)
+converter.register_structure_hook(Location | None, _structure_location)
+
+
+# --- plain classes -----------------------------------------------------------------------------
+
+
+def _wire_names(cls: type, *, camel: bool) -> dict[str, str]:
+    names = {a.name: _camel(a.name) if camel else a.name for a in attrs.fields(cls) if a.init}
+    _WIRE_NAMES[cls] = names
+    return names
+
+
+def _overrides(
+    names: Mapping[str, str], *, omit: tuple[str, ...] = (), omit_none: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        name: override(
+            rename=wire if name != wire else None,
+            omit_if_default=True if name in omit_none else None,
+        )
+        for name, wire in names.items()
+        if name != wire or name in omit_none
+    }
+    for name in omit:
+        result[name] = override(omit=True)
+    return result
+
+
+def _none_defaults(cls: type) -> frozenset[str]:
+    return frozenset(a.name for a in attrs.fields(cls) if a.init and a.default is None)
+
+
+def _register_plain(cls: type, *, camel: bool, omit_none: bool = False) -> None:
+    """Key-by-key classes; ``omit_none`` leaves optional keys that are ``None`` out of the JSON
+    (for objects whose optional keys the API itself leaves out)."""
+    names = _wire_names(cls, camel=camel)
+    structure_overrides = _overrides(names)
+    unstructure_overrides = _overrides(
+        names, omit_none=_none_defaults(cls) if omit_none else frozenset()
+    )
+    converter.register_structure_hook(
+        cls, make_dict_structure_fn(cls, converter, **structure_overrides)
+    )
+    converter.register_unstructure_hook(
+        cls, make_dict_unstructure_fn(cls, converter, **unstructure_overrides)
+    )
+
+
+def _register_with_extra(cls: type) -> None:
+    """Snake_case classes that keep unknown keys in their ``extra`` attribute."""
+    names = _wire_names(cls, camel=False)
+    known = frozenset(wire for name, wire in names.items() if name != "extra")
+    overrides = _overrides(names, omit=("extra",))
+    structure_fn: _StructureFn = make_dict_structure_fn(cls, converter, **overrides)
+    unstructure_fn: _UnstructureFn = make_dict_unstructure_fn(cls, converter, **overrides)
+
+    def structure(obj: object, _: object) -> Any:
+        mapping = _require_mapping(obj)
+        instance = structure_fn(mapping, cls)
+        extra = {key: value for key, value in mapping.items() if key not in known}
+        return attrs.evolve(instance, extra=extra) if extra else instance
+
+    def unstructure(instance: Any) -> dict[str, Any]:
+        return {**instance.extra, **unstructure_fn(instance)}
+
+    converter.register_structure_hook(cls, structure)
+    converter.register_unstructure_hook(cls, unstructure)
+
+
+def _require_mapping(obj: object) -> Mapping[str, Any]:
+    if isinstance(obj, Mapping):
+        return obj
+    raise _WireError(f"expected an object, got {_kind(obj)}")
+
+
+# LTV cells mix fixed keys with an open family of period keys (r1d … r180d, r1new …).
+_LTV_PERIOD = re.compile(r"r\d+")
+_LTV_FIXED = ("count", "paid", "total_amount")
+_WIRE_NAMES[LTVCell] = {"values": ""}
+_ltv_cell_fn = make_dict_structure_fn(LTVCell, converter)
+
+
+def _structure_ltv_cell(obj: object, _: object) -> LTVCell:
+    mapping = _require_mapping(obj)
+    shaped: dict[str, Any] = {
+        "values": {key: value for key, value in mapping.items() if _LTV_PERIOD.match(key)}
+    }
+    shaped.update((key, mapping[key]) for key in _LTV_FIXED if key in mapping)
+    return _ltv_cell_fn(shaped, LTVCell)
+
+
+def _unstructure_ltv_cell(cell: LTVCell) -> dict[str, Any]:
+    out: dict[str, Any] = dict(cell.values)
+    for key in _LTV_FIXED:
+        value = getattr(cell, key)
+        if value is not None:
+            out[key] = value
+    return out
+
+
+converter.register_structure_hook(LTVCell, _structure_ltv_cell)
+converter.register_unstructure_hook(LTVCell, _unstructure_ltv_cell)
+
+
+# Generated hooks look up the hooks of nested types when they are made: leaves first.
+for _cls in (SegmentMeta, CollapsedValue, RetentionCell):
+    _register_plain(_cls, camel=True, omit_none=True)
+for _cls in (DaySeries, FunnelGroup, RetentionSeries):
+    _register_plain(_cls, camel=True)
+for _cls in (EventInfo, Location, UserMatch, UserSearchResult, LTVSeries):
+    _register_plain(_cls, camel=False)
+_register_with_extra(UserData)
+_register_with_extra(UserEvent)
+
+_UA_NAMES = _wire_names(UserActivityResult, camel=True)
+converter.register_structure_hook(
+    UserActivityResult,
+    make_dict_structure_fn(UserActivityResult, converter, **_overrides(_UA_NAMES)),
+)
+converter.register_unstructure_hook(
+    UserActivityResult,
+    make_dict_unstructure_fn(UserActivityResult, converter, **_overrides(_UA_NAMES)),
+)
+
+
+# --- the data envelope -------------------------------------------------------------------------
+
+_META_NAMES = _wire_names(ResponseMetadata, camel=True)
+_NO_METADATA = ResponseMetadata()
+converter.register_structure_hook(
+    ResponseMetadata,
+    make_dict_structure_fn(ResponseMetadata, converter, **_overrides(_META_NAMES)),
+)
+_unstructure_metadata = make_dict_unstructure_fn(
+    ResponseMetadata,
+    converter,
+    **_overrides(_META_NAMES, omit_none=_none_defaults(ResponseMetadata)),
+)
+converter.register_unstructure_hook(ResponseMetadata, _unstructure_metadata)
+
+
+def _note(exc: Exception, key: str, tp: Any) -> Exception:
+    exc.add_note(AttributeValidationNote(f"Structuring key {key!r}", key, tp))
+    return exc
+
+
+def _register_envelope(
+    cls: type,
+    decode: Callable[[Any], Any],
+    encode: Callable[[Any], Any],
+) -> None:
+    """``{"data": <payload>, <metadata>...}``; ``decode`` builds the instance from the payload."""
+
+    def structure(body: object, _: object) -> Any:
+        mapping = _require_mapping(body)
+        errors: list[Exception] = []
+        metadata = _NO_METADATA
+        instance: Any = None
+        try:
+            metadata = converter.structure(mapping, ResponseMetadata)
+        except Exception as exc:
+            errors.append(exc)
+        if "data" not in mapping:
+            errors.append(_note(KeyError("data"), "data", cls))
+        else:
+            try:
+                instance = decode(mapping["data"])
+            except Exception as exc:
+                errors.append(_note(exc, "data", cls))
+        if errors:
+            raise ClassValidationError(f"While structuring {cls.__name__}", errors, cls)
+        if metadata != _NO_METADATA:
+            instance = attrs.evolve(instance, metadata=metadata)
+        return instance
+
+    def unstructure(instance: Any) -> dict[str, Any]:
+        return {"data": encode(instance), **_unstructure_metadata(instance.metadata)}
+
+    converter.register_structure_hook(cls, structure)
+    converter.register_unstructure_hook(cls, unstructure)
+
+
+def _register_object_envelope(cls: type, *, camel: bool = True) -> None:
+    """The payload is an object holding every attribute but ``metadata``."""
+    names = _wire_names(cls, camel=camel)
+    overrides = _overrides(names, omit=("metadata",))
+    structure_fn: _StructureFn = make_dict_structure_fn(cls, converter, **overrides)
+    unstructure_fn: _UnstructureFn = make_dict_unstructure_fn(cls, converter, **overrides)
+    _register_envelope(cls, lambda data: structure_fn(_require_mapping(data), cls), unstructure_fn)
+
+
+def _register_field_envelope(cls: type, name: str) -> None:
+    """The payload is the value of one attribute (a list of groups, a CSV string, ...)."""
+    attrs.resolve_types(cls)
+    tp: Any = attrs.fields_dict(cls)[name].type
+    _WIRE_NAMES[cls] = {name: "data"}
+    _register_envelope(
+        cls,
+        lambda data: cls(converter.structure(data, tp)),
+        lambda instance: converter.unstructure(getattr(instance, name), tp),
+    )
+
+
+for _cls in (
+    SeriesResult,
+    ActiveUsersResult,
+    SessionLengthDistributionResult,
+    AverageSessionLengthResult,
+    SessionsPerUserResult,
+    UserCompositionResult,
+    EventSegmentationResult,
+    RealtimeActiveUsersResult,
+    ChartQueryResult,
+    RetentionResult,
+    RevenueLTVResult,
+):
+    _register_object_envelope(_cls)
+_register_field_envelope(EventsListResult, "events")
+_register_field_envelope(FunnelResult, "groups")
+_register_field_envelope(ChartCSVResult, "text")
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+def _describe(exc: BaseException, tp: Any) -> str:
+    if isinstance(exc, _WireError):
+        return str(exc)
+    return format_exception(exc, tp)
+
+
+def _join(path: str, key: str) -> str:
+    if not key:
+        return path
+    return f"{path}.{key}" if path else key
+
+
+def _flatten(exc: BaseException, path: str, tp: Any, out: list[tuple[str, str]]) -> None:
+    """Walk cattrs' exception groups, collecting ``(wire path, description)`` pairs."""
+    if isinstance(exc, IterableValidationError):
+        with_index, without = exc.group_exceptions()
+        for sub, index_note in with_index:
+            _flatten(sub, f"{path}[{index_note.index!r}]", index_note.type, out)
+        for sub in without:
+            _flatten(sub, path, None, out)
+    elif isinstance(exc, ClassValidationError):
+        names = _WIRE_NAMES.get(exc.cl, {})
+        with_name, without = exc.group_exceptions()
+        for sub, name_note in with_name:
+            key = names.get(name_note.name, name_note.name)
+            _flatten(sub, _join(path, key), name_note.type, out)
+        for sub in without:
+            _flatten(sub, path, None, out)
+    else:
+        out.append((path, _describe(exc, tp)))
+
+
+# --- public API --------------------------------------------------------------------------------
+
+
+def structure_result(body: Any, cls: type[T], *, path: str = "") -> T:
+    """Decode a whole decoded-JSON response ``body`` into ``cls``.
+
+    ``path`` is the request path, used in the error message only.
+    Raises :class:`~amplitude_async.errors.ResponseValidationError` naming the first bad field.
+    """
+    try:
+        return converter.structure(body, cls)
+    except Exception as exc:
+        problems: list[tuple[str, str]] = []
+        _flatten(exc, "", None, problems)
+        message = "; ".join(f"{text} at {where or '<root>'}" for where, text in problems)
+        field = problems[0][0] if problems else ""
+        raise ResponseValidationError(message, path=path, field=field) from exc
+
+
+def unstructure_result(result: Any) -> Any:
+    """Encode a result back into the API's JSON shape (camelCase keys, ``data`` envelope)."""
+    return converter.unstructure(result)

@@ -1,0 +1,521 @@
+"""Shared value types of query definitions: events, filters, group-bys and segments.
+
+Each type is a frozen attrs class, validated on construction (:class:`InvalidQuery` naming the
+field), with ``to_wire()`` returning the JSON-able form the API expects and a ``from_wire()``
+classmethod as its inverse. Operators are spelled exactly as the API spells them.
+
+Conveniences (decisions, documented once here):
+
+- sequences may be given as lists; they are stored as tuples;
+- a plain ``str`` where a list of strings is expected (``values``) is one value;
+- a plain ``str`` in ``Event.group_by`` is ``GroupBy(str)``, i.e. a *user* property, the same
+  default as ``GroupBy`` itself;
+- ``Event.to_wire()`` omits empty ``filters``/``group_by`` lists; ``PerformedEvent`` always sends
+  ``filters`` (the documented examples do);
+- errors raised by ``from_wire`` name the offending key by its wire spelling, with its path
+  (``filters[0].subprop_op``, ``[1].values``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Final, Literal, TypeAlias
+
+import attrs
+from attrs import field, frozen
+
+from amplitude_async.errors import InvalidQuery
+
+__all__ = [
+    "COHORT_PROPERTY",
+    "COUNT_OPERATORS",
+    "FILTER_OPERATORS",
+    "MAX_EVENT_GROUP_BYS",
+    "PROPERTY_TYPES",
+    "TIME_TYPES",
+    "Condition",
+    "CountOperator",
+    "Event",
+    "FilterOperator",
+    "GroupBy",
+    "InCohort",
+    "PerformedEvent",
+    "PropertyFilter",
+    "PropertyType",
+    "Segment",
+    "TimeType",
+    "Where",
+    "condition_from_wire",
+]
+
+FilterOperator: TypeAlias = Literal[
+    "is",
+    "is not",
+    "contains",
+    "does not contain",
+    "less",
+    "less or equal",
+    "greater",
+    "greater or equal",
+    "set is",
+    "set is not",
+]
+FILTER_OPERATORS: Final[tuple[FilterOperator, ...]] = (
+    "is",
+    "is not",
+    "contains",
+    "does not contain",
+    "less",
+    "less or equal",
+    "greater",
+    "greater or equal",
+    "set is",
+    "set is not",
+)
+"""Operators of event filters (``subprop_op``) and property conditions (``op``)."""
+
+PropertyType: TypeAlias = Literal["event", "user"]
+PROPERTY_TYPES: Final[tuple[PropertyType, ...]] = ("event", "user")
+
+CountOperator: TypeAlias = Literal[">=", "<=", "=", ">", "<"]
+COUNT_OPERATORS: Final[tuple[CountOperator, ...]] = (">=", "<=", "=", ">", "<")
+"""Operators comparing how often a user performed an event ("who performed" conditions)."""
+
+TimeType: TypeAlias = Literal["allTime", "currentInterval", "forEachInterval"]
+TIME_TYPES: Final[tuple[TimeType, ...]] = ("allTime", "currentInterval", "forEachInterval")
+
+COHORT_PROPERTY: Final = "userdata_cohort"
+"""The pseudo-property a segment condition uses for cohort membership."""
+
+MAX_EVENT_GROUP_BYS: Final = 2
+
+
+# -- validation helpers (shared with amplitude_async.queries) -------------------------------
+
+
+def _describe(value: object) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def nested(prefix: str, exc: InvalidQuery) -> InvalidQuery:
+    """Return ``exc`` re-rooted under ``prefix`` (``filters[0]`` + ``op`` → ``filters[0].op``)."""
+    if not prefix:
+        return exc
+    if not exc.field:
+        return InvalidQuery(prefix, exc.message)
+    sep = "" if exc.field.startswith("[") else "."
+    return InvalidQuery(f"{prefix}{sep}{exc.field}", exc.message)
+
+
+def check_str(value: object, name: str) -> str:
+    """Return ``value`` if it is a non-blank string, else raise InvalidQuery(name)."""
+    if not isinstance(value, str):
+        raise InvalidQuery(name, f"expected a string, got {_describe(value)}")
+    if not value.strip():
+        raise InvalidQuery(name, "must not be empty")
+    return value
+
+
+def check_int(value: object, name: str, *, minimum: int | None = None) -> int:
+    """Return ``value`` if it is an int (not a bool) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidQuery(name, f"expected an integer, got {_describe(value)}")
+    if minimum is not None and value < minimum:
+        raise InvalidQuery(name, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def check_choice(value: object, choices: Iterable[object], name: str, what: str) -> None:
+    """Raise InvalidQuery(name) unless ``value`` is one of ``choices``."""
+    options = tuple(choices)
+    # bool == int would let True pass as 1
+    if isinstance(value, bool) or value not in options:
+        allowed = ", ".join(repr(c) for c in options)
+        raise InvalidQuery(name, f"unknown {what} {value!r}; expected one of {allowed}")
+
+
+def _one_of(choices: tuple[str, ...], what: str) -> Any:
+    def validate(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        check_choice(value, choices, attribute.name, what)
+
+    return validate
+
+
+def _non_empty_str(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    check_str(value, attribute.name)
+
+
+def _as_list(value: object, name: str) -> list[object]:
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise InvalidQuery(name, f"expected a list, got {_describe(value)}")
+    return list(value)
+
+
+def _to_values(value: str | Iterable[str]) -> tuple[str, ...]:
+    items: list[object] = [value] if isinstance(value, str) else _as_list(value, "values")
+    if not items:
+        raise InvalidQuery("values", "needs at least one value")
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise InvalidQuery(f"values[{i}]", f"expected a string, got {_describe(item)}")
+    return tuple(str(item) for item in items)
+
+
+def _mapping(obj: object, name: str = "") -> Mapping[str, object]:
+    if not isinstance(obj, Mapping):
+        raise InvalidQuery(name, f"expected a JSON object, got {_describe(obj)}")
+    return obj
+
+
+def _wire_list(obj: object, name: str) -> list[object]:
+    if not isinstance(obj, list):
+        raise InvalidQuery(name, f"expected a JSON list, got {_describe(obj)}")
+    return obj
+
+
+def _get(obj: Mapping[str, object], key: str) -> object:
+    if key not in obj:
+        raise InvalidQuery(key, "missing")
+    return obj[key]
+
+
+def _unknown_keys(obj: Mapping[str, object], known: Iterable[str]) -> None:
+    extra = sorted(set(obj) - set(known))
+    if extra:
+        raise InvalidQuery(extra[0], "unknown key")
+
+
+def _wire_values(obj: object, name: str) -> tuple[str, ...]:
+    items = _wire_list(obj, name)
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise InvalidQuery(f"{name}[{i}]", f"expected a string, got {_describe(item)}")
+    return tuple(str(item) for item in items)
+
+
+# -- event filters and group-bys ------------------------------------------------------------
+
+
+_FILTER_WIRE: Final = {
+    "type": "subprop_type",
+    "key": "subprop_key",
+    "op": "subprop_op",
+    "values": "subprop_value",
+}
+
+
+@frozen
+class PropertyFilter:
+    """An event filter: ``key op values`` on an event (default) or user property.
+
+    User properties use their built-in name (``country``) or ``gp:name`` for custom ones.
+    """
+
+    key: str = field(validator=_non_empty_str)
+    op: FilterOperator = field(validator=_one_of(FILTER_OPERATORS, "operator"))
+    values: tuple[str, ...] = field(converter=_to_values)
+    type: PropertyType = field(default="event", validator=_one_of(PROPERTY_TYPES, "property type"))
+
+    def to_wire(self) -> dict[str, Any]:
+        """The filter object of an event definition."""
+        return {
+            "subprop_type": self.type,
+            "subprop_key": self.key,
+            "subprop_op": self.op,
+            "subprop_value": list(self.values),
+        }
+
+    @classmethod
+    def from_wire(cls, obj: object) -> PropertyFilter:
+        """Rebuild from ``to_wire()`` output; InvalidQuery names the bad key."""
+        data = _mapping(obj)
+        _unknown_keys(data, _FILTER_WIRE.values())
+        try:
+            kind, key, op = (_get(data, k) for k in ("subprop_type", "subprop_key", "subprop_op"))
+            values = _wire_values(_get(data, "subprop_value"), "subprop_value")
+            return cls(key, op, values, kind)  # type: ignore[arg-type]
+        except InvalidQuery as exc:
+            head, _, rest = exc.field.partition("[")
+            wire = _FILTER_WIRE.get(head, head)
+            raise InvalidQuery(wire + (f"[{rest}" if rest else ""), exc.message) from None
+
+
+@frozen
+class GroupBy:
+    """Group an event's results by a user property (default) or an event property."""
+
+    value: str = field(validator=_non_empty_str)
+    type: PropertyType = field(default="user", validator=_one_of(PROPERTY_TYPES, "property type"))
+
+    def to_wire(self) -> dict[str, Any]:
+        """The group-by object of an event definition."""
+        return {"type": self.type, "value": self.value}
+
+    @classmethod
+    def from_wire(cls, obj: object) -> GroupBy:
+        """Rebuild from ``to_wire()`` output; InvalidQuery names the bad key."""
+        data = _mapping(obj)
+        _unknown_keys(data, ("type", "value"))
+        return cls(value=_get(data, "value"), type=_get(data, "type"))  # type: ignore[arg-type]
+
+
+def _to_filters(value: PropertyFilter | Iterable[PropertyFilter]) -> tuple[PropertyFilter, ...]:
+    items = [value] if isinstance(value, PropertyFilter) else _as_list(value, "filters")
+    for i, item in enumerate(items):
+        if not isinstance(item, PropertyFilter):
+            raise InvalidQuery(f"filters[{i}]", f"expected a PropertyFilter, got {_describe(item)}")
+    return tuple(item for item in items if isinstance(item, PropertyFilter))
+
+
+def _to_group_bys(value: GroupBy | str | Iterable[GroupBy | str]) -> tuple[GroupBy, ...]:
+    items = [value] if isinstance(value, GroupBy | str) else _as_list(value, "group_by")
+    result: list[GroupBy] = []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            try:
+                item = GroupBy(item)
+            except InvalidQuery as exc:
+                raise InvalidQuery(f"group_by[{i}]", exc.message) from None
+        if not isinstance(item, GroupBy):
+            raise InvalidQuery(f"group_by[{i}]", f"expected a GroupBy, got {_describe(item)}")
+        result.append(item)
+    if len(result) > MAX_EVENT_GROUP_BYS:
+        raise InvalidQuery(
+            "group_by", f"an event takes at most {MAX_EVENT_GROUP_BYS} group-bys, got {len(result)}"
+        )
+    return tuple(result)
+
+
+@frozen
+class Event:
+    """An event definition (``e``, ``e2``, ``se``, ``re``): type, filters, up to 2 group-bys.
+
+    ``event_type`` is the event's name (custom events take ``ce:``) or one of the special values
+    ``_active``, ``_all``, ``_new``, ``revenue_amount``, ``verified_revenue``,
+    ``unverified_revenue``. A plain ``str`` in ``group_by`` means ``GroupBy(str)`` (user property).
+    """
+
+    event_type: str = field(validator=_non_empty_str)
+    filters: tuple[PropertyFilter, ...] = field(default=(), converter=_to_filters)
+    group_by: tuple[GroupBy, ...] = field(default=(), converter=_to_group_bys)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The event object; empty ``filters``/``group_by`` are left out to keep URLs short."""
+        wire: dict[str, Any] = {"event_type": self.event_type}
+        if self.filters:
+            wire["filters"] = [f.to_wire() for f in self.filters]
+        if self.group_by:
+            wire["group_by"] = [g.to_wire() for g in self.group_by]
+        return wire
+
+    @classmethod
+    def from_wire(cls, obj: object) -> Event:
+        """Rebuild from the event object; missing lists mean empty ones."""
+        data = _mapping(obj)
+        _unknown_keys(data, ("event_type", "filters", "group_by"))
+        filters = []
+        for i, item in enumerate(_wire_list(data.get("filters", []), "filters")):
+            try:
+                filters.append(PropertyFilter.from_wire(item))
+            except InvalidQuery as exc:
+                raise nested(f"filters[{i}]", exc) from None
+        group_by = []
+        for i, item in enumerate(_wire_list(data.get("group_by", []), "group_by")):
+            try:
+                group_by.append(GroupBy.from_wire(item))
+            except InvalidQuery as exc:
+                raise nested(f"group_by[{i}]", exc) from None
+        return cls(_get(data, "event_type"), filters, group_by)  # type: ignore[arg-type]
+
+
+def to_event(value: Event | str, name: str) -> Event:
+    """Accept an :class:`Event` or a plain event type; errors name ``name``."""
+    if isinstance(value, Event):
+        return value
+    if isinstance(value, str):
+        try:
+            return Event(value)
+        except InvalidQuery as exc:
+            raise nested(name, exc) from None
+    raise InvalidQuery(name, f"expected an Event or an event type, got {_describe(value)}")
+
+
+# -- segment conditions ---------------------------------------------------------------------
+
+
+@frozen
+class Where:
+    """A property condition: users whose property ``prop`` satisfies ``op values``.
+
+    ``prop`` is a built-in property (``version``, ``country``, ``city``, ``region``, ``DMA``,
+    ``language``, ``platform``, ``os``, ``device``, ``device_type``, ``start_version``,
+    ``paying``) or ``gp:name``. Cohort membership is :class:`InCohort`, not ``Where``.
+    """
+
+    prop: str = field(validator=_non_empty_str)
+    op: FilterOperator = field(validator=_one_of(FILTER_OPERATORS, "operator"))
+    values: tuple[str, ...] = field(converter=_to_values)
+
+    def __attrs_post_init__(self) -> None:
+        # Its wire form is exactly InCohort's; one spelling keeps from_wire an inverse.
+        if self.prop == COHORT_PROPERTY and self.op == "is" and len(self.values) == 1:
+            raise InvalidQuery("prop", "use InCohort(cohort_id) for cohort membership")
+
+    def to_wire(self) -> dict[str, Any]:
+        """The condition object ``{"prop", "op", "values"}``."""
+        return {"prop": self.prop, "op": self.op, "values": list(self.values)}
+
+    @classmethod
+    def from_wire(cls, obj: object) -> Where:
+        """Rebuild from ``to_wire()`` output; InvalidQuery names the bad key."""
+        data = _mapping(obj)
+        _unknown_keys(data, ("prop", "op", "values"))
+        prop, op = _get(data, "prop"), _get(data, "op")
+        values = _wire_values(_get(data, "values"), "values")
+        return cls(prop, op, values)  # type: ignore[arg-type]
+
+
+@frozen
+class InCohort:
+    """Membership of the cohort ``cohort_id``."""
+
+    cohort_id: str = field(validator=_non_empty_str)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The condition object ``{"prop": "userdata_cohort", "op": "is", "values": [id]}``."""
+        return {"prop": COHORT_PROPERTY, "op": "is", "values": [self.cohort_id]}
+
+    @classmethod
+    def from_wire(cls, obj: object) -> InCohort:
+        """Rebuild from ``to_wire()`` output; InvalidQuery names the bad key."""
+        data = _mapping(obj)
+        _unknown_keys(data, ("prop", "op", "values"))
+        if _get(data, "prop") != COHORT_PROPERTY:
+            raise InvalidQuery("prop", f"expected {COHORT_PROPERTY!r}")
+        if _get(data, "op") != "is":
+            raise InvalidQuery("op", "cohort membership uses 'is'")
+        values = _wire_values(_get(data, "values"), "values")
+        if len(values) != 1:
+            raise InvalidQuery("values", "cohort membership names exactly one cohort")
+        try:
+            return cls(values[0])
+        except InvalidQuery as exc:
+            raise InvalidQuery("values[0]", exc.message) from None
+
+
+@frozen
+class PerformedEvent:
+    """A "who performed" condition: users who did ``event_type`` ``op value`` times.
+
+    ``time_type`` is ``allTime`` (default), ``currentInterval`` or ``forEachInterval``; the last
+    needs ``time_value`` (days) and is the only one that takes it.
+    """
+
+    event_type: str = field(validator=_non_empty_str)
+    op: CountOperator = field(default=">=", validator=_one_of(COUNT_OPERATORS, "count operator"))
+    value: int = field(default=1)
+    filters: tuple[PropertyFilter, ...] = field(default=(), converter=_to_filters)
+    time_type: TimeType = field(default="allTime", validator=_one_of(TIME_TYPES, "time type"))
+    time_value: int | None = field(default=None)
+
+    def __attrs_post_init__(self) -> None:
+        check_int(self.value, "value", minimum=0)
+        if self.time_type == "forEachInterval":
+            if self.time_value is None:
+                raise InvalidQuery("time_value", "required with time_type 'forEachInterval'")
+            check_int(self.time_value, "time_value", minimum=1)
+        elif self.time_value is not None:
+            raise InvalidQuery("time_value", "only allowed with time_type 'forEachInterval'")
+
+    def to_wire(self) -> dict[str, Any]:
+        """The condition object ``{"type": "event", "event_type", "filters", "op", ...}``."""
+        wire: dict[str, Any] = {
+            "type": "event",
+            "event_type": self.event_type,
+            "filters": [f.to_wire() for f in self.filters],
+            "op": self.op,
+            "value": self.value,
+            "time_type": self.time_type,
+        }
+        if self.time_value is not None:
+            wire["time_value"] = self.time_value
+        return wire
+
+    @classmethod
+    def from_wire(cls, obj: object) -> PerformedEvent:
+        """Rebuild from ``to_wire()`` output; InvalidQuery names the bad key."""
+        data = _mapping(obj)
+        _unknown_keys(
+            data, ("type", "event_type", "filters", "op", "value", "time_type", "time_value")
+        )
+        if _get(data, "type") != "event":
+            raise InvalidQuery("type", "expected 'event'")
+        filters = []
+        for i, item in enumerate(_wire_list(data.get("filters", []), "filters")):
+            try:
+                filters.append(PropertyFilter.from_wire(item))
+            except InvalidQuery as exc:
+                raise nested(f"filters[{i}]", exc) from None
+        return cls(
+            event_type=_get(data, "event_type"),  # type: ignore[arg-type]
+            op=_get(data, "op"),  # type: ignore[arg-type]
+            value=_get(data, "value"),  # type: ignore[arg-type]
+            filters=filters,
+            time_type=_get(data, "time_type"),  # type: ignore[arg-type]
+            time_value=data.get("time_value"),  # type: ignore[arg-type]
+        )
+
+
+Condition: TypeAlias = Where | InCohort | PerformedEvent
+"""One condition of a segment; all conditions of a segment must hold."""
+
+
+def condition_from_wire(obj: object) -> Condition:
+    """Decode one segment condition, choosing its class from its shape."""
+    data = _mapping(obj)
+    if "type" in data:
+        return PerformedEvent.from_wire(data)
+    values = data.get("values")
+    if (
+        data.get("prop") == COHORT_PROPERTY
+        and data.get("op") == "is"
+        and isinstance(values, list)
+        and len(values) == 1
+    ):
+        return InCohort.from_wire(data)
+    return Where.from_wire(data)
+
+
+@frozen(init=False)
+class Segment:
+    """A user segment: the users meeting every one of ``conditions``.
+
+    Built positionally: ``Segment(Where("country", "is", ["France"]), InCohort("abc"))``.
+    ``Segment()`` is all users.
+    """
+
+    conditions: tuple[Condition, ...]
+
+    def __init__(self, *conditions: Condition) -> None:
+        for i, condition in enumerate(conditions):
+            if not isinstance(condition, Where | InCohort | PerformedEvent):
+                raise InvalidQuery(
+                    f"conditions[{i}]",
+                    f"expected Where, InCohort or PerformedEvent, got {_describe(condition)}",
+                )
+        self.__attrs_init__(tuple(conditions))
+
+    def to_wire(self) -> list[dict[str, Any]]:
+        """The segment's JSON list of condition objects."""
+        return [c.to_wire() for c in self.conditions]
+
+    @classmethod
+    def from_wire(cls, obj: object) -> Segment:
+        """Rebuild from the JSON list; errors are named ``[i].key``."""
+        conditions = []
+        for i, item in enumerate(_wire_list(obj, "")):
+            try:
+                conditions.append(condition_from_wire(item))
+            except InvalidQuery as exc:
+                raise nested(f"[{i}]", exc) from None
+        return cls(*conditions)
