@@ -1,0 +1,404 @@
+"""Budget arithmetic: which (pool, cost) items the project's limits admit, and when.
+
+Everything here is pure (time is a parameter) and runs without an event loop.
+
+Accounting rule
+---------------
+Each admitted request is an *entry* in its pool's ledger. An entry occupies every window of its
+pool from its dispatch until ``length`` seconds after its response completed; while in flight it
+occupies indefinitely (its completion time is unknown). A request of weight ``w`` may be
+dispatched at time ``t`` iff the pool is not paused, fewer than ``cap`` entries are in flight, and
+for every window ``used(t) + w <= budget``, where ``used(t)`` sums the entries occupying at
+``t``. All windows are checked and taken together, all or nothing. Weights: a standard-pool
+request weighs its cost; a user-pool request weighs 1 (its window counts queries).
+
+Why this never draws a 429 from a strict sliding-window server, whatever the network delay: the
+server stamps each request when it arrives, at some time ``a`` with ``dispatch <= a <= complete``,
+and rejects it if the requests stamped in ``(a - length, a]`` exceed the budget. Take any such
+set ``S`` of stamped requests and let ``x`` be the one of them admitted last by the client, at
+``t_x <= a``. Every ``y`` in ``S`` was dispatched by ``t_x`` and completed after
+``a_y > a - length``, so it still occupied at ``t_x`` (``complete_y + length > a >= t_x``): the
+check made for ``x`` counted all of ``S``, so ``S`` fits the budget. The same argument with
+"arrived, not yet answered" instead of "stamped in the window" bounds the server's in-flight
+count by ``cap``; and since in-flight entries occupy the window, in-flight cost never exceeds the
+window budget either (the older "cost at the same time" reading of the limit).
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from attrs import frozen
+
+from .errors import QueryTooExpensive
+from .limits import DEFAULT_LIMITS, Limits, Pool
+
+__all__ = [
+    "BudgetStore",
+    "EntryId",
+    "InMemoryBudgetStore",
+    "NotYet",
+    "PoolLedger",
+    "PoolSnapshot",
+    "Taken",
+    "Window",
+    "WindowUsage",
+    "check_cost",
+    "largest_first",
+    "pool_cap",
+    "pool_windows",
+    "weight_of",
+]
+
+EntryId = int
+"""Identifies one admitted request in a :class:`BudgetStore`."""
+
+TOO_EXPENSIVE_HINT = (
+    "cost grows with the number of days, segments and group-bys: use a shorter date range, "
+    "or split the query into date chunks and combine the results"
+)
+
+
+@frozen
+class Window:
+    """One sliding-window budget of a pool: at most ``budget`` weight per ``length`` seconds."""
+
+    name: str
+    budget: int
+    length: float
+
+
+def pool_windows(limits: Limits, pool: Pool) -> tuple[Window, ...]:
+    """Return the sliding windows that govern ``pool``."""
+    if pool is Pool.USER:
+        return (Window("user_queries_per_hour", limits.user_queries_per_hour, limits.hour),)
+    return (
+        Window("cost_per_window", limits.cost_per_window, limits.window),
+        Window("cost_per_hour", limits.cost_per_hour, limits.hour),
+    )
+
+
+def pool_cap(limits: Limits, pool: Pool) -> int:
+    """Return how many requests of ``pool`` may be in flight at once."""
+    return limits.user_concurrent if pool is Pool.USER else limits.concurrent
+
+
+def weight_of(pool: Pool, cost: int) -> int:
+    """Return what a request of ``cost`` weighs in ``pool``'s windows (user queries weigh 1)."""
+    return 1 if pool is Pool.USER else cost
+
+
+def check_cost(limits: Limits, pool: Pool, cost: int) -> None:
+    """Raise :class:`QueryTooExpensive` if ``cost`` exceeds a whole window budget of ``pool``.
+
+    Such a request could never be admitted, so this is checked before anything waits.
+    """
+    if cost < 0:
+        raise ValueError(f"cost must not be negative, got {cost!r}")
+    weight = weight_of(pool, cost)
+    for window in pool_windows(limits, pool):
+        if weight > window.budget:
+            raise QueryTooExpensive(cost, window.budget, window.name, TOO_EXPENSIVE_HINT)
+
+
+@frozen
+class WindowUsage:
+    """How much of one window budget is occupied at the snapshot's time."""
+
+    name: str
+    budget: int
+    length: float
+    used: int
+
+    @property
+    def remaining(self) -> int:
+        """Weight that could still be admitted in this window now."""
+        return max(0, self.budget - self.used)
+
+
+@frozen
+class PoolSnapshot:
+    """An immutable view of one pool's ledger at time ``now``, with the known future.
+
+    ``expiries[i]`` lists, in time order, ``(time, weight)`` for the completed entries that still
+    occupy window ``i``: those weights free at those times. In-flight entries never free in this
+    view (their completion time is unknown), which keeps every forecast conservative.
+    """
+
+    now: float
+    windows: tuple[Window, ...]
+    used: tuple[int, ...]
+    expiries: tuple[tuple[tuple[float, int], ...], ...]
+    in_flight: int
+    cap: int
+    paused_until: float = -math.inf
+
+    @property
+    def paused(self) -> bool:
+        """Whether a pause (after a 429) still holds at ``now``."""
+        return self.now < self.paused_until
+
+    @property
+    def slots(self) -> int:
+        """How many more requests may be in flight."""
+        return max(0, self.cap - self.in_flight)
+
+    def room(self) -> int:
+        """Largest weight every window would admit now (ignoring slots and pause)."""
+        return min(w.budget - u for w, u in zip(self.windows, self.used, strict=True))
+
+    def fits(self, weight: int) -> bool:
+        """Whether a request of ``weight`` would be admitted now."""
+        return not self.paused and self.slots > 0 and weight <= self.room()
+
+    def room_at(self, when: float) -> int:
+        """Room at ``when >= now`` if nothing else is admitted and nothing in flight completes."""
+        room = math.inf
+        for window, used, expiries in zip(self.windows, self.used, self.expiries, strict=True):
+            freed = sum(w for _, w in itertools.takewhile(lambda e: e[0] <= when, expiries))
+            room = min(room, window.budget - used + freed)
+        return int(room)
+
+    def earliest_fit(self, weight: int, *, slots: int = 1) -> float:
+        """Earliest time a request of ``weight`` fits, needing ``slots`` free in-flight slots.
+
+        Returns ``inf`` when it depends on in-flight requests completing.
+        """
+        if self.slots < slots:
+            return math.inf
+        when = max(self.now, self.paused_until)
+        for window, used, expiries in zip(self.windows, self.used, self.expiries, strict=True):
+            need = used + weight - window.budget
+            if need <= 0:
+                continue
+            for at, freed in expiries:
+                need -= freed
+                if need <= 0:
+                    when = max(when, at)
+                    break
+            else:
+                return math.inf
+        return when
+
+    def next_change(self) -> float:
+        """Next time something frees on its own (an expiry or the end of a pause), or ``inf``."""
+        candidates = [e[0][0] for e in self.expiries if e]
+        if self.paused:
+            candidates.append(self.paused_until)
+        return min(candidates, default=math.inf)
+
+    def usage(self) -> tuple[WindowUsage, ...]:
+        """Per-window usage at ``now``."""
+        return tuple(
+            WindowUsage(w.name, w.budget, w.length, u)
+            for w, u in zip(self.windows, self.used, strict=True)
+        )
+
+
+class PoolLedger:
+    """The mutable ledger of one pool: in-flight entries and completed entries still occupying.
+
+    Operations cost O(1) amortised (expiring entries are dropped as time passes), except
+    :meth:`snapshot`, which copies the occupying entries.
+    """
+
+    def __init__(self, windows: Sequence[Window], cap: int) -> None:
+        self.windows = tuple(windows)
+        self.cap = cap
+        self.paused_until = -math.inf
+        self._in_flight: dict[EntryId, int] = {}
+        # Completions arrive in time order, so each deque stays sorted by expiry time.
+        self._expiries: list[deque[tuple[float, int]]] = [deque() for _ in self.windows]
+        self._used = [0] * len(self.windows)
+        self._ids = itertools.count(1)
+
+    @property
+    def in_flight(self) -> int:
+        """Number of entries in flight."""
+        return len(self._in_flight)
+
+    def expire(self, now: float) -> None:
+        """Drop completed entries that stopped occupying by ``now``."""
+        for i, expiries in enumerate(self._expiries):
+            while expiries and expiries[0][0] <= now:
+                self._used[i] -= expiries.popleft()[1]
+
+    def snapshot(self, now: float) -> PoolSnapshot:
+        """Return an immutable view at ``now``."""
+        self.expire(now)
+        return PoolSnapshot(
+            now=now,
+            windows=self.windows,
+            used=tuple(self._used),
+            expiries=tuple(tuple(e) for e in self._expiries),
+            in_flight=len(self._in_flight),
+            cap=self.cap,
+            paused_until=self.paused_until,
+        )
+
+    def fits(self, weight: int, now: float) -> bool:
+        """Whether ``weight`` would be admitted at ``now``."""
+        self.expire(now)
+        if now < self.paused_until or len(self._in_flight) >= self.cap:
+            return False
+        return all(u + weight <= w.budget for w, u in zip(self.windows, self._used, strict=True))
+
+    def try_take(self, weight: int, now: float) -> Taken | NotYet:
+        """Record an entry of ``weight`` dispatched at ``now`` if it fits; else say when."""
+        if not self.fits(weight, now):
+            return NotYet(self.snapshot(now).earliest_fit(weight))
+        entry = next(self._ids)
+        self._in_flight[entry] = weight
+        for i in range(len(self._used)):
+            self._used[i] += weight
+        return Taken(entry)
+
+    def complete(self, entry: EntryId, now: float) -> None:
+        """Mark ``entry``'s response complete at ``now``; it keeps occupying for each window."""
+        weight = self._in_flight.pop(entry)
+        for window, expiries in zip(self.windows, self._expiries, strict=True):
+            item = (now + window.length, weight)
+            if expiries and expiries[-1][0] > item[0]:
+                # A completion reported out of time order: keep the deque sorted.
+                index = len(expiries)
+                while index and expiries[index - 1][0] > item[0]:
+                    index -= 1
+                expiries.insert(index, item)
+            else:
+                expiries.append(item)
+
+    def release(self, entry: EntryId) -> None:
+        """Forget an in-flight ``entry`` whose request provably never left the client."""
+        weight = self._in_flight.pop(entry)
+        for i in range(len(self._used)):
+            self._used[i] -= weight
+
+    def pause(self, until: float) -> None:
+        """Admit nothing before ``until`` (extends an earlier pause, never shortens it)."""
+        self.paused_until = max(self.paused_until, until)
+
+
+@frozen
+class Taken:
+    """``try_take`` succeeded: the request is recorded as ``entry``."""
+
+    entry: EntryId
+
+
+@frozen
+class NotYet:
+    """``try_take`` failed; ``earliest`` is when it could first fit (``inf``: after completions)."""
+
+    earliest: float
+
+
+class BudgetStore(Protocol):
+    """Where the ledgers live. Each operation is atomic, so a store shared by several processes
+    (for example in Redis, as server-side scripts) can keep one project's budget for all of them.
+
+    Weights are already converted (:func:`weight_of`); times come from the caller's clock.
+    """
+
+    @property
+    def limits(self) -> Limits:
+        """The limits this store enforces."""
+        ...
+
+    async def try_take(self, pool: Pool, weight: int, now: float) -> Taken | NotYet:
+        """Atomically record an entry if it fits at ``now``; else report when it could."""
+        ...
+
+    async def complete(self, pool: Pool, entry: EntryId, now: float) -> None:
+        """Mark an entry's response complete at ``now``."""
+        ...
+
+    async def release(self, pool: Pool, entry: EntryId) -> None:
+        """Remove an entry whose request was never sent."""
+        ...
+
+    async def pause(self, pool: Pool, until: float) -> None:
+        """Admit nothing in ``pool`` before ``until`` (extend, never shorten)."""
+        ...
+
+    async def snapshot(self, pool: Pool, now: float) -> PoolSnapshot:
+        """Return the pool's usage at ``now`` and the known future frees."""
+        ...
+
+    def peek(self, pool: Pool, now: float) -> PoolSnapshot:
+        """Like :meth:`snapshot` but without I/O: exact for a local store, last known otherwise."""
+        ...
+
+
+class InMemoryBudgetStore:
+    """A :class:`BudgetStore` for one process: a :class:`PoolLedger` per pool."""
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        self._limits = limits
+        self.ledgers = {
+            pool: PoolLedger(pool_windows(limits, pool), pool_cap(limits, pool)) for pool in Pool
+        }
+
+    @property
+    def limits(self) -> Limits:
+        """The limits this store enforces."""
+        return self._limits
+
+    async def try_take(self, pool: Pool, weight: int, now: float) -> Taken | NotYet:
+        """Record an entry if it fits at ``now``."""
+        return self.ledgers[pool].try_take(weight, now)
+
+    async def complete(self, pool: Pool, entry: EntryId, now: float) -> None:
+        """Mark an entry complete."""
+        self.ledgers[pool].complete(entry, now)
+
+    async def release(self, pool: Pool, entry: EntryId) -> None:
+        """Remove an entry that was never sent."""
+        self.ledgers[pool].release(entry)
+
+    async def pause(self, pool: Pool, until: float) -> None:
+        """Pause a pool until ``until``."""
+        self.ledgers[pool].pause(until)
+
+    async def snapshot(self, pool: Pool, now: float) -> PoolSnapshot:
+        """Return a pool's snapshot."""
+        return self.ledgers[pool].snapshot(now)
+
+    def peek(self, pool: Pool, now: float) -> PoolSnapshot:
+        """Return a pool's snapshot, synchronously."""
+        return self.ledgers[pool].snapshot(now)
+
+    def __repr__(self) -> str:
+        parts = ", ".join(
+            f"{pool}: {ledger.in_flight} in flight, used {ledger._used}"
+            for pool, ledger in self.ledgers.items()
+        )
+        return f"<InMemoryBudgetStore {parts}>"
+
+
+def largest_first(items: Iterable[tuple[int, int]], room: int, slots: int) -> dict[int, int]:
+    """Choose how many of each weight to admit: repeatedly the heaviest that still fits.
+
+    ``items`` are ``(weight, available)`` pairs with distinct weights; at most ``slots`` are
+    chosen and their total stays ``<= room``. Returns ``{weight: count}``. Heaviest-first keeps
+    the small requests for later, where they fill the gaps that expiries leave; filling the room
+    exactly now (subset sum) burns them early and measured worse (benchmarks/sim_packing.py).
+    """
+    weights = sorted(w for w, n in items if n > 0)
+    left = {w: n for w, n in items if n > 0}
+    chosen: dict[int, int] = {}
+    while slots > 0 and weights:
+        index = bisect.bisect_right(weights, room) - 1
+        if index < 0:
+            break
+        weight = weights[index]
+        take = min(left[weight], slots, room // weight if weight else slots)
+        chosen[weight] = take
+        room -= weight * take
+        slots -= take
+        del weights[index]
+    return chosen

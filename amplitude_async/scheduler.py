@@ -1,0 +1,557 @@
+"""The cost-aware scheduler: admits (pool, cost) items so the budgets are filled but never exceeded.
+
+It knows nothing of HTTP. A caller wraps each request in ``async with scheduler.slot(pool, cost)``:
+the block starts once the budgets admit the request (the entry is recorded at that moment, the
+dispatch) and its exit marks the response complete. The accounting rule and why it rules out 429s
+are in :mod:`amplitude_async.budget`.
+
+Admission order, decided each time something changes (a request queues, completes or is
+cancelled, an entry leaves a window, a pause ends, a waiter reaches the starvation bound):
+
+1. *Starved* waiters (queued for ``starvation_bound`` seconds or more) come first, oldest first,
+   whatever their priority. The oldest one that does not fit holds a *reservation*.
+2. Then priorities are served from the highest down. Within a priority the heaviest waiting
+   cost that fits goes first, repeatedly (:func:`~amplitude_async.budget.largest_first`): the
+   small requests are kept to fill the gaps that expiries leave later. If waiters of that
+   priority remain (none of them fits), its oldest holds the reservation.
+3. While a reservation is held, other waiters are admitted only if they cannot delay it: the
+   reserved request must still fit at the earliest time it could fit from the known expiry times,
+   counting in-flight requests (and those admitted now) as never expiring, and one in-flight slot
+   stays free for it. When that earliest time depends on completions, nothing else is admitted.
+
+So the scheduler is work-conserving (a request waits only if it does not fit, or admitting it
+could delay a reserved one), and waits are bounded: a starved request becomes the reservation
+holder once the older starved ones are admitted, and from then on it waits at most the longest
+response time plus the longest window that binds it (every entry it needs gone has completed by
+then, and nothing admitted meanwhile stands in its way).
+
+Waiters are bucketed by (priority, weight); a decision costs O(d log d) for d distinct waiting
+costs (at most the window budget), independent of how many requests are queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+from collections import deque
+from types import TracebackType
+from typing import Final
+
+from aiolimiter import AsyncLimiter
+from attrs import field, frozen
+
+from .budget import (
+    BudgetStore,
+    EntryId,
+    InMemoryBudgetStore,
+    NotYet,
+    PoolSnapshot,
+    WindowUsage,
+    check_cost,
+    largest_first,
+    weight_of,
+)
+from .clock import Clock, LoopClock
+from .limits import DEFAULT_LIMITS, Limits, Pool
+
+__all__ = [
+    "PoolStatistics",
+    "Scheduler",
+    "SchedulerStatistics",
+    "Slot",
+    "Ticket",
+]
+
+DEFAULT_STARVATION_WINDOWS: Final = 3.0
+"""Default starvation bound, in windows of the limits."""
+
+PACING_STEPS: Final = 10
+"""With ``pacing=True`` bursts are limited to this fraction (1/N) of the window budget."""
+
+
+@frozen
+class Ticket:
+    """An admitted request: what :meth:`Scheduler.slot` yields."""
+
+    pool: Pool
+    cost: int
+    priority: int
+    entry: EntryId
+    queued_at: float
+    dispatched_at: float
+
+    @property
+    def waited(self) -> float:
+        """Seconds spent queued before admission."""
+        return self.dispatched_at - self.queued_at
+
+
+@frozen
+class PoolStatistics:
+    """One pool's state and counters at the time of the snapshot."""
+
+    pool: Pool
+    in_flight: int
+    queued: int
+    paused_until: float | None
+    windows: tuple[WindowUsage, ...]
+    requests_sent: int
+    cost_sent: int
+    completed: int
+    cancelled_waiting: int
+    rate_limited: int
+    retries: int
+
+
+@frozen
+class SchedulerStatistics:
+    """An immutable snapshot of a :class:`Scheduler` (see :meth:`Scheduler.statistics`)."""
+
+    time: float
+    pools: tuple[PoolStatistics, ...] = field(repr=False)
+
+    def __getitem__(self, pool: Pool) -> PoolStatistics:
+        for stats in self.pools:
+            if stats.pool is pool:
+                return stats
+        raise KeyError(pool)
+
+    @property
+    def requests_sent(self) -> int:
+        """Requests admitted, all pools."""
+        return sum(p.requests_sent for p in self.pools)
+
+    @property
+    def rate_limited(self) -> int:
+        """429 answers recorded, all pools."""
+        return sum(p.rate_limited for p in self.pools)
+
+    @property
+    def retries(self) -> int:
+        """Retries recorded, all pools."""
+        return sum(p.retries for p in self.pools)
+
+
+# Waiter states.
+_WAITING: Final = 0
+_PLANNED: Final = 1  # chosen by a decision, its entry being taken
+_DONE: Final = 2  # granted or cancelled
+
+
+class _Waiter:
+    __slots__ = ("cost", "enqueued_at", "future", "priority", "seq", "state", "weight")
+
+    def __init__(
+        self,
+        cost: int,
+        weight: int,
+        priority: int,
+        enqueued_at: float,
+        seq: int,
+        future: asyncio.Future[Ticket],
+    ) -> None:
+        self.cost = cost
+        self.weight = weight
+        self.priority = priority
+        self.enqueued_at = enqueued_at
+        self.seq = seq
+        self.future = future
+        self.state = _WAITING
+
+
+class _Bucket:
+    """Waiters of one (priority, weight), in arrival order; dead ones are skipped lazily."""
+
+    __slots__ = ("live", "waiters")
+
+    def __init__(self) -> None:
+        self.waiters: deque[_Waiter] = deque()
+        self.live = 0
+
+    def head(self) -> _Waiter:
+        while self.waiters[0].state != _WAITING:
+            self.waiters.popleft()
+        return self.waiters[0]
+
+
+class _PoolQueue:
+    """The waiting requests of one pool."""
+
+    def __init__(self) -> None:
+        self.levels: dict[int, dict[int, _Bucket]] = {}
+        # Arrival order across buckets, for the starvation rule; dead waiters dropped lazily.
+        self.fifo: deque[_Waiter] = deque()
+        self.count = 0
+
+    def add(self, waiter: _Waiter) -> None:
+        buckets = self.levels.setdefault(waiter.priority, {})
+        bucket = buckets.get(waiter.weight)
+        if bucket is None:
+            bucket = buckets[waiter.weight] = _Bucket()
+        bucket.waiters.append(waiter)
+        bucket.live += 1
+        self.fifo.append(waiter)
+        self.count += 1
+
+    def _unlink(self, waiter: _Waiter) -> None:
+        buckets = self.levels[waiter.priority]
+        bucket = buckets[waiter.weight]
+        bucket.live -= 1
+        self.count -= 1
+        if not bucket.live:
+            del buckets[waiter.weight]
+            if not buckets:
+                del self.levels[waiter.priority]
+
+    def discard(self, waiter: _Waiter) -> None:
+        """Forget a waiting ``waiter`` (cancelled)."""
+        self._unlink(waiter)
+        waiter.state = _DONE
+
+    def plan(self, waiter: _Waiter) -> None:
+        """Take ``waiter`` out of the queue for admission."""
+        self._unlink(waiter)
+        waiter.state = _PLANNED
+
+    def restore(self, waiter: _Waiter) -> None:
+        """Put back a planned waiter whose entry could not be taken, at the head of its bucket."""
+        if waiter.future.done():
+            waiter.state = _DONE
+            return
+        bucket = self.levels.setdefault(waiter.priority, {}).setdefault(waiter.weight, _Bucket())
+        bucket.waiters.appendleft(waiter)
+        bucket.live += 1
+        self.count += 1
+        waiter.state = _WAITING
+
+    def oldest(self) -> _Waiter | None:
+        """The longest-waiting waiter still in the queue."""
+        while self.fifo and self.fifo[0].state == _DONE:
+            self.fifo.popleft()
+        # Planned waiters stay in the FIFO until granted; there are at most a few of them.
+        return next((w for w in self.fifo if w.state == _WAITING), None)
+
+    def oldest_at(self, priority: int) -> _Waiter:
+        return min((b.head() for b in self.levels[priority].values()), key=lambda w: w.seq)
+
+    def items(self, priority: int) -> list[tuple[int, int]]:
+        return [(weight, b.live) for weight, b in self.levels[priority].items()]
+
+
+class Scheduler:
+    """Admits requests so every budget of :class:`Limits` is used but never exceeded.
+
+    ``clock`` defaults to the running loop's clock; ``store`` to a fresh in-process
+    :class:`InMemoryBudgetStore` for ``limits``. ``starvation_bound`` (seconds; default three
+    windows) is how long a request may wait before it outranks everything else. ``pacing=True``
+    also spreads standard-pool dispatches over the window with an :class:`aiolimiter.AsyncLimiter`
+    (bursts of at most a tenth of the window budget); an ``AsyncLimiter`` may be passed instead.
+    Pacing only delays: the budgets are enforced by the scheduler either way.
+    """
+
+    def __init__(
+        self,
+        limits: Limits = DEFAULT_LIMITS,
+        *,
+        clock: Clock | None = None,
+        store: BudgetStore | None = None,
+        starvation_bound: float | None = None,
+        pacing: bool | AsyncLimiter | None = None,
+    ) -> None:
+        if store is not None:
+            limits = store.limits
+        self.limits = limits
+        self._clock: Clock = clock if clock is not None else LoopClock()
+        self._store: BudgetStore = store if store is not None else InMemoryBudgetStore(limits)
+        if starvation_bound is None:
+            starvation_bound = DEFAULT_STARVATION_WINDOWS * limits.window
+        if starvation_bound < 0:
+            raise ValueError(f"starvation_bound must not be negative, got {starvation_bound!r}")
+        self.starvation_bound = starvation_bound
+        if pacing is True:
+            steps = PACING_STEPS
+            pacing = AsyncLimiter(max(1, limits.cost_per_window // steps), limits.window / steps)
+        self._pacer: AsyncLimiter | None = pacing or None
+        self._queues = {pool: _PoolQueue() for pool in Pool}
+        self._seq = itertools.count()
+        self._driver: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Future[None] | None = None
+        self._dirty = False
+        self._paused: dict[Pool, float] = {}
+        self._pause_sent: dict[Pool, float] = {}
+        self._counters = {pool: dict.fromkeys(_COUNTERS, 0) for pool in Pool}
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the scheduler reads."""
+        return self._clock
+
+    def check(self, pool: Pool, cost: int) -> None:
+        """Raise :class:`~amplitude_async.errors.QueryTooExpensive` if ``cost`` can never run."""
+        check_cost(self.limits, pool, cost)
+
+    def slot(self, pool: Pool, cost: int, *, priority: int = 0) -> Slot:
+        """Return an async context manager that waits for admission and yields a :class:`Ticket`.
+
+        Raises :class:`~amplitude_async.errors.QueryTooExpensive` at once if the cost exceeds a
+        whole budget. Higher ``priority`` goes sooner. Cancelled while waiting: nothing is taken.
+        Cancelled inside the block: the entry completes at the cancellation time (the server
+        already counted the request).
+        """
+        self.check(pool, cost)
+        return Slot(self, Pool(pool), cost, priority)
+
+    def pause(self, pool: Pool, seconds: float) -> None:
+        """Admit nothing in ``pool`` for ``seconds`` from now (extends a pause, never shortens)."""
+        until = self._clock.time() + seconds
+        if until > self._paused.get(pool, -math.inf):
+            self._paused[pool] = until
+            self._notify()
+
+    def record_rate_limited(self, pool: Pool) -> None:
+        """Count a 429 answer in ``pool``."""
+        self._counters[pool]["rate_limited"] += 1
+
+    def record_retry(self, pool: Pool) -> None:
+        """Count a retried request in ``pool``."""
+        self._counters[pool]["retries"] += 1
+
+    def statistics(self) -> SchedulerStatistics:
+        """Return an immutable snapshot: per pool usage, queue and counters."""
+        now = self._clock.time()
+        pools = []
+        for pool in Pool:
+            snap = self._store.peek(pool, now)
+            paused_until = max(snap.paused_until, self._paused.get(pool, -math.inf))
+            counters = self._counters[pool]
+            pools.append(
+                PoolStatistics(
+                    pool=pool,
+                    in_flight=snap.in_flight,
+                    queued=self._queues[pool].count,
+                    paused_until=paused_until if paused_until > now else None,
+                    windows=snap.usage(),
+                    requests_sent=counters["requests_sent"],
+                    cost_sent=counters["cost_sent"],
+                    completed=counters["completed"],
+                    cancelled_waiting=counters["cancelled_waiting"],
+                    rate_limited=counters["rate_limited"],
+                    retries=counters["retries"],
+                )
+            )
+        return SchedulerStatistics(time=now, pools=tuple(pools))
+
+    def __repr__(self) -> str:
+        queued = {str(p): q.count for p, q in self._queues.items() if q.count}
+        return f"<Scheduler limits={self.limits!r} queued={queued}>"
+
+    # -- waiting --------------------------------------------------------------------------
+
+    async def _acquire(self, pool: Pool, cost: int, priority: int) -> Ticket:
+        weight = weight_of(pool, cost)
+        if self._pacer is not None and pool is Pool.STANDARD and cost:
+            # Before queueing, so pacing never holds budget.
+            await self._pacer.acquire(min(cost, self._pacer.max_rate))
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(
+            cost, weight, priority, self._clock.time(), next(self._seq), loop.create_future()
+        )
+        queue = self._queues[pool]
+        queue.add(waiter)
+        self._notify()
+        try:
+            return await waiter.future
+        except asyncio.CancelledError:
+            if waiter.state == _WAITING:
+                queue.discard(waiter)
+                self._counters[pool]["cancelled_waiting"] += 1
+                self._notify()  # it may have held the reservation
+            elif waiter.state == _DONE and not waiter.future.cancelled():
+                # Granted, but cancelled before the request could be sent: give it back.
+                await self._store.release(pool, waiter.future.result().entry)
+                self._counters[pool]["cancelled_waiting"] += 1
+                self._counters[pool]["requests_sent"] -= 1
+                self._counters[pool]["cost_sent"] -= waiter.future.result().cost
+                self._notify()
+            # A planned waiter is dealt with by the decision that planned it.
+            raise
+
+    async def _complete(self, ticket: Ticket) -> None:
+        await self._store.complete(ticket.pool, ticket.entry, self._clock.time())
+        self._counters[ticket.pool]["completed"] += 1
+        self._notify()
+
+    # -- the decision loop ------------------------------------------------------------------
+
+    def _waiting(self) -> bool:
+        return any(q.count for q in self._queues.values())
+
+    def _notify(self) -> None:
+        """Something changed: make the decision loop look again (one loop turn later, so a burst
+        of requests queued together is decided together)."""
+        if self._driver is None:
+            if self._waiting():
+                self._driver = asyncio.get_running_loop().create_task(self._drive())
+        elif self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+        else:
+            self._dirty = True
+
+    async def _drive(self) -> None:
+        try:
+            while self._waiting():
+                self._dirty = False
+                wake_at = await self._decide()
+                if self._dirty or not self._waiting():
+                    continue
+                await self._sleep_until(wake_at)
+        finally:
+            self._driver = None
+
+    async def _sleep_until(self, when: float) -> None:
+        loop = asyncio.get_running_loop()
+        wakeup: asyncio.Future[None] = loop.create_future()
+        self._wakeup = wakeup
+        alarm = loop.create_task(self._alarm(when, wakeup)) if when < math.inf else None
+        try:
+            await wakeup
+        finally:
+            self._wakeup = None
+            if alarm is not None:
+                alarm.cancel()
+
+    async def _alarm(self, when: float, wakeup: asyncio.Future[None]) -> None:
+        await self._clock.sleep(when - self._clock.time())
+        if not wakeup.done():
+            wakeup.set_result(None)
+
+    async def _decide(self) -> float:
+        """Admit what can be admitted now; return when the next decision is due."""
+        wake_at = math.inf
+        for pool, queue in self._queues.items():
+            if not queue.count:
+                continue
+            now = self._clock.time()
+            pause = self._paused.get(pool, -math.inf)
+            if pause > self._pause_sent.get(pool, -math.inf):
+                await self._store.pause(pool, pause)
+                self._pause_sent[pool] = pause
+            snap = await self._store.snapshot(pool, now)
+            planned = _plan(queue, snap, self.starvation_bound)
+            for index, waiter in enumerate(planned):
+                taken = await self._store.try_take(pool, waiter.weight, now)
+                if isinstance(taken, NotYet):
+                    # The store disagrees (shared with other processes): retry when it says.
+                    for rest in reversed(planned[index:]):
+                        queue.restore(rest)
+                    wake_at = min(wake_at, taken.earliest)
+                    break
+                await self._grant(pool, waiter, taken.entry, now)
+            wake_at = min(wake_at, snap.next_change())
+            oldest = queue.oldest()
+            if oldest is not None and oldest.enqueued_at + self.starvation_bound > now:
+                wake_at = min(wake_at, oldest.enqueued_at + self.starvation_bound)
+        return wake_at
+
+    async def _grant(self, pool: Pool, waiter: _Waiter, entry: EntryId, now: float) -> None:
+        waiter.state = _DONE
+        if waiter.future.done():
+            # Cancelled after it was chosen: give the room back and decide again at once.
+            await self._store.release(pool, entry)
+            self._counters[pool]["cancelled_waiting"] += 1
+            self._dirty = True
+            return
+        ticket = Ticket(pool, waiter.cost, waiter.priority, entry, waiter.enqueued_at, now)
+        waiter.future.set_result(ticket)
+        self._counters[pool]["requests_sent"] += 1
+        self._counters[pool]["cost_sent"] += waiter.cost
+
+
+_COUNTERS: Final = (
+    "requests_sent",
+    "cost_sent",
+    "completed",
+    "cancelled_waiting",
+    "rate_limited",
+    "retries",
+)
+
+
+def _plan(queue: _PoolQueue, snap: PoolSnapshot, starvation_bound: float) -> list[_Waiter]:
+    """Choose the waiters to admit at ``snap.now`` and mark them planned (see the module doc)."""
+    if snap.paused or not snap.slots:
+        return []
+    now = snap.now
+    room, slots = snap.room(), snap.slots
+    planned: list[_Waiter] = []
+    taken = 0
+    reserved: _Waiter | None = None
+
+    def admit(waiter: _Waiter) -> None:
+        nonlocal room, slots, taken
+        queue.plan(waiter)
+        planned.append(waiter)
+        room -= waiter.weight
+        slots -= 1
+        taken += waiter.weight
+
+    def reserve(waiter: _Waiter) -> None:
+        # Others may only use room the reserved waiter will not need, and must leave it a slot.
+        nonlocal room, slots, reserved
+        reserved = waiter
+        when = snap.earliest_fit(waiter.weight + taken, slots=len(planned) + 1)
+        if when == math.inf:
+            room, slots = 0, 0
+            return
+        room = min(room, snap.room_at(when) - taken - waiter.weight)
+        slots -= 1
+
+    # Only the oldest starved waiter claims: admitting every starved one first would turn a
+    # long batch (where everything has waited long) into FIFO order and ruin the packing.
+    oldest = queue.oldest()
+    if oldest is not None and now - oldest.enqueued_at >= starvation_bound:
+        if oldest.weight <= room:
+            admit(oldest)
+        else:
+            reserve(oldest)
+
+    for priority in sorted(queue.levels, reverse=True):
+        if slots <= 0 or room < 0:
+            break
+        if priority not in queue.levels:
+            continue
+        for weight, count in largest_first(queue.items(priority), room, slots).items():
+            for _ in range(count):
+                admit(queue.levels[priority][weight].head())
+        if reserved is None and priority in queue.levels:
+            reserve(queue.oldest_at(priority))
+    return planned
+
+
+class Slot:
+    """The async context manager returned by :meth:`Scheduler.slot`."""
+
+    __slots__ = ("_cost", "_pool", "_priority", "_scheduler", "_ticket")
+
+    def __init__(self, scheduler: Scheduler, pool: Pool, cost: int, priority: int) -> None:
+        self._scheduler = scheduler
+        self._pool = pool
+        self._cost = cost
+        self._priority = priority
+        self._ticket: Ticket | None = None
+
+    async def __aenter__(self) -> Ticket:
+        if self._ticket is not None:
+            raise RuntimeError("a Slot can be entered only once")
+        self._ticket = await self._scheduler._acquire(self._pool, self._cost, self._priority)
+        return self._ticket
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._ticket is not None
+        await self._scheduler._complete(self._ticket)

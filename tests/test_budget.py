@@ -1,0 +1,186 @@
+"""Budget arithmetic: ledgers, snapshots, forecasts, the cost check and heaviest-first packing."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from amplitude_async.budget import (
+    InMemoryBudgetStore,
+    NotYet,
+    PoolLedger,
+    Taken,
+    check_cost,
+    largest_first,
+    pool_cap,
+    pool_windows,
+    weight_of,
+)
+from amplitude_async.errors import QueryTooExpensive
+from amplitude_async.limits import Limits, Pool
+
+LIMITS = Limits(concurrent=3, cost_per_window=100, window=10.0, cost_per_hour=250, hour=60.0)
+
+
+def ledger(pool: Pool = Pool.STANDARD, limits: Limits = LIMITS) -> PoolLedger:
+    return PoolLedger(pool_windows(limits, pool), pool_cap(limits, pool))
+
+
+def take(book: PoolLedger, weight: int, now: float) -> int:
+    result = book.try_take(weight, now)
+    assert isinstance(result, Taken), result
+    return result.entry
+
+
+def test_pools_have_their_windows_and_caps() -> None:
+    assert [w.name for w in pool_windows(LIMITS, Pool.STANDARD)] == [
+        "cost_per_window",
+        "cost_per_hour",
+    ]
+    assert [(w.budget, w.length) for w in pool_windows(LIMITS, Pool.USER)] == [(360, 60.0)]
+    assert pool_cap(LIMITS, Pool.STANDARD) == 3
+    assert pool_cap(LIMITS, Pool.USER) == 10
+    assert weight_of(Pool.USER, 0) == 1
+    assert weight_of(Pool.STANDARD, 42) == 42
+
+
+def test_query_too_expensive_names_the_budget_and_hints() -> None:
+    check_cost(LIMITS, Pool.STANDARD, 100)
+    with pytest.raises(QueryTooExpensive) as info:
+        check_cost(LIMITS, Pool.STANDARD, 101)
+    assert (info.value.cost, info.value.budget, info.value.budget_name) == (
+        101,
+        100,
+        "cost_per_window",
+    )
+    assert "shorter date range" in info.value.hint
+    wide = Limits(cost_per_window=1000, cost_per_hour=500)
+    with pytest.raises(QueryTooExpensive) as info:
+        check_cost(wide, Pool.STANDARD, 600)
+    assert info.value.budget_name == "cost_per_hour"
+    check_cost(LIMITS, Pool.USER, 10_000)  # user queries weigh 1 whatever their cost
+    with pytest.raises(ValueError, match="negative"):
+        check_cost(LIMITS, Pool.STANDARD, -1)
+
+
+def test_entry_occupies_from_dispatch_until_a_window_after_completion() -> None:
+    book = ledger()
+    entry = take(book, 60, now=0.0)
+    assert not book.fits(41, 5.0)
+    book.complete(entry, now=20.0)  # in flight for 20 s: occupied all that time
+    assert not book.fits(41, 29.999)
+    assert book.fits(41, 30.0)  # completion + window
+    # The hour window still holds it: 60 + 41 + ... up to 250 per hour.
+    assert book.snapshot(30.0).used == (0, 60)
+    assert book.snapshot(80.0).used == (0, 0)
+
+
+def test_all_windows_and_the_cap_are_checked_together() -> None:
+    book = ledger()
+    for now in (0.0, 20.0):
+        book.complete(take(book, 100, now), now)
+    # 200 of 250 used in the hour; the 10 s window is free again at 30 s.
+    result = book.try_take(60, 31.0)
+    assert isinstance(result, NotYet)
+    assert result.earliest == 60.0  # the first hour entry leaves at 0 + 60
+    assert book.snapshot(31.0).used == (0, 200)  # the refusal took nothing
+    for _ in range(3):
+        take(book, 10, 61.0)
+    assert not book.fits(1, 61.0)  # cap of 3 in flight
+    assert book.snapshot(61.0).earliest_fit(1) == math.inf  # needs a completion
+
+
+def test_forecasts_count_in_flight_entries_as_never_leaving() -> None:
+    book = ledger()
+    done = [take(book, w, 0.0) for w in (30, 20)]
+    take(book, 40, 0.0)  # stays in flight
+    book.complete(done[0], 1.0)
+    book.complete(done[1], 2.0)
+    snap = book.snapshot(3.0)
+    assert snap.room() == 10
+    assert snap.expiries[0] == ((11.0, 30), (12.0, 20))
+    assert snap.room_at(11.0) == 40
+    assert snap.room_at(12.0) == 60
+    assert snap.earliest_fit(35) == 11.0
+    assert snap.earliest_fit(50) == 12.0
+    assert snap.earliest_fit(61) == math.inf
+    assert snap.earliest_fit(10, slots=1) == 3.0
+    assert snap.next_change() == 11.0
+
+
+def test_pause_extends_never_shortens_and_blocks() -> None:
+    book = ledger()
+    book.pause(50.0)
+    book.pause(20.0)
+    assert book.paused_until == 50.0
+    assert not book.fits(1, 49.0)
+    assert book.snapshot(49.0).earliest_fit(1) == 50.0
+    assert book.fits(1, 50.0)
+
+
+def test_release_forgets_an_unsent_entry() -> None:
+    book = ledger()
+    entry = take(book, 100, 0.0)
+    book.release(entry)
+    assert book.fits(100, 0.0)
+    assert book.in_flight == 0
+
+
+def test_out_of_order_completion_keeps_expiries_sorted() -> None:
+    book = ledger()
+    first, second = take(book, 10, 0.0), take(book, 20, 0.0)
+    book.complete(first, 5.0)
+    book.complete(second, 3.0)
+    assert book.snapshot(5.0).expiries[0] == ((13.0, 20), (15.0, 10))
+
+
+def test_user_pool_counts_queries_not_cost() -> None:
+    limits = Limits(user_concurrent=2, user_queries_per_hour=3, hour=60.0)
+    book = ledger(Pool.USER, limits)
+    for now in (0.0, 1.0, 2.0):
+        book.complete(take(book, weight_of(Pool.USER, 0), now), now)
+    assert not book.fits(1, 3.0)
+    assert book.snapshot(3.0).earliest_fit(1) == 60.0
+
+
+async def test_in_memory_store_implements_the_operations() -> None:
+    store = InMemoryBudgetStore(LIMITS)
+    taken = await store.try_take(Pool.STANDARD, 70, 0.0)
+    assert isinstance(taken, Taken)
+    refused = await store.try_take(Pool.STANDARD, 31, 0.0)
+    assert isinstance(refused, NotYet)
+    assert refused.earliest == math.inf
+    await store.complete(Pool.STANDARD, taken.entry, 1.0)
+    snap = await store.snapshot(Pool.STANDARD, 2.0)
+    assert snap.earliest_fit(31) == 11.0
+    await store.pause(Pool.USER, 9.0)
+    assert store.peek(Pool.USER, 2.0).paused
+    assert not store.peek(Pool.STANDARD, 2.0).paused
+
+
+def test_largest_first_examples() -> None:
+    assert largest_first([(50, 3), (30, 1), (5, 10)], room=100, slots=5) == {50: 2}
+    assert largest_first([(50, 3), (30, 1), (5, 10)], room=95, slots=5) == {50: 1, 30: 1, 5: 3}
+    assert largest_first([(50, 3), (5, 10)], room=100, slots=1) == {50: 1}
+    assert largest_first([(200, 1)], room=100, slots=5) == {}
+    assert largest_first([(0, 4), (10, 1)], room=10, slots=3) == {10: 1, 0: 2}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(st.integers(0, 120), st.integers(0, 6), max_size=12),
+    st.integers(0, 150),
+    st.integers(0, 6),
+)
+def test_largest_first_fits_and_is_maximal(items: dict[int, int], room: int, slots: int) -> None:
+    chosen = largest_first(items.items(), room, slots)
+    assert sum(w * n for w, n in chosen.items()) <= room
+    assert sum(chosen.values()) <= slots
+    assert all(0 < n <= items[w] for w, n in chosen.items())
+    left_room = room - sum(w * n for w, n in chosen.items())
+    if sum(chosen.values()) < slots:
+        # Nothing left over would still fit: the choice is maximal (work-conserving).
+        assert all(w > left_room for w, n in items.items() if n > chosen.get(w, 0))

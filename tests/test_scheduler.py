@@ -1,0 +1,294 @@
+"""Scheduler behaviour on a virtual clock: admission, waiting, pause, priorities, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import math
+import time
+import tracemalloc
+
+import pytest
+
+from amplitude_async.errors import QueryTooExpensive
+from amplitude_async.limits import Limits, Pool
+from amplitude_async.scheduler import Scheduler, Ticket
+from amplitude_async.testing import DeadlockError, Enforcer, VirtualClock, run_virtual
+
+LIMITS = Limits(concurrent=3, cost_per_window=100, window=10.0, cost_per_hour=1000, hour=60.0)
+
+
+async def query(
+    scheduler: Scheduler,
+    cost: int,
+    latency: float = 1.0,
+    *,
+    pool: Pool = Pool.STANDARD,
+    priority: int = 0,
+    log: list[tuple[int, float]] | None = None,
+) -> Ticket:
+    async with scheduler.slot(pool, cost, priority=priority) as ticket:
+        if log is not None:
+            log.append((cost, ticket.dispatched_at))
+        await asyncio.sleep(latency)
+    return ticket
+
+
+def test_virtual_clock_runs_timers_without_sleeping() -> None:
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(3600)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.sleep(10), 2.5)
+        return loop.time()
+
+    started = time.perf_counter()
+    clock = VirtualClock(start=100.0)
+    assert clock.run(main()) == 3702.5
+    assert clock.time() == 3702.5
+    assert time.perf_counter() - started < 1.0
+
+
+def test_virtual_clock_reports_a_deadlock() -> None:
+    async def main() -> None:
+        await asyncio.get_running_loop().create_future()
+
+    with pytest.raises(DeadlockError):
+        VirtualClock(deadlock_timeout=0.01).run(main())
+
+
+def test_free_budget_admits_at_once_and_full_budget_waits_for_expiry() -> None:
+    async def main() -> list[Ticket]:
+        scheduler = Scheduler(LIMITS)
+        first = await query(scheduler, 60, latency=2.0)
+        second = await query(scheduler, 60)  # 60 + 60 > 100 until 2 + 10
+        return [first, second]
+
+    first, second = run_virtual(main())
+    assert (first.dispatched_at, first.waited) == (0.0, 0.0)
+    assert second.dispatched_at == 12.0
+    assert second.waited == 10.0
+
+
+def test_too_expensive_is_raised_before_anything_waits() -> None:
+    async def main() -> None:
+        scheduler = Scheduler(LIMITS)
+        with pytest.raises(QueryTooExpensive) as info:
+            scheduler.slot(Pool.STANDARD, 101)
+        assert info.value.budget_name == "cost_per_window"
+        assert scheduler.statistics()[Pool.STANDARD].queued == 0
+
+    run_virtual(main())
+
+
+def test_pause_extends_never_shortens() -> None:
+    async def main() -> tuple[float, float]:
+        scheduler = Scheduler(LIMITS)
+        scheduler.pause(Pool.STANDARD, 30.0)
+        scheduler.pause(Pool.STANDARD, 5.0)
+        assert scheduler.statistics()[Pool.STANDARD].paused_until == 30.0
+        user = await query(scheduler, 0, pool=Pool.USER)  # another pool: not paused
+        standard = await query(scheduler, 1)
+        return user.dispatched_at, standard.dispatched_at
+
+    assert run_virtual(main()) == (0.0, 30.0)
+
+
+def test_higher_priority_goes_first_and_holds_a_reservation() -> None:
+    async def main() -> list[tuple[int, float]]:
+        scheduler = Scheduler(LIMITS, starvation_bound=math.inf)
+        log: list[tuple[int, float]] = []
+        blocker = asyncio.create_task(query(scheduler, 70, latency=1.0, log=log))
+        await asyncio.sleep(0.5)
+        # Room 30 now, 100 at 11. All the cheap backfill would fit now, but the urgent 80 must
+        # not be delayed by it: the backfill may only use what the 80 leaves (20 at 11).
+        tasks = [asyncio.create_task(query(scheduler, 10, log=log)) for _ in range(3)]
+        await asyncio.sleep(0)
+        tasks.append(asyncio.create_task(query(scheduler, 80, priority=5, log=log)))
+        await asyncio.gather(blocker, *tasks)
+        return log
+
+    log = run_virtual(main())
+    assert log[0] == (70, 0.0)
+    # Two backfill queries fit beside the reserved 80 (10 + 10 + 80 <= 100 at 11), the third
+    # waits; the urgent one is admitted the moment the 70 expires.
+    assert sorted(log[1:]) == [(10, 0.5), (10, 0.5), (10, 11.5), (80, 11.0)]
+
+
+def test_priorities_order_admission_when_room_frees() -> None:
+    async def main() -> list[tuple[int, float]]:
+        scheduler = Scheduler(LIMITS, starvation_bound=math.inf)
+        log: list[tuple[int, float]] = []
+        blocker = asyncio.create_task(query(scheduler, 100, latency=1.0))
+        await asyncio.sleep(0)
+        tasks = [
+            asyncio.create_task(query(scheduler, cost, priority=priority, log=log))
+            for cost, priority in ((60, 0), (50, 1), (40, 2))
+        ]
+        await asyncio.gather(blocker, *tasks)
+        return log
+
+    log = run_virtual(main())
+    assert log[:2] == [(40, 11.0), (50, 11.0)]  # the 60 waits: it would not fit beside them
+    assert log[2][0] == 60
+
+
+def test_heaviest_first_within_a_priority() -> None:
+    async def main() -> list[tuple[int, float]]:
+        scheduler = Scheduler(LIMITS, starvation_bound=math.inf)
+        log: list[tuple[int, float]] = []
+        costs = (10, 20, 70, 30)
+        await asyncio.gather(*(query(scheduler, c, log=log) for c in costs))
+        return log
+
+    assert run_virtual(main())[:2] == [(70, 0.0), (30, 0.0)]
+
+
+def test_cancelled_waiter_takes_nothing() -> None:
+    async def main() -> tuple[float, int, int]:
+        scheduler = Scheduler(LIMITS)
+        blocker = asyncio.create_task(query(scheduler, 50, latency=5.0))
+        await asyncio.sleep(0)
+        waiting = asyncio.create_task(query(scheduler, 60))
+        await asyncio.sleep(1.0)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        stats = scheduler.statistics()[Pool.STANDARD]
+        assert stats.queued == 0
+        assert stats.windows[0].used == 50
+        later = await query(scheduler, 50)  # the room the cancelled one never took
+        await blocker
+        return later.dispatched_at, stats.cancelled_waiting, stats.requests_sent
+
+    assert run_virtual(main()) == (1.0, 1, 1)
+
+
+def test_cancelled_in_flight_keeps_its_entry_until_a_window_after_cancellation() -> None:
+    async def main() -> float:
+        scheduler = Scheduler(LIMITS)
+        running = asyncio.create_task(query(scheduler, 70, latency=100.0))
+        await asyncio.sleep(3.0)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        assert scheduler.statistics()[Pool.STANDARD].in_flight == 0
+        return (await query(scheduler, 70)).dispatched_at
+
+    assert run_virtual(main()) == 13.0
+
+
+def test_statistics_snapshot() -> None:
+    async def main() -> None:
+        scheduler = Scheduler(LIMITS)
+        running = asyncio.create_task(query(scheduler, 70, latency=5.0))
+        queued = asyncio.create_task(query(scheduler, 40))
+        await asyncio.sleep(1.0)
+        scheduler.record_rate_limited(Pool.STANDARD)
+        scheduler.record_retry(Pool.STANDARD)
+        stats = scheduler.statistics()
+        standard = stats[Pool.STANDARD]
+        assert stats.time == 1.0
+        assert (standard.in_flight, standard.queued) == (1, 1)
+        assert [(w.name, w.used, w.remaining) for w in standard.windows] == [
+            ("cost_per_window", 70, 30),
+            ("cost_per_hour", 70, 930),
+        ]
+        assert (standard.requests_sent, standard.cost_sent) == (1, 70)
+        assert (stats.rate_limited, stats.retries, stats.requests_sent) == (1, 1, 1)
+        assert stats[Pool.USER].queued == 0
+        await asyncio.gather(running, queued)
+        after = scheduler.statistics()[Pool.STANDARD]
+        assert (after.completed, after.requests_sent, after.cost_sent) == (2, 2, 110)
+
+    run_virtual(main())
+
+
+def test_expensive_query_is_not_starved_by_a_stream_of_cheap_ones() -> None:
+    limits = Limits()  # 1000 per 300 s, 5 in flight
+    latency = 5.0
+
+    async def main(bound: float) -> float:
+        scheduler = Scheduler(limits, starvation_bound=bound)
+
+        async def stream() -> None:
+            # 60 cost every 10 s: more than the window allows, so there is always a cheap
+            # query that fits whenever a little room frees.
+            tasks = []
+            for _ in range(400):
+                tasks.append(asyncio.create_task(query(scheduler, 60, latency=latency)))
+                await asyncio.sleep(10.0)
+            await asyncio.gather(*tasks)
+
+        feeder = asyncio.create_task(stream())
+        await asyncio.sleep(15.0)
+        big = await query(scheduler, 900, latency=latency)
+        feeder.cancel()
+        return big.waited
+
+    bound = 3 * limits.window
+    waited = run_virtual(main(bound))
+    assert waited <= bound + limits.window + latency
+    # Without the age rule the cheap stream would keep it out far longer.
+    assert run_virtual(main(math.inf)) > bound + limits.window + latency
+
+
+def test_pacing_spreads_dispatches_and_still_respects_budgets() -> None:
+    async def main(pacing: bool) -> list[float]:
+        scheduler = Scheduler(LIMITS, pacing=pacing)
+        enforcer = Enforcer(LIMITS, scheduler.clock)
+
+        async def paced(cost: int) -> float:
+            async with scheduler.slot(Pool.STANDARD, cost) as ticket:
+                arrival = enforcer.arrive(Pool.STANDARD, cost)
+                assert arrival.accepted
+                assert arrival.ticket is not None
+                await asyncio.sleep(0.5)
+                enforcer.finish(arrival.ticket)
+            return ticket.dispatched_at
+
+        return await asyncio.gather(*(paced(10) for _ in range(6)))
+
+    assert run_virtual(main(False)) == [0.0, 0.0, 0.0, 0.5, 0.5, 0.5]
+    paced = run_virtual(main(True))
+    assert paced[0] == 0.0
+    assert paced[-1] >= 4.0  # bursts of 10 per 1 s
+
+
+def test_many_queued_queries_cost_little_memory_and_time() -> None:
+    n = 20_000
+
+    async def main() -> tuple[float, float]:
+        scheduler = Scheduler(Limits(concurrent=5, cost_per_window=1000, window=10.0))
+        scheduler.pause(Pool.STANDARD, 1.0)  # everything queues first
+
+        async def plain(event: asyncio.Event) -> None:
+            await event.wait()
+
+        # Baseline: the same number of bare tasks, to subtract what tasks themselves cost.
+        gc.collect()
+        tracemalloc.start()
+        event = asyncio.Event()
+        bare = [asyncio.create_task(plain(event)) for _ in range(n)]
+        await asyncio.sleep(0)
+        bare_bytes = tracemalloc.get_traced_memory()[0]
+        event.set()
+        await asyncio.gather(*bare)
+        del bare
+        gc.collect()
+        tracemalloc.stop()
+        tracemalloc.start()
+        tasks = [asyncio.create_task(query(scheduler, 1 + i % 200, latency=0.1)) for i in range(n)]
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        queued_bytes = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        assert scheduler.statistics()[Pool.STANDARD].queued == n
+        started = time.perf_counter()
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - started
+        return (queued_bytes - bare_bytes) / n, elapsed
+
+    per_query, elapsed = run_virtual(main())
+    assert per_query < 2048
+    assert elapsed < 20.0
