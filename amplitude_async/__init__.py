@@ -1,0 +1,148 @@
+"""amplitude_async: a cost-aware asyncio client for the Amplitude Dashboard REST API.
+
+Every query's cost is computed before it is sent, and a scheduler admits requests only when
+every budget of the project allows them, so the limits are used to the last unit and never
+exceeded. ``amplitude_async.testing`` holds an emulator of the API for offline use.
+"""
+
+from __future__ import annotations
+
+from .budget import BudgetStore, InMemoryBudgetStore
+from .client import AmplitudeClient
+from .clock import Clock, LoopClock
+from .converter import structure_result, unstructure_result
+from .errors import (
+    AmplitudeError,
+    APIError,
+    AuthenticationError,
+    BadRequest,
+    ConfigurationError,
+    InvalidQuery,
+    NotFound,
+    QueryTooExpensive,
+    RateLimited,
+    ResponseValidationError,
+    ServerError,
+    TransportError,
+)
+from .limits import Limits, Pool
+from .queries import (
+    DAILY,
+    HOURLY,
+    MONTHLY,
+    REALTIME,
+    WEEKLY,
+    ActiveUsers,
+    AverageSessionLength,
+    ChartCSV,
+    ChartQuery,
+    EventSegmentation,
+    EventsList,
+    Funnel,
+    Query,
+    RealtimeActiveUsers,
+    Retention,
+    RevenueLTV,
+    SessionLengthDistribution,
+    SessionsPerUser,
+    UserActivity,
+    UserComposition,
+    UserSearch,
+    parse_query,
+)
+from .results import (
+    ActiveUsersResult,
+    AverageSessionLengthResult,
+    ChartCSVResult,
+    ChartQueryResult,
+    EventSegmentationResult,
+    EventsListResult,
+    FunnelResult,
+    RealtimeActiveUsersResult,
+    RetentionResult,
+    RevenueLTVResult,
+    Row,
+    SessionLengthDistributionResult,
+    SessionsPerUserResult,
+    UserActivityResult,
+    UserCompositionResult,
+    UserSearchResult,
+)
+from .retry import RetryPolicy
+from .scheduler import Scheduler, SchedulerStatistics
+from .values import Event, GroupBy, InCohort, PerformedEvent, PropertyFilter, Segment, Where
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DAILY",
+    "HOURLY",
+    "MONTHLY",
+    "REALTIME",
+    "WEEKLY",
+    "APIError",
+    "ActiveUsers",
+    "ActiveUsersResult",
+    "AmplitudeClient",
+    "AmplitudeError",
+    "AuthenticationError",
+    "AverageSessionLength",
+    "AverageSessionLengthResult",
+    "BadRequest",
+    "BudgetStore",
+    "ChartCSV",
+    "ChartCSVResult",
+    "ChartQuery",
+    "ChartQueryResult",
+    "Clock",
+    "ConfigurationError",
+    "Event",
+    "EventSegmentation",
+    "EventSegmentationResult",
+    "EventsList",
+    "EventsListResult",
+    "Funnel",
+    "FunnelResult",
+    "GroupBy",
+    "InCohort",
+    "InMemoryBudgetStore",
+    "InvalidQuery",
+    "Limits",
+    "LoopClock",
+    "NotFound",
+    "PerformedEvent",
+    "Pool",
+    "PropertyFilter",
+    "Query",
+    "QueryTooExpensive",
+    "RateLimited",
+    "RealtimeActiveUsers",
+    "RealtimeActiveUsersResult",
+    "ResponseValidationError",
+    "Retention",
+    "RetentionResult",
+    "RetryPolicy",
+    "RevenueLTV",
+    "RevenueLTVResult",
+    "Row",
+    "Scheduler",
+    "SchedulerStatistics",
+    "Segment",
+    "ServerError",
+    "SessionLengthDistribution",
+    "SessionLengthDistributionResult",
+    "SessionsPerUser",
+    "SessionsPerUserResult",
+    "TransportError",
+    "UserActivity",
+    "UserActivityResult",
+    "UserComposition",
+    "UserCompositionResult",
+    "UserSearch",
+    "UserSearchResult",
+    "Where",
+    "__version__",
+    "parse_query",
+    "structure_result",
+    "unstructure_result",
+]

@@ -1,0 +1,27 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from localserver import RecordingServer
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[RecordingServer]:
+    """Serve a :class:`RecordingServer` on 127.0.0.1 (a random free port)."""
+    recorder = RecordingServer()
+    app = web.Application()
+    app.router.add_route("GET", "/{tail:.*}", recorder.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    recorder.url = f"http://127.0.0.1:{port}"
+    try:
+        yield recorder
+    finally:
+        await runner.cleanup()
