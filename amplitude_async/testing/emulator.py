@@ -1,0 +1,601 @@
+"""The built-in emulator: Amplitude's Dashboard REST API served by aiohttp over a dataset.
+
+:class:`Emulator` answers every endpoint with the documented response shape, computed by
+:func:`~amplitude_async.testing.engine.answer` from a :class:`~.dataset.Dataset`, and enforces
+the project limits strictly with an :class:`~.enforcer.Enforcer` using the client's own cost
+model (``parse_query(...).cost`` and ``.pool``)::
+
+    async with Emulator(SyntheticDataset(seed=1)) as emu:
+        async with AmplitudeClient(emu.api_key, emu.secret_key, base_url=emu.url) as client:
+            ...
+
+What a request goes through, in order (each step is a place a test can aim at):
+
+1. ``arrival_delay`` (network latency on the way in), so the stamp happens late;
+2. method (only GET, else 405) and path (unknown endpoint: 404, before authentication);
+3. HTTP Basic authentication: missing or wrong keys give 401, an endpoint listed in
+   ``forbidden`` gives 403;
+4. the parameters are rebuilt with :func:`~amplitude_async.queries.parse_query`: 400 naming the
+   wire parameter at fault;
+5. the enforcer stamps the arrival: 429 ``Exceeded concurrent limit with query of cost N`` or
+   ``Exceeded rate limit with query of cost N``; a rejected request takes nothing;
+6. faults (5xx, slow, hang, dropped connection) drawn for accepted requests only;
+7. ``processing_time``, then the engine's answer (200, or 400/404 in the error envelope).
+
+An accepted request stays in flight until its response has been written (or its connection is
+gone), which is the strictest moment a server could release it.
+
+Decisions where Amplitude is silent: authentication is checked after the path, so an unknown
+path is 404 for anyone; requests rejected before step 5 are not stamped and cost nothing;
+``now`` (what realtime, the events list, retention and LTV see) defaults to noon of the
+dataset's last day in its time zone, so answers are deterministic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import random
+import sys
+from collections import deque
+from collections.abc import Collection, Iterable, Mapping
+from datetime import datetime, time
+from typing import Any, Final, Literal, TextIO, TypeAlias
+
+import attrs
+from aiohttp import web
+from attrs import field, frozen
+
+from ..clock import Clock, LoopClock
+from ..errors import InvalidQuery, RateLimitKind
+from ..limits import DEFAULT_LIMITS, Limits, Pool
+from ..queries import Query, parse_query
+from .dataset import Dataset, SyntheticDataset
+from .enforcer import Enforcer, Reading
+from .engine import EngineError, answer
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "DEFAULT_SECRET_KEY",
+    "Delay",
+    "Emulator",
+    "EmulatorStatistics",
+    "FaultKind",
+    "Faults",
+    "RequestRecord",
+    "serve",
+]
+
+DEFAULT_API_KEY: Final = "emulator-key"
+DEFAULT_SECRET_KEY: Final = "emulator-secret"
+
+Delay: TypeAlias = float | tuple[float, float]
+"""Seconds: a fixed delay, or ``(low, high)`` drawn uniformly for each request."""
+
+FaultKind = Literal["error", "slow", "hang", "drop"]
+"""An injected fault: a 5xx answer, a slow answer, no answer at all, or a closed connection."""
+
+ReadingName = Reading | Literal["sliding", "in-flight"]
+"""The enforcer's readings, also under the names ``"sliding"`` and ``"in-flight"``."""
+
+_READINGS: Final[Mapping[str, Reading]] = {
+    "window": "window",
+    "sliding": "window",
+    "in_flight": "in_flight",
+    "in-flight": "in_flight",
+}
+
+# The envelope's "type" and "message" per status; details carry the specifics.
+_ERRORS: Final[Mapping[int, tuple[str, str]]] = {
+    400: ("invalid", "Invalid request"),
+    401: ("unauthorized", "Invalid API key or secret key"),
+    403: ("forbidden", "Missing permission"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    429: ("too_many_requests", "Too Many Requests"),
+    500: ("internal", "Internal server error"),
+    502: ("bad_gateway", "Bad gateway"),
+    503: ("unavailable", "Service unavailable"),
+    504: ("timeout", "Gateway timeout: the query took too long"),
+}
+
+_log = logging.getLogger(__name__)
+
+_HANG_POLL: Final = 0.02
+"""Real seconds between checks, while hanging, of whether the client has gone away."""
+
+
+def _rate(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"Faults.{attribute.name} must be within [0, 1], got {value!r}")
+
+
+def _non_negative(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value < 0:
+        raise ValueError(f"Faults.{attribute.name} must not be negative, got {value!r}")
+
+
+def _to_statuses(value: Iterable[int]) -> tuple[int, ...]:
+    return tuple(value)
+
+
+def _statuses(_: object, attribute: attrs.Attribute[Any], value: tuple[int, ...]) -> None:
+    if not value or any(not 500 <= s <= 599 for s in value):
+        raise ValueError(f"Faults.{attribute.name} must be 5xx statuses, got {value!r}")
+
+
+@frozen
+class Faults:
+    """Fractions of accepted requests that go wrong, drawn from a seeded generator.
+
+    ``error_rate`` answer one of ``error_statuses``; ``slow_rate`` answer after an extra
+    ``slow_seconds``; ``hang_rate`` never answer (until the client gives up or the emulator
+    stops); ``drop_rate`` have their connection closed without an answer. The rates are
+    exclusive and must sum to at most 1.
+    """
+
+    error_rate: float = field(default=0.0, validator=_rate)
+    slow_rate: float = field(default=0.0, validator=_rate)
+    slow_seconds: float = field(default=2.0, validator=_non_negative)
+    hang_rate: float = field(default=0.0, validator=_rate)
+    drop_rate: float = field(default=0.0, validator=_rate)
+    error_statuses: tuple[int, ...] = field(
+        default=(500, 502, 503, 504), converter=_to_statuses, validator=_statuses
+    )
+    seed: int | None = 0
+
+    def __attrs_post_init__(self) -> None:
+        total = self.error_rate + self.slow_rate + self.hang_rate + self.drop_rate
+        if total > 1.0 + 1e-9:
+            raise ValueError(f"fault rates must sum to at most 1, got {total!r}")
+
+    def draw(self, rng: random.Random) -> FaultKind | None:
+        """Pick the fault (or none) for one request."""
+        r = rng.random()
+        for kind, rate in (
+            ("drop", self.drop_rate),
+            ("hang", self.hang_rate),
+            ("error", self.error_rate),
+            ("slow", self.slow_rate),
+        ):
+            if r < rate:
+                return kind  # type: ignore[return-value]
+            r -= rate
+        return None
+
+
+@frozen
+class RequestRecord:
+    """One request as the emulator saw it.
+
+    ``at`` is the emulator clock's time when the request was stamped (after ``arrival_delay``),
+    ``finished`` when it was answered or abandoned. ``pool`` and ``cost`` are ``None`` when the
+    request never got as far as a valid query; ``status`` is ``None`` when no answer was sent
+    (a hang or a dropped connection); ``limit`` says which limit a 429 broke.
+    """
+
+    at: float
+    path: str
+    params: tuple[tuple[str, str], ...]
+    pool: Pool | None
+    cost: int | None
+    status: int | None
+    limit: RateLimitKind | None = None
+    fault: FaultKind | None = None
+    finished: float = 0.0
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the enforcer admitted the request (it counts against the limits)."""
+        return self.pool is not None and self.status != 429
+
+
+@frozen
+class EmulatorStatistics:
+    """A snapshot of what the emulator has served.
+
+    ``peak_window_cost`` is the most standard-pool cost ever stamped within one sliding window
+    (``Limits.window``); ``peak_in_flight`` the most standard-pool requests in flight at once.
+    """
+
+    requests: int
+    answered: int
+    rate_limited_concurrent: int
+    rate_limited_rate: int
+    client_errors: int
+    faults: int
+    cost_accepted: int
+    cost_served: int
+    peak_window_cost: int
+    peak_in_flight: int
+
+    @property
+    def rate_limited(self) -> int:
+        """All 429 answers."""
+        return self.rate_limited_concurrent + self.rate_limited_rate
+
+
+def _default_now(dataset: Dataset) -> datetime:
+    return datetime.combine(dataset.end, time(12), tzinfo=dataset.tz)
+
+
+def _draw_delay(spec: Delay | None, rng: random.Random) -> float:
+    if spec is None:
+        return 0.0
+    if isinstance(spec, tuple):
+        low, high = spec
+        return rng.uniform(low, high)
+    return float(spec)
+
+
+def _check_delay(name: str, spec: Delay | None) -> None:
+    if spec is None:
+        return
+    bounds = spec if isinstance(spec, tuple) else (spec, spec)
+    if len(bounds) != 2 or bounds[0] < 0 or bounds[1] < bounds[0]:
+        raise ValueError(f"{name} must be seconds >= 0 or (low, high) with low <= high")
+
+
+def error_body(status: int, details: str, *, message: str | None = None) -> bytes:
+    """Amplitude's error envelope for ``status`` with ``details``, as JSON bytes."""
+    kind, default = _ERRORS.get(status, ("error", "Error"))
+    envelope = {
+        "error": {
+            "http_code": status,
+            "type": kind,
+            "message": message or default,
+            "metadata": {"details": details},
+        }
+    }
+    return json.dumps(envelope).encode()
+
+
+def _error(status: int, details: str, *, message: str | None = None) -> web.Response:
+    return web.Response(
+        status=status,
+        body=error_body(status, details, message=message),
+        content_type="application/json",
+    )
+
+
+class Emulator:
+    """Amplitude's Dashboard REST API over ``dataset``, with strict limits (module docstring).
+
+    ``limits`` are enforced on ``clock`` (the running loop's time by default), so
+    ``Limits().scaled(0.01)`` gives a 3-second window. ``reading`` is the enforcer's reading
+    of the per-window cost limit (``"window"``/``"sliding"`` or ``"in_flight"``/``"in-flight"``).
+    ``now`` is the moment realtime answers are computed for. ``forbidden`` lists endpoint names
+    (``Query.endpoint``, e.g. ``"user_activity"``) the key may not use (403). ``seed`` drives
+    the random delays. ``keep_log`` bounds :attr:`requests` for a long-running server: it keeps
+    the ``keep_log`` most recent records (at most twice as many between trims), and
+    :meth:`statistics` then covers those records only.
+
+    Serve it with ``async with`` (or :meth:`start` / :meth:`close`); :attr:`app` is the
+    :class:`aiohttp.web.Application` for other ways of serving.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        *,
+        api_key: str = DEFAULT_API_KEY,
+        secret_key: str = DEFAULT_SECRET_KEY,
+        limits: Limits = DEFAULT_LIMITS,
+        reading: ReadingName = "window",
+        clock: Clock | None = None,
+        now: datetime | None = None,
+        faults: Faults | None = None,
+        arrival_delay: Delay | None = None,
+        processing_time: Delay | None = None,
+        forbidden: Collection[str] = (),
+        seed: int | None = 0,
+        keep_log: int | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        if reading not in _READINGS:
+            raise ValueError(f"reading must be one of {sorted(_READINGS)}, got {reading!r}")
+        if now is not None and now.tzinfo is None:
+            raise ValueError("now must be an aware datetime")
+        _check_delay("arrival_delay", arrival_delay)
+        _check_delay("processing_time", processing_time)
+        self.dataset = dataset
+        self.api_key = api_key
+        self.secret_key = secret_key
+        self.limits = limits
+        self.clock: Clock = clock if clock is not None else LoopClock()
+        self.now = now if now is not None else _default_now(dataset)
+        self.faults = faults
+        self.arrival_delay = arrival_delay
+        self.processing_time = processing_time
+        self.forbidden = frozenset(forbidden)
+        self.host = host
+        self.port = port
+        self.enforcer = Enforcer(limits, self.clock, reading=_READINGS[reading])
+        if keep_log is not None and keep_log < 1:
+            raise ValueError(f"keep_log must be positive, got {keep_log!r}")
+        self.keep_log = keep_log
+        self.requests: list[RequestRecord] = []
+        """Every request, in the order it was finished with."""
+        self._rng = random.Random(seed)
+        self._fault_rng = random.Random(faults.seed if faults is not None else None)
+        self._authorization = "Basic " + base64.b64encode(
+            f"{api_key}:{secret_key}".encode()
+        ).decode("ascii")
+        self._stopping = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._url: str | None = None
+        self.app = web.Application()
+        self.app.router.add_route("*", "/{tail:.*}", self._handle)
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the running emulator."""
+        if self._url is None:
+            raise RuntimeError("the emulator is not running: use 'async with' or start()")
+        return self._url
+
+    async def start(self) -> str:
+        """Start serving on ``host:port`` (a free port when 0) and return the URL."""
+        if self._runner is not None:
+            return self.url
+        # A short shutdown timeout: hanging handlers notice the stop within _HANG_POLL anyway.
+        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        port = runner.addresses[0][1]
+        self._url = f"http://{self.host}:{port}"
+        return self._url
+
+    async def close(self) -> None:
+        """Stop serving; requests left hanging are abandoned."""
+        self._stopping.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self._runner = None
+        self._url = None
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        where = self._url or "not running"
+        return f"<Emulator {where} requests={len(self.requests)} {self.enforcer!r}>"
+
+    def statistics(self) -> EmulatorStatistics:
+        """Summarise :attr:`requests`."""
+        records = self.requests
+        concurrent = sum(1 for r in records if r.limit == "concurrent")
+        rate = sum(1 for r in records if r.limit == "rate")
+        accepted = [r for r in records if r.accepted]
+        return EmulatorStatistics(
+            requests=len(records),
+            answered=sum(1 for r in records if r.status == 200),
+            rate_limited_concurrent=concurrent,
+            rate_limited_rate=rate,
+            client_errors=sum(1 for r in records if r.status is not None and 400 <= r.status < 500)
+            - concurrent
+            - rate,
+            faults=sum(1 for r in records if r.fault is not None),
+            cost_accepted=sum(r.cost or 0 for r in accepted if r.pool is Pool.STANDARD),
+            cost_served=sum(
+                r.cost or 0 for r in accepted if r.pool is Pool.STANDARD and r.status == 200
+            ),
+            peak_window_cost=self._peak_window_cost(accepted),
+            peak_in_flight=self.enforcer.peak_in_flight[Pool.STANDARD],
+        )
+
+    def _peak_window_cost(self, accepted: list[RequestRecord]) -> int:
+        stamps = sorted((r.at, r.cost or 0) for r in accepted if r.pool is Pool.STANDARD)
+        window: deque[tuple[float, int]] = deque()
+        used = peak = 0
+        for at, cost in stamps:
+            while window and window[0][0] + self.limits.window <= at:
+                used -= window.popleft()[1]
+            window.append((at, cost))
+            used += cost
+            peak = max(peak, used)
+        return peak
+
+    # -- the request path -------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        await self.clock.sleep(_draw_delay(self.arrival_delay, self._rng))
+        at = self.clock.time()
+        params = tuple(request.rel_url.query.items())
+        path = request.path
+
+        def record(status: int | None, **kwargs: Any) -> None:
+            self.requests.append(
+                RequestRecord(at, path, params, status=status, finished=self.clock.time(), **kwargs)
+            )
+            if self.keep_log is not None and len(self.requests) > 2 * self.keep_log:
+                # Trimmed in halves so that appending stays cheap on average.
+                del self.requests[: -self.keep_log]
+
+        early = self._refuse(request, path, params)
+        if isinstance(early, web.Response):
+            record(early.status, pool=None, cost=None)
+            return early
+        query = early
+        pool, cost = query.pool, query.cost
+        arrival = self.enforcer.arrive(pool, cost)
+        if arrival.ticket is None:
+            kind = arrival.rejected
+            limit = "concurrent limit" if kind == "concurrent" else "rate limit"
+            record(429, pool=pool, cost=cost, limit=kind)
+            return _error(429, f"Exceeded {limit} with query of cost {cost}")
+        sent: web.StreamResponse | None = None
+        fault: FaultKind | None = None
+        try:
+            fault = self.faults.draw(self._fault_rng) if self.faults is not None else None
+            sent = await self._serve_accepted(request, query, fault)
+        finally:
+            # Also on cancellation: the client went away, so the request is no longer in flight.
+            self.enforcer.finish(arrival.ticket)
+            record(sent.status if sent is not None else None, pool=pool, cost=cost, fault=fault)
+        if sent is None:
+            # Nothing was sent (drop, hang, or the client left): aiohttp still wants a response,
+            # which it cannot deliver on a closed connection.
+            return web.Response(status=499)
+        return sent
+
+    def _refuse(
+        self, request: web.Request, path: str, params: tuple[tuple[str, str], ...]
+    ) -> web.Response | Query[Any]:
+        """The early answers (405, 404, 401, 403, 400), or the query to serve."""
+        if request.method != "GET":
+            response = _error(405, f"{request.method} is not supported: every endpoint is GET")
+            response.headers["Allow"] = "GET"
+            return response
+        problem: InvalidQuery | None = None
+        query: Query[Any] | None = None
+        try:
+            query = parse_query(path, params)
+        except InvalidQuery as exc:
+            if exc.field == "path":
+                return _error(404, f"No endpoint at {path}")
+            problem = exc
+        auth = request.headers.get("Authorization")
+        if auth is None:
+            return _error(
+                401,
+                "Use HTTP Basic authentication with the project's API key and secret key",
+                message="Missing credentials",
+            )
+        if auth != self._authorization:
+            return _error(401, _describe_bad_auth(auth, self.api_key))
+        if problem is not None:
+            return _error(400, f"{problem.field}: {problem.message}", message="Invalid parameters")
+        assert query is not None
+        if query.endpoint in self.forbidden:
+            return _error(403, f"This API key may not use the {query.endpoint} endpoint")
+        return query
+
+    async def _serve_accepted(
+        self, request: web.Request, query: Query[Any], fault: FaultKind | None
+    ) -> web.StreamResponse | None:
+        """Answer an accepted request; return the response sent, or None if none was."""
+        await self.clock.sleep(_draw_delay(self.processing_time, self._rng))
+        if fault == "drop":
+            if request.transport is not None:
+                request.transport.abort()
+            return None
+        if fault == "hang":
+            await self._hang(request)
+            return None
+        if fault == "slow":
+            assert self.faults is not None
+            await self.clock.sleep(self.faults.slow_seconds)
+        if fault == "error":
+            assert self.faults is not None
+            status = self._fault_rng.choice(self.faults.error_statuses)
+            response = _error(status, "Injected failure (emulator fault injection)")
+        else:
+            response = self._answer(query)
+        # Writing here (not after returning) keeps the request in flight until it is sent.
+        try:
+            await response.prepare(request)
+            await response.write_eof()
+        except ConnectionError:
+            return None
+        return response
+
+    def _answer(self, query: Query[Any]) -> web.Response:
+        try:
+            body = answer(query, self.dataset, self.now)
+        except EngineError as exc:
+            details = f"{exc.field}: {exc.message}" if exc.field else exc.message
+            message = "Not found" if exc.status == 404 else "Invalid chart definition"
+            return _error(exc.status, details, message=message)
+        except Exception as exc:
+            # A defect in the engine must still reach the client as an API error (and show in
+            # the log as a 500), not as aiohttp's bare text page.
+            _log.exception("the answer engine failed on %r", query)
+            return _error(500, f"Emulator error: {type(exc).__name__}: {exc}")
+        return web.Response(body=json.dumps(body).encode(), content_type="application/json")
+
+    async def _hang(self, request: web.Request) -> None:
+        # aiohttp does not cancel a handler whose client disconnected, so watch the transport.
+        while not self._stopping.is_set():
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), _HANG_POLL)
+
+
+def _describe_bad_auth(header: str, api_key: str) -> str:
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "basic":
+        return "Unsupported authorization scheme: use HTTP Basic"
+    try:
+        key, sep, _ = base64.b64decode(token, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return "Malformed Basic credentials"
+    if not sep:
+        return "Malformed Basic credentials: expected api_key:secret_key"
+    if key != api_key:
+        return "Invalid API key"
+    return "Invalid secret key"
+
+
+async def serve(
+    port: int = 8787,
+    seed: int = 1,
+    users: int = 2000,
+    days: int = 90,
+    *,
+    host: str = "127.0.0.1",
+    limits: Limits = DEFAULT_LIMITS,
+    reading: ReadingName = "window",
+    api_key: str = DEFAULT_API_KEY,
+    secret_key: str = DEFAULT_SECRET_KEY,
+    tz: str | None = None,
+    out: TextIO | None = None,
+) -> None:
+    """Serve an emulator over a synthetic dataset until cancelled (the CLI's ``emulator``).
+
+    Prints the URL and the credentials to ``out`` (standard output by default).
+    """
+    out = out if out is not None else sys.stdout
+    dataset = SyntheticDataset(seed=seed, users=users, days=days, tz=tz)
+    emulator = Emulator(
+        dataset,
+        api_key=api_key,
+        secret_key=secret_key,
+        limits=limits,
+        reading=reading,
+        host=host,
+        port=port,
+        keep_log=10_000,
+    )
+    async with emulator:
+        print(
+            f"Amplitude emulator at {emulator.url}\n"
+            f"  data:   {users} synthetic users, {dataset.start} .. {dataset.end} "
+            f"(seed {seed}, {len(dataset)} events)\n"
+            f"  limits: {limits.concurrent} in flight, {limits.cost_per_window} cost per "
+            f"{limits.window:g} s, {limits.cost_per_hour} per {limits.hour:g} s\n"
+            f"  credentials:\n"
+            f"    AMPLITUDE_API_KEY={api_key}\n"
+            f"    AMPLITUDE_SECRET_KEY={secret_key}\n"
+            f"  use base_url={emulator.url!r} (CLI: --base-url {emulator.url}); Ctrl-C stops",
+            file=out,
+            flush=True,
+        )
+        await asyncio.Event().wait()
