@@ -1,0 +1,468 @@
+"""Backfill job files (TOML) and the table-to-query structuring they share with the CLI.
+
+A job file::
+
+    start = 2026-09-01          # the date range of every dated query (TOML dates or "YYYYMMDD")
+    end = 2026-11-29
+    chunk_days = 7              # days per request; rounded up to whole weeks/months if needed
+    output = "backfill-out"     # relative to the job file
+    formats = ["jsonl", "csv"]  # tidy rows: query, label, date, metric, value
+
+    [[queries]]
+    name = "purchases"                  # unique; names the rows and the checkpoints
+    endpoint = "event_segmentation"     # a key of amplitude_async.queries.ENDPOINTS
+    events = ["Purchase"]               # the query class's own fields from here on
+    metric = "totals"
+    group_by = ["country"]
+
+    [emulator]                  # optional: the data the built-in emulator serves (--emulator)
+    seed = 1
+    users = 1000
+    time_scale = 0.001          # limits' windows scaled by this (a fast clock)
+
+Field values follow the query classes (:mod:`amplitude_async.queries`): an event is a string
+or a table ``{event_type, filters = [{key, op, values, type}], group_by = [...]}``; ``segments``
+is a list of segments, each a list of condition tables (``{prop, op, values}``,
+``{cohort_id}`` or ``{event_type, op, value, time_type, time_value, filters}``); intervals
+are numbers or ``"daily"``, ``"weekly"``, ``"monthly"``, ``"hourly"``, ``"realtime"``. A query
+may state its own ``start``/``end``. Strings are accepted for numbers and dates too, which is
+how the CLI passes ``--param value`` pairs. Parquet output is not offered: no well-kept
+library writes it without a heavy dependency.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping
+from datetime import date
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+from attrs import field, frozen
+
+from ..errors import InvalidQuery
+from ..queries import (
+    DAILY,
+    ENDPOINTS,
+    HOURLY,
+    MONTHLY,
+    REALTIME,
+    WEEKLY,
+    ChartCSV,
+    DatedQuery,
+    Query,
+    UserActivity,
+    UserSearch,
+)
+from ..values import Event, GroupBy, InCohort, PerformedEvent, PropertyFilter, Segment, Where
+
+__all__ = [
+    "FORMATS",
+    "EmulatorSettings",
+    "Job",
+    "JobQuery",
+    "build_query",
+    "load_job",
+    "parse_job",
+]
+
+FORMATS: Final = ("jsonl", "csv")
+"""Output formats a job may ask for."""
+
+INTERVAL_NAMES: Final = {
+    "daily": DAILY,
+    "weekly": WEEKLY,
+    "monthly": MONTHLY,
+    "hourly": HOURLY,
+    "realtime": REALTIME,
+}
+
+_UNTABULAR: Final = (UserActivity, UserSearch, ChartCSV)
+_JOB_KEYS: Final = ("start", "end", "chunk_days", "output", "formats", "priority", "queries")
+_EMULATOR_KEYS: Final = ("seed", "users", "start", "days", "time_scale")
+
+
+@frozen
+class JobQuery:
+    """One named query of a job."""
+
+    name: str
+    query: Query[Any]
+
+
+@frozen
+class EmulatorSettings:
+    """What the built-in emulator serves when a job runs with ``--emulator``.
+
+    ``start``/``days`` default to the job's range; ``time_scale`` multiplies the limits'
+    windows (0.001: a 300 s window lasts 0.3 s).
+    """
+
+    seed: int = 1
+    users: int = 1000
+    start: date | None = None
+    days: int | None = None
+    time_scale: float = 0.001
+
+
+@frozen
+class Job:
+    """A parsed backfill job (see the module docstring)."""
+
+    queries: tuple[JobQuery, ...]
+    start: date
+    end: date
+    chunk_days: int
+    output: Path
+    formats: tuple[str, ...] = FORMATS
+    priority: int = 0
+    emulator: EmulatorSettings = field(factory=EmulatorSettings)
+    source: Path | None = None
+
+
+# -- scalar coercion ------------------------------------------------------------------------
+
+
+def _date(value: object, name: str) -> date:
+    if type(value) is date:
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if len(text) == 8 and text.isdigit():
+                return date(int(text[:4]), int(text[4:6]), int(text[6:]))
+            return date.fromisoformat(text)
+        except ValueError:
+            pass
+    raise InvalidQuery(name, f"expected a date like 2026-09-01 or 20260901, got {value!r}")
+
+
+def _int(value: object, name: str) -> object:
+    """Numbers given as text become ints; anything else is left to the query's validation."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
+    return value
+
+
+def _interval(value: object, name: str) -> object:
+    if isinstance(value, str) and value.strip().lower() in INTERVAL_NAMES:
+        return INTERVAL_NAMES[value.strip().lower()]
+    return _int(value, name)
+
+
+def _maybe_json(value: object) -> object:
+    # On the command line, tables and lists arrive as JSON text.
+    if isinstance(value, str) and value.strip()[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _table(value: object, name: str) -> Mapping[str, object]:
+    value = _maybe_json(value)
+    if not isinstance(value, Mapping):
+        raise InvalidQuery(name, f"expected a table, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _list(value: object, name: str) -> list[object]:
+    value = _maybe_json(value)
+    if isinstance(value, list | tuple):
+        return list(value)
+    raise InvalidQuery(name, f"expected a list, got {type(value).__name__} {value!r}")
+
+
+def _build(cls: Any, table: Mapping[str, object], name: str) -> Any:
+    """``cls(**table)`` with unknown keys and missing fields named by ``name``."""
+    known = {a.name for a in attrs.fields(cls) if a.init}
+    for key in table:
+        if key not in known:
+            raise InvalidQuery(
+                f"{name}.{key}", f"unknown field; expected one of {', '.join(sorted(known))}"
+            )
+    try:
+        return cls(**table)
+    except InvalidQuery as exc:
+        raise InvalidQuery(f"{name}.{exc.field}" if exc.field else name, exc.message) from None
+    except TypeError as exc:
+        raise InvalidQuery(name, str(exc).split(") ", 1)[-1]) from None
+
+
+# -- value types ----------------------------------------------------------------------------
+
+
+def _filter(value: object, name: str) -> PropertyFilter:
+    table = dict(_table(value, name))
+    if "values" in table and isinstance(table["values"], str):
+        table["values"] = [table["values"]]
+    built: PropertyFilter = _build(PropertyFilter, table, name)
+    return built
+
+
+def _group_by(value: object, name: str) -> GroupBy | str:
+    if isinstance(value, str):
+        return value
+    built: GroupBy = _build(GroupBy, _table(value, name), name)
+    return built
+
+
+def _event(value: object, name: str) -> Event:
+    if isinstance(value, Event):
+        return value
+    if isinstance(value, str) and value.strip()[:1] != "{":
+        try:
+            return Event(value)
+        except InvalidQuery as exc:
+            raise InvalidQuery(name, exc.message) from None
+    table = dict(_table(value, name))
+    if "filters" in table:
+        table["filters"] = [
+            _filter(f, f"{name}.filters[{i}]")
+            for i, f in enumerate(_list(table["filters"], f"{name}.filters"))
+        ]
+    if "group_by" in table:
+        raw = table["group_by"]
+        items = [raw] if isinstance(raw, str) else _list(raw, f"{name}.group_by")
+        table["group_by"] = [_group_by(g, f"{name}.group_by[{i}]") for i, g in enumerate(items)]
+    built: Event = _build(Event, table, name)
+    return built
+
+
+def _condition(value: object, name: str) -> Where | InCohort | PerformedEvent:
+    table = dict(_table(value, name))
+    if "cohort_id" in table:
+        cohort: InCohort = _build(InCohort, table, name)
+        return cohort
+    if "event_type" in table:
+        if "filters" in table:
+            table["filters"] = [
+                _filter(f, f"{name}.filters[{i}]")
+                for i, f in enumerate(_list(table["filters"], f"{name}.filters"))
+            ]
+        for key in ("value", "time_value"):
+            if key in table:
+                table[key] = _int(table[key], f"{name}.{key}")
+        performed: PerformedEvent = _build(PerformedEvent, table, name)
+        return performed
+    if "values" in table and isinstance(table["values"], str):
+        table["values"] = [table["values"]]
+    where: Where = _build(Where, table, name)
+    return where
+
+
+def _segment(value: object, name: str) -> Segment:
+    value = _maybe_json(value)
+    # A lone condition table is a one-condition segment.
+    items = [value] if isinstance(value, Mapping) else _list(value, name)
+    return Segment(*(_condition(c, f"{name}[{i}]") for i, c in enumerate(items)))
+
+
+def _events(value: object, name: str) -> list[Event]:
+    value = _maybe_json(value)
+    items = [value] if isinstance(value, str | Mapping) else _list(value, name)
+    return [_event(e, f"{name}[{i}]") for i, e in enumerate(items)]
+
+
+def _segments(value: object, name: str) -> list[Segment]:
+    value = _maybe_json(value)
+    items = _list(value, name)
+    # [[cond, cond], [cond]] is several segments; [cond, cond] (tables) is one.
+    if items and all(isinstance(item, Mapping) for item in items):
+        return [_segment(items, f"{name}[0]")]
+    return [_segment(s, f"{name}[{i}]") for i, s in enumerate(items)]
+
+
+def _group_bys(value: object, name: str) -> object:
+    value = _maybe_json(value)
+    return value
+
+
+def _brackets(value: object, name: str) -> object:
+    return _maybe_json(value)
+
+
+_FIELD_CONVERTERS: Final[dict[str, Any]] = {
+    "events": _events,
+    "start_event": _event,
+    "return_event": _event,
+    "segments": _segments,
+    "start": _date,
+    "end": _date,
+    "interval": _interval,
+    "group_by": _group_bys,
+    "brackets": _brackets,
+}
+
+
+def build_query(endpoint: str, table: Mapping[str, object], *, name: str = "") -> Query[Any]:
+    """Build the query of ``endpoint`` (a key of ``ENDPOINTS``) from a table of its fields.
+
+    Values may be typed (TOML) or text (command line); errors are :class:`InvalidQuery`
+    naming the field, prefixed with ``name``.
+    """
+    prefix = f"{name}." if name else ""
+    cls = ENDPOINTS.get(endpoint)
+    if cls is None:
+        raise InvalidQuery(
+            f"{prefix}endpoint",
+            f"unknown endpoint {endpoint!r}; expected one of {', '.join(ENDPOINTS)}",
+        )
+    fields = {a.name: a for a in attrs.fields(cls) if a.init}  # type: ignore[arg-type]
+    kwargs: dict[str, object] = {}
+    for key, raw in table.items():
+        attribute = fields.get(key)
+        if attribute is None:
+            raise InvalidQuery(
+                f"{prefix}{key}",
+                f"not a field of {endpoint}; expected one of {', '.join(fields)}",
+            )
+        convert = _FIELD_CONVERTERS.get(key)
+        if convert is not None:
+            kwargs[key] = convert(raw, f"{prefix}{key}")
+        elif "int" in str(attribute.type):
+            kwargs[key] = _int(raw, f"{prefix}{key}")
+        else:
+            kwargs[key] = raw
+    missing = [n for n, a in fields.items() if a.default is attrs.NOTHING and n not in kwargs]
+    if missing:
+        raise InvalidQuery(f"{prefix}{missing[0]}", f"required by {endpoint}")
+    try:
+        query: Query[Any] = cls(**kwargs)
+    except InvalidQuery as exc:
+        raise InvalidQuery(f"{prefix}{exc.field}", exc.message) from None
+    return query
+
+
+# -- job files ------------------------------------------------------------------------------
+
+
+def _positive_int(value: object, name: str) -> int:
+    value = _int(value, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidQuery(name, f"expected a positive integer, got {value!r}")
+    return value
+
+
+def _emulator(value: object) -> EmulatorSettings:
+    table = dict(_table(value, "emulator"))
+    for key in table:
+        if key not in _EMULATOR_KEYS:
+            raise InvalidQuery(
+                f"emulator.{key}", f"unknown key; expected one of {', '.join(_EMULATOR_KEYS)}"
+            )
+    kwargs: dict[str, Any] = {}
+    for key in ("seed", "users", "days"):
+        if key in table:
+            kwargs[key] = (
+                _positive_int(table[key], f"emulator.{key}")
+                if key != "seed"
+                else _int(table[key], "emulator.seed")
+            )
+    if not isinstance(kwargs.get("seed", 0), int):
+        raise InvalidQuery("emulator.seed", "expected an integer")
+    if "start" in table:
+        kwargs["start"] = _date(table["start"], "emulator.start")
+    if "time_scale" in table:
+        scale = table["time_scale"]
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or scale <= 0:
+            raise InvalidQuery("emulator.time_scale", f"expected a positive number, got {scale!r}")
+        kwargs["time_scale"] = float(scale)
+    return EmulatorSettings(**kwargs)
+
+
+def parse_job(
+    data: Mapping[str, object], *, base: Path = Path(), source: Path | None = None
+) -> Job:
+    """Build a :class:`Job` from a decoded TOML document; relative paths are under ``base``."""
+    for key in data:
+        if key not in (*_JOB_KEYS, "emulator"):
+            raise InvalidQuery(key, f"unknown key; expected one of {', '.join(_JOB_KEYS)}")
+    if "start" not in data or "end" not in data:
+        raise InvalidQuery("start" if "start" not in data else "end", "the job needs a date range")
+    start, end = _date(data["start"], "start"), _date(data["end"], "end")
+    if end < start:
+        raise InvalidQuery("end", f"end {end} is before start {start}")
+    chunk_days = _positive_int(data.get("chunk_days", 30), "chunk_days")
+    output = data.get("output", "backfill-output")
+    if not isinstance(output, str) or not output:
+        raise InvalidQuery("output", "expected a directory path")
+    formats_raw = data.get("formats", list(FORMATS))
+    formats = [formats_raw] if isinstance(formats_raw, str) else _list(formats_raw, "formats")
+    for i, fmt in enumerate(formats):
+        if fmt not in FORMATS:
+            hint = " (Parquet is not supported)" if fmt == "parquet" else ""
+            raise InvalidQuery(
+                f"formats[{i}]", f"unknown format {fmt!r}; expected {', '.join(FORMATS)}{hint}"
+            )
+    if not formats:
+        raise InvalidQuery("formats", "name at least one format")
+    priority = _int(data.get("priority", 0), "priority")
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise InvalidQuery("priority", f"expected an integer, got {priority!r}")
+    raw_queries = data.get("queries")
+    if raw_queries is None:
+        raise InvalidQuery("queries", "the job names no queries (add [[queries]] tables)")
+    queries: list[JobQuery] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(_list(raw_queries, "queries")):
+        queries.append(_job_query(_table(raw, f"queries[{i}]"), i, start, end, seen))
+    if not queries:
+        raise InvalidQuery("queries", "the job names no queries")
+    emulator = _emulator(data["emulator"]) if "emulator" in data else EmulatorSettings()
+    return Job(
+        queries=tuple(queries),
+        start=start,
+        end=end,
+        chunk_days=chunk_days,
+        output=(base / output),
+        formats=tuple(str(f) for f in dict.fromkeys(formats)),
+        priority=priority,
+        emulator=emulator,
+        source=source,
+    )
+
+
+def _job_query(
+    table: Mapping[str, object], index: int, start: date, end: date, seen: set[str]
+) -> JobQuery:
+    where = f"queries[{index}]"
+    name = table.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidQuery(f"{where}.name", "each query needs a name")
+    if name in seen:
+        raise InvalidQuery(f"{where}.name", f"the name {name!r} is used twice")
+    seen.add(name)
+    endpoint = table.get("endpoint")
+    if not isinstance(endpoint, str):
+        raise InvalidQuery(f"{where}.endpoint", f"expected one of {', '.join(ENDPOINTS)}")
+    fields = {k: v for k, v in table.items() if k not in ("name", "endpoint")}
+    cls = ENDPOINTS.get(endpoint)
+    if cls is not None and issubclass(cls, DatedQuery):
+        fields.setdefault("start", start)
+        fields.setdefault("end", end)
+    if cls is not None and issubclass(cls, _UNTABULAR):
+        raise InvalidQuery(
+            f"{where}.endpoint", f"{endpoint} results have no tabular form for a backfill"
+        )
+    label = f'queries[{index}] "{name}"'
+    return JobQuery(name, build_query(endpoint, fields, name=label))
+
+
+def load_job(path: str | Path) -> Job:
+    """Read and parse a job file; relative output paths are taken from the file's directory."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidQuery("job", f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidQuery("job", f"{path} is not valid TOML: {exc}") from None
+    return parse_job(data, base=path.parent, source=path)

@@ -1,0 +1,428 @@
+"""Backfill: job files, plans, checkpoints, resuming after SIGKILL, failed chunks retried."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from amplitude_async.backfill import (
+    CheckpointStore,
+    JobChanged,
+    load_job,
+    parse_job,
+    plan_job,
+    run_backfill,
+    write_outputs,
+)
+from amplitude_async.backfill.output import tidy_rows
+from amplitude_async.client import AmplitudeClient
+from amplitude_async.errors import InvalidQuery, QueryTooExpensive
+from amplitude_async.limits import Limits
+from amplitude_async.queries import WEEKLY, EventSegmentation, Funnel
+from amplitude_async.retry import RetryPolicy
+from amplitude_async.testing.dataset import SyntheticDataset
+from amplitude_async.testing.emulator import Emulator, Faults
+from amplitude_async.values import Event, PerformedEvent, Where
+
+SCALE = 0.002
+LIMITS = Limits().scaled(SCALE)
+START = date(2026, 9, 1)
+
+JOB = """
+start = 2026-09-01
+end = 2026-10-31
+chunk_days = 10
+output = "out"
+
+[[queries]]
+name = "purchases"
+endpoint = "event_segmentation"
+events = ["Purchase"]
+metric = "totals"
+group_by = ["country"]
+
+[[queries]]
+name = "dau"
+endpoint = "active_users"
+
+[[queries]]
+name = "weekly_new"
+endpoint = "active_users"
+metric = "new"
+interval = "weekly"
+
+[[queries]]
+name = "retention"
+endpoint = "retention"
+start_event = "Sign Up"
+return_event = "_active"
+interval = "monthly"
+
+[[queries]]
+name = "ltv"
+endpoint = "revenue_ltv"
+
+[[queries]]
+name = "funnel"
+endpoint = "funnel"
+events = ["Sign Up", "Purchase"]
+
+[emulator]
+users = 300
+time_scale = 0.002
+"""
+
+
+def write_job(directory: Path, text: str = JOB) -> Path:
+    path = directory / "job.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# -- job files ------------------------------------------------------------------------------
+
+
+def test_job_file_builds_queries_with_the_classes_fields(tmp_path: Path) -> None:
+    job = load_job(
+        write_job(
+            tmp_path,
+            """
+start = "20260901"
+end = 2026-09-30
+output = "o"
+formats = "csv"
+
+[[queries]]
+name = "q"
+endpoint = "event_segmentation"
+events = [
+  { event_type = "View Item", filters = [{ key = "price", op = "greater", values = "20" }] },
+  "Search",
+]
+segments = [
+  [{ prop = "platform", op = "is", values = ["iOS"] }],
+  [{ event_type = "Search", value = 2, time_type = "forEachInterval", time_value = 7 }],
+]
+interval = "weekly"
+group_by = ["country", "platform"]
+limit = "50"
+""",
+        )
+    )
+    (item,) = job.queries
+    query = item.query
+    assert isinstance(query, EventSegmentation)
+    assert query.events[0].filters[0].values == ("20",)
+    assert query.events[1] == Event("Search")
+    assert query.segments[0].conditions == (Where("platform", "is", ["iOS"]),)
+    assert query.segments[1].conditions == (
+        PerformedEvent("Search", ">=", 2, time_type="forEachInterval", time_value=7),
+    )
+    assert (query.start, query.end, query.interval, query.limit) == (
+        START,
+        date(2026, 9, 30),
+        WEEKLY,
+        50,
+    )
+    assert job.output == tmp_path / "o"
+    assert job.formats == ("csv",)
+
+
+@pytest.mark.parametrize(
+    ("patch", "field", "words"),
+    [
+        ('metric = "median"', '"q".metric', "metric"),
+        ("colour = 1", '"q".colour', "not a field"),
+        ('events = [{ event_type = "X", filter = [] }]', "events[0].filter", "unknown field"),
+        ('formats = ["parquet"]', "formats[0]", "Parquet"),
+    ],
+)
+def test_job_file_errors_name_the_field(tmp_path: Path, patch: str, field: str, words: str) -> None:
+    base = 'start = 2026-09-01\nend = 2026-09-30\n[[queries]]\nname = "q"\n'
+    base += 'endpoint = "event_segmentation"\nevents = ["Purchase"]\n'
+    if patch.startswith("formats"):
+        text = patch + "\n" + base
+    elif patch.startswith("events"):
+        text = base.replace('events = ["Purchase"]', patch)
+    else:
+        text = base + patch + "\n"
+    with pytest.raises(InvalidQuery) as caught:
+        load_job(write_job(tmp_path, text))
+    assert field in caught.value.field
+    assert words in caught.value.message
+
+
+def test_bad_toml_and_untabular_endpoints_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidQuery, match="not valid TOML"):
+        load_job(write_job(tmp_path, "start = ["))
+    data: dict[str, Any] = {
+        "start": START,
+        "end": START,
+        "queries": [{"name": "u", "endpoint": "user_search", "user": "x"}],
+    }
+    with pytest.raises(InvalidQuery, match="no tabular form"):
+        parse_job(data)
+
+
+# -- planning -------------------------------------------------------------------------------
+
+
+def test_plan_chunks_fit_the_budget_and_respect_weeks(tmp_path: Path) -> None:
+    job = load_job(write_job(tmp_path))
+    plan = plan_job(job, Limits())
+    weekly = [t for t in plan.tasks if t.name == "weekly_new"]
+    assert all(t.start is not None and t.start.weekday() == 6 for t in weekly[1:])
+    assert all(t.cost <= 1000 for t in plan.tasks)
+    for name in ("purchases", "dau"):
+        tasks = [t for t in plan.tasks if t.name == name]
+        assert tasks[0].start == START
+        assert tasks[-1].end == date(2026, 10, 31)
+        assert all((t.end - t.start).days < 10 for t in tasks if t.start and t.end)
+    # A tight budget shortens chunks below chunk_days: 5 per day (one group-by), budget 20.
+    only = parse_job(
+        {
+            "start": START,
+            "end": date(2026, 10, 31),
+            "chunk_days": 10,
+            "queries": [
+                {
+                    "name": "p",
+                    "endpoint": "event_segmentation",
+                    "events": ["Purchase"],
+                    "group_by": ["country"],
+                },
+            ],
+        }
+    )
+    small = plan_job(only, Limits(cost_per_window=20))
+    assert {(t.end - t.start).days + 1 for t in small.tasks if t.start and t.end} == {
+        4,
+        1,
+    }  # 61 days: 15 x 4 + 1
+    assert all(t.cost <= 20 for t in small.tasks)
+    assert plan.fingerprint == plan_job(load_job(tmp_path / "job.toml"), Limits()).fingerprint
+
+
+def test_a_query_whose_day_exceeds_the_budget_is_refused(tmp_path: Path) -> None:
+    job = load_job(write_job(tmp_path))
+    with pytest.raises(QueryTooExpensive, match="'purchases'"):
+        plan_job(job, Limits(cost_per_window=4))
+
+
+def test_tidy_rows_of_whole_range_and_cohort_results() -> None:
+    funnel = Funnel(["Sign Up", "Purchase"], START, START + timedelta(days=6))
+    from amplitude_async.results import FunnelGroup, FunnelResult
+
+    result = FunnelResult((FunnelGroup(("Sign Up", "Purchase"), (10, 4)),))
+    rows = tidy_rows("f", funnel, result)
+    assert [(r.label, r.date, r.metric, r.value) for r in rows] == [
+        ("0", "2026-09-01", "step 1: Sign Up", 10),
+        ("0", "2026-09-01", "step 2: Purchase", 4),
+    ]
+
+
+# -- running against the emulator ------------------------------------------------------------
+
+
+def make_client(emulator: Emulator, *, max_retries: int = 3) -> AmplitudeClient:
+    policy = RetryPolicy(max_retries=max_retries, backoff_base=0.002, backoff_cap=0.1)
+    return AmplitudeClient(
+        emulator.api_key,
+        emulator.secret_key,
+        base_url=emulator.url,
+        limits=LIMITS,
+        retry_policy=policy,
+        timeout=10,
+    )
+
+
+DATASET = SyntheticDataset(seed=1, users=300, days=61, start=START)
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[Emulator]:
+    async with Emulator(DATASET, limits=LIMITS) as emu:
+        yield emu
+
+
+async def backfill(job_path: Path, emu: Emulator, **kwargs: Any) -> Any:
+    job = load_job(job_path)
+    plan = plan_job(job, LIMITS)
+    with CheckpointStore(job.output) as store:
+        store.begin(plan, restart=kwargs.pop("restart", False))
+        async with make_client(emu, **kwargs) as client:
+            report = await run_backfill(plan, client, store)
+        write_outputs(job, plan, store)
+    return report
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+async def test_backfill_writes_every_chunk_and_a_rerun_does_nothing(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    job_path = write_job(tmp_path)
+    report = await backfill(job_path, emulator)
+    assert report.complete
+    assert not report.failures
+    assert report.resumed == 0
+    rows = read_rows(tmp_path / "out" / "rows.jsonl")
+    keys = [(r["query"], r["label"], r["date"], r["metric"]) for r in rows]
+    assert len(keys) == len(set(keys))
+    dau = [r for r in rows if r["query"] == "dau"]
+    assert [r["date"] for r in dau] == [(START + timedelta(days=k)).isoformat() for k in range(61)]
+    # Cohort endpoints get real dates (retention's "Sep 6, 2026", LTV's "Sep 1").
+    assert {r["date"][:4] for r in rows if r["query"] in ("retention", "ltv")} == {"2026"}
+    csv_lines = (tmp_path / "out" / "rows.csv").read_text().splitlines()
+    assert csv_lines[0] == "query,label,date,metric,value"
+    assert len(csv_lines) == len(rows) + 1
+    sent = len(emulator.requests)
+    again = await backfill(job_path, emulator)
+    assert again.complete
+    assert again.resumed == again.total
+    assert len(emulator.requests) == sent
+    assert read_rows(tmp_path / "out" / "rows.jsonl") == rows
+
+
+async def test_a_changed_job_is_explained_and_restart_starts_over(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    job_path = write_job(tmp_path)
+    await backfill(job_path, emulator)
+    write_job(tmp_path, JOB.replace('metric = "totals"', 'metric = "uniques"'))
+    with pytest.raises(JobChanged) as caught:
+        await backfill(job_path, emulator)
+    message = str(caught.value)
+    assert "query 'purchases': m totals -> uniques" in message
+    assert "--restart" in message
+    write_job(tmp_path, JOB.replace("chunk_days = 10", "chunk_days = 20"))
+    with pytest.raises(JobChanged, match=r"chunks 2026-09-01\.\.2026-10-31 in 7 ->"):
+        await backfill(job_path, emulator)
+    report = await backfill(job_path, emulator, restart=True)
+    assert report.complete
+    assert report.resumed == 0
+
+
+async def test_failed_chunks_are_reported_and_retried_on_the_next_run(tmp_path: Path) -> None:
+    clean_dir, flaky_dir = tmp_path / "clean", tmp_path / "flaky"
+    clean_dir.mkdir()
+    flaky_dir.mkdir()
+    async with Emulator(DATASET, limits=LIMITS) as emu:
+        await backfill(write_job(clean_dir), emu)
+    faults = Faults(error_rate=0.4, error_statuses=(503,), seed=7)
+    async with Emulator(DATASET, limits=LIMITS, faults=faults) as emu:
+        first = await backfill(write_job(flaky_dir), emu, max_retries=0)
+    assert first.failures
+    assert not first.complete
+    assert all("503" in message for _, message in first.failures)
+    with CheckpointStore(flaky_dir / "out") as store:
+        assert set(store.failures()) == {key for key, _ in first.failures}
+        assert len(store.done()) == first.done
+    async with Emulator(DATASET, limits=LIMITS) as emu:
+        second = await backfill(flaky_dir / "job.toml", emu)
+        # Only the chunks not done were asked again.
+        assert len(emu.requests) == len(first.failures)
+    assert second.complete
+    assert second.resumed == first.done
+    assert read_rows(flaky_dir / "out" / "rows.jsonl") == read_rows(
+        clean_dir / "out" / "rows.jsonl"
+    )
+
+
+# -- SIGKILL at random moments ----------------------------------------------------------------
+
+KILL_JOB = """
+start = 2026-09-01
+end = 2027-02-27
+chunk_days = 3
+output = "out"
+
+[[queries]]
+name = "purchases"
+endpoint = "event_segmentation"
+events = ["Purchase"]
+metric = "totals"
+group_by = ["country"]
+
+[[queries]]
+name = "views"
+endpoint = "event_segmentation"
+events = ["View Item"]
+group_by = ["platform"]
+
+[[queries]]
+name = "dau"
+endpoint = "active_users"
+
+[[queries]]
+name = "searches"
+endpoint = "event_segmentation"
+events = ["Search"]
+metric = "totals"
+group_by = ["country", "platform"]
+
+[emulator]
+users = 200
+time_scale = 0.001
+"""
+
+
+def run_cli(directory: Path, *args: str) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AMPLITUDE_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "amplitude_async", "backfill", "job.toml", "--emulator", *args],
+        cwd=directory,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_sigkill_at_random_moments_then_resume_loses_and_repeats_nothing(
+    tmp_path: Path,
+) -> None:
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    for directory in (reference, killed):
+        directory.mkdir()
+        write_job(directory, KILL_JOB)
+    began = time.monotonic()
+    clean = run_cli(reference)
+    assert clean.wait(timeout=60) == 0, clean.communicate()[1].decode()
+    duration = time.monotonic() - began
+    rng = random.Random(20260901)
+    total = len(plan_job(load_job(killed / "job.toml"), Limits().scaled(0.001)).tasks)
+    done_after_kill = []
+    for _ in range(3):
+        process = run_cli(killed)
+        time.sleep(rng.uniform(0.3, 0.5 * duration))
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=60)
+        if (killed / "out").exists():
+            with CheckpointStore(killed / "out") as store:
+                done_after_kill.append(len(store.done()))
+    # At least one kill landed mid-run (after some chunks were committed, before the last).
+    assert any(0 < n < total for n in done_after_kill), (done_after_kill, total)
+    final = run_cli(killed)
+    _out, err = final.communicate(timeout=60)
+    assert final.returncode == 0, err.decode()
+    expected = read_rows(reference / "out" / "rows.jsonl")
+    assert read_rows(killed / "out" / "rows.jsonl") == expected
+    assert (killed / "out" / "rows.csv").read_text() == (reference / "out" / "rows.csv").read_text()
+    # The store agrees with the files: one row per stored row, every chunk done once.
+    with CheckpointStore(killed / "out") as store:
+        plan = plan_job(load_job(killed / "job.toml"), Limits().scaled(0.001))
+        assert store.done() == {t.key for t in plan.tasks}
+        assert sum(1 for _ in store.rows(plan.names)) == len(expected)
