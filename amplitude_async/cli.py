@@ -344,6 +344,10 @@ async def _run_query(args: argparse.Namespace, query: Query[Any], out: TextIO) -
             return await client.run(query)
 
     if _wants_emulator(args):
+        # Say so on stderr: a user who forgot their keys must not mistake synthetic numbers
+        # for their project's.
+        if not args.emulator:
+            print("no credentials set: answering from the built-in emulator", file=sys.stderr)
         start, end = (query.start, query.end) if isinstance(query, DatedQuery) else (None, None)
         first = start or date(2026, 9, 1)
         days = max(_EMULATOR_DEFAULTS["days"], ((end or first) - first).days + 1)
