@@ -6,10 +6,10 @@ dispatch) and its exit marks the response complete. The accounting rule and why 
 are in :mod:`amplitude_async.budget`.
 
 Admission order, decided each time something changes (a request queues, completes or is
-cancelled, an entry leaves a window, a pause ends, a waiter reaches the starvation bound):
+cancelled, an entry leaves a window, a pause ends, a waiter's claim falls due):
 
-1. *Starved* waiters (queued for ``starvation_bound`` seconds or more) come first, oldest first,
-   whatever their priority. The oldest one that does not fit holds a *reservation*.
+1. *Starved* waiters (those past their *claim time*, below) come first, earliest claim first,
+   whatever their priority. The first one that does not fit holds a *reservation*.
 2. Then priorities are served from the highest down. Within a priority the heaviest waiting
    cost that fits goes first, repeatedly (:func:`~amplitude_async.budget.largest_first`): the
    small requests are kept to fill the gaps that expiries leave later. If waiters of that
@@ -19,11 +19,21 @@ cancelled, an entry leaves a window, a pause ends, a waiter reaches the starvati
    counting in-flight requests (and those admitted now) as never expiring, and one in-flight slot
    stays free for it. When that earliest time depends on completions, nothing else is admitted.
 
+A request's claim time is set when a decision first sees it: that time, plus
+``starvation_bound``, plus the time the budgets need at full use to admit all the weight then
+waiting in its pool, its own and that of requests queued with it included (weight times the
+largest ``length / budget`` of the pool's windows). A request is only starving once it has
+waited longer than the work queued with it takes to run: in a batch of twenty windows of work,
+a request still waiting after three windows is not, and granting it a reservation would only
+cost packing (measured in ``benchmarks/sim_packing.py``). A request queued behind a stream of
+cheap ones that keep the queue short gets a claim close to ``starvation_bound``.
+
 So the scheduler is work-conserving (a request waits only if it does not fit, or admitting it
 could delay a reserved one), and waits are bounded: a starved request becomes the reservation
-holder once the older starved ones are admitted, and from then on it waits at most the longest
-response time plus the longest window that binds it (every entry it needs gone has completed by
-then, and nothing admitted meanwhile stands in its way).
+holder once the starved ones with earlier claims are admitted, and from then on it waits at most
+the longest response time plus the longest window that binds it (every entry it needs gone has
+completed by then, and nothing admitted meanwhile stands in its way). Only starved requests
+with earlier claims can be ahead of it, and all of them were queued before its claim time.
 
 Waiters are bucketed by (priority, weight); a decision costs O(d log d) for d distinct waiting
 costs (at most the window budget), independent of how many requests are queued.
@@ -32,6 +42,7 @@ costs (at most the window budget), independent of how many requests are queued.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import math
 from collections import deque
@@ -50,6 +61,7 @@ from .budget import (
     WindowUsage,
     check_cost,
     largest_first,
+    pool_windows,
     weight_of,
 )
 from .clock import Clock, LoopClock
@@ -140,7 +152,16 @@ _DONE: Final = 2  # granted or cancelled
 
 
 class _Waiter:
-    __slots__ = ("cost", "enqueued_at", "future", "priority", "seq", "state", "weight")
+    __slots__ = (
+        "claim_at",
+        "cost",
+        "enqueued_at",
+        "future",
+        "priority",
+        "seq",
+        "state",
+        "weight",
+    )
 
     def __init__(
         self,
@@ -148,6 +169,7 @@ class _Waiter:
         weight: int,
         priority: int,
         enqueued_at: float,
+        claim_at: float,
         seq: int,
         future: asyncio.Future[Ticket],
     ) -> None:
@@ -155,9 +177,14 @@ class _Waiter:
         self.weight = weight
         self.priority = priority
         self.enqueued_at = enqueued_at
+        self.claim_at = claim_at
         self.seq = seq
         self.future = future
         self.state = _WAITING
+
+    def __lt__(self, other: _Waiter) -> bool:
+        # Heap order for the starvation rule: earliest claim, then arrival.
+        return (self.claim_at, self.seq) < (other.claim_at, other.seq)
 
 
 class _Bucket:
@@ -180,9 +207,12 @@ class _PoolQueue:
 
     def __init__(self) -> None:
         self.levels: dict[int, dict[int, _Bucket]] = {}
-        # Arrival order across buckets, for the starvation rule; dead waiters dropped lazily.
-        self.fifo: deque[_Waiter] = deque()
+        # Claim order across buckets, for the starvation rule; dead waiters dropped lazily.
+        self.claims: list[_Waiter] = []
+        # Queued since the last decision: their claims are set by the next one.
+        self.fresh: list[_Waiter] = []
         self.count = 0
+        self.backlog = 0  # total weight waiting
 
     def add(self, waiter: _Waiter) -> None:
         buckets = self.levels.setdefault(waiter.priority, {})
@@ -191,14 +221,16 @@ class _PoolQueue:
             bucket = buckets[waiter.weight] = _Bucket()
         bucket.waiters.append(waiter)
         bucket.live += 1
-        self.fifo.append(waiter)
+        self.fresh.append(waiter)
         self.count += 1
+        self.backlog += waiter.weight
 
     def _unlink(self, waiter: _Waiter) -> None:
         buckets = self.levels[waiter.priority]
         bucket = buckets[waiter.weight]
         bucket.live -= 1
         self.count -= 1
+        self.backlog -= waiter.weight
         if not bucket.live:
             del buckets[waiter.weight]
             if not buckets:
@@ -223,14 +255,26 @@ class _PoolQueue:
         bucket.waiters.appendleft(waiter)
         bucket.live += 1
         self.count += 1
+        self.backlog += waiter.weight
         waiter.state = _WAITING
 
-    def oldest(self) -> _Waiter | None:
-        """The longest-waiting waiter still in the queue."""
-        while self.fifo and self.fifo[0].state == _DONE:
-            self.fifo.popleft()
-        # Planned waiters stay in the FIFO until granted; there are at most a few of them.
-        return next((w for w in self.fifo if w.state == _WAITING), None)
+    def set_claims(self, claim_at: float) -> None:
+        """Give the waiters queued since the last decision their claim time."""
+        for waiter in self.fresh:
+            if waiter.state != _DONE:
+                waiter.claim_at = claim_at
+                heapq.heappush(self.claims, waiter)
+        self.fresh.clear()
+
+    def first_claim(self) -> _Waiter | None:
+        """The waiting waiter with the earliest claim time."""
+        claims = self.claims
+        while claims and claims[0].state == _DONE:
+            heapq.heappop(claims)
+        if not claims or claims[0].state == _WAITING:
+            return claims[0] if claims else None
+        # Planned waiters stay in the heap until granted; there are at most a few of them.
+        return min((w for w in claims if w.state == _WAITING), default=None)
 
     def oldest_at(self, priority: int) -> _Waiter:
         return min((b.head() for b in self.levels[priority].values()), key=lambda w: w.seq)
@@ -244,9 +288,11 @@ class Scheduler:
 
     ``clock`` defaults to the running loop's clock; ``store`` to a fresh in-process
     :class:`InMemoryBudgetStore` for ``limits``. ``starvation_bound`` (seconds; default three
-    windows) is how long a request may wait before it outranks everything else. ``pacing=True``
-    also spreads standard-pool dispatches over the window with an :class:`aiolimiter.AsyncLimiter`
-    (bursts of at most a tenth of the window budget); an ``AsyncLimiter`` may be passed instead.
+    windows) is how much longer than the work queued with it needs a request may wait before it
+    outranks everything else (see the module docstring; ``inf`` disables the rule).
+    ``pacing=True`` also spreads standard-pool dispatches over the window with an
+    :class:`aiolimiter.AsyncLimiter` (bursts of at most a tenth of the window budget); an
+    ``AsyncLimiter`` may be passed instead.
     Pacing only delays: the budgets are enforced by the scheduler either way.
     """
 
@@ -269,6 +315,10 @@ class Scheduler:
         if starvation_bound < 0:
             raise ValueError(f"starvation_bound must not be negative, got {starvation_bound!r}")
         self.starvation_bound = starvation_bound
+        # Seconds the budgets need, at full use, to admit one unit of weight of each pool.
+        self._drain = {
+            pool: max(w.length / w.budget for w in pool_windows(limits, pool)) for pool in Pool
+        }
         if pacing is True:
             steps = PACING_STEPS
             pacing = AsyncLimiter(max(1, limits.cost_per_window // steps), limits.window / steps)
@@ -354,10 +404,16 @@ class Scheduler:
             # Before queueing, so pacing never holds budget.
             await self._pacer.acquire(min(cost, self._pacer.max_rate))
         loop = asyncio.get_running_loop()
-        waiter = _Waiter(
-            cost, weight, priority, self._clock.time(), next(self._seq), loop.create_future()
-        )
         queue = self._queues[pool]
+        waiter = _Waiter(
+            cost,
+            weight,
+            priority,
+            self._clock.time(),
+            math.inf,
+            next(self._seq),
+            loop.create_future(),
+        )
         queue.add(waiter)
         self._notify()
         try:
@@ -437,8 +493,10 @@ class Scheduler:
             if pause > self._pause_sent.get(pool, -math.inf):
                 await self._store.pause(pool, pause)
                 self._pause_sent[pool] = pause
+            if queue.fresh:
+                queue.set_claims(now + self.starvation_bound + queue.backlog * self._drain[pool])
             snap = await self._store.snapshot(pool, now)
-            planned = _plan(queue, snap, self.starvation_bound)
+            planned = _plan(queue, snap)
             for index, waiter in enumerate(planned):
                 taken = await self._store.try_take(pool, waiter.weight, now)
                 if isinstance(taken, NotYet):
@@ -449,9 +507,9 @@ class Scheduler:
                     break
                 await self._grant(pool, waiter, taken.entry, now)
             wake_at = min(wake_at, snap.next_change())
-            oldest = queue.oldest()
-            if oldest is not None and oldest.enqueued_at + self.starvation_bound > now:
-                wake_at = min(wake_at, oldest.enqueued_at + self.starvation_bound)
+            first = queue.first_claim()
+            if first is not None and first.claim_at > now:
+                wake_at = min(wake_at, first.claim_at)
         return wake_at
 
     async def _grant(self, pool: Pool, waiter: _Waiter, entry: EntryId, now: float) -> None:
@@ -478,7 +536,7 @@ _COUNTERS: Final = (
 )
 
 
-def _plan(queue: _PoolQueue, snap: PoolSnapshot, starvation_bound: float) -> list[_Waiter]:
+def _plan(queue: _PoolQueue, snap: PoolSnapshot) -> list[_Waiter]:
     """Choose the waiters to admit at ``snap.now`` and mark them planned (see the module doc)."""
     if snap.paused or not snap.slots:
         return []
@@ -507,14 +565,14 @@ def _plan(queue: _PoolQueue, snap: PoolSnapshot, starvation_bound: float) -> lis
         room = min(room, snap.room_at(when) - taken - waiter.weight)
         slots -= 1
 
-    # Only the oldest starved waiter claims: admitting every starved one first would turn a
-    # long batch (where everything has waited long) into FIFO order and ruin the packing.
-    oldest = queue.oldest()
-    if oldest is not None and now - oldest.enqueued_at >= starvation_bound:
-        if oldest.weight <= room:
-            admit(oldest)
+    # Only the first starved waiter claims: admitting every starved one first would turn a
+    # long backlog that outlived its claims into claim (nearly FIFO) order and ruin the packing.
+    first = queue.first_claim()
+    if first is not None and first.claim_at <= now:
+        if first.weight <= room:
+            admit(first)
         else:
-            reserve(oldest)
+            reserve(first)
 
     for priority in sorted(queue.levels, reverse=True):
         if slots <= 0 or room < 0:

@@ -222,15 +222,35 @@ def test_expensive_query_is_not_starved_by_a_stream_of_cheap_ones() -> None:
 
         feeder = asyncio.create_task(stream())
         await asyncio.sleep(15.0)
+        assert scheduler.statistics()[Pool.STANDARD].queued == 0
         big = await query(scheduler, 900, latency=latency)
         feeder.cancel()
         return big.waited
 
     bound = 3 * limits.window
+    # Nothing else waits when it queues, so its claim falls due after the bound plus the time
+    # the window needs for its own cost; then it waits at most a window and a response.
+    claim = bound + 900 * limits.window / limits.cost_per_window
     waited = run_virtual(main(bound))
-    assert waited <= bound + limits.window + latency
+    assert claim < waited <= claim + limits.window + latency
     # Without the age rule the cheap stream would keep it out far longer.
-    assert run_virtual(main(math.inf)) > bound + limits.window + latency
+    assert run_virtual(main(math.inf)) > 2 * (claim + limits.window + latency)
+
+
+def test_a_batch_that_outlasts_the_bound_is_packed_as_if_nothing_starved() -> None:
+    # Six windows of work queued at once with a one-window bound: no claim falls due before
+    # the batch could have drained, so no reservation disturbs heaviest-first packing.
+    costs = [5, 90, 35, 60, 20, 75, 10, 45, 95, 40, 70, 25, 55, 15, 85, 30]
+
+    async def main(bound: float) -> list[tuple[int, float]]:
+        scheduler = Scheduler(LIMITS, starvation_bound=bound)
+        log: list[tuple[int, float]] = []
+        await asyncio.gather(*(query(scheduler, c, latency=2.0, log=log) for c in costs))
+        return log
+
+    packed = run_virtual(main(LIMITS.window))
+    assert packed == run_virtual(main(math.inf))
+    assert packed[:2] == [(95, 0.0), (5, 0.0)]
 
 
 def test_pacing_spreads_dispatches_and_still_respects_budgets() -> None:

@@ -13,9 +13,10 @@ flight), is served, and its response travels back. Checked:
   waited ``starvation_bound`` and the pool is not paused, then none of them fits the free room
   and a free in-flight slot. (With mixed priorities or a starved query a reservation may
   legitimately hold cheaper queries back; that is covered by the next property.)
-- bounded waits: a query that waits reaches the front of the starved queue after
-  ``starvation_bound``, and each starved query ahead of it, and itself, is admitted within the
-  longest window plus the longest round trip once it holds the reservation;
+- bounded waits: a query that waits starves at its claim time (``starvation_bound`` plus the
+  time the budgets need for the weight waiting when it queued), and each starved query ahead of
+  it (an earlier claim), and itself, is admitted within the longest window plus the longest
+  round trip once it holds the reservation;
 - cancellation: a query cancelled while waiting never reaches the server and takes nothing; one
   cancelled in flight keeps occupying the budget (the books above include it) until a window
   after the cancellation.
@@ -230,15 +231,36 @@ def test_scheduler_against_strict_server(workload: list[Spec], bound: float) -> 
     for record in records:
         if record.admitted is None or record.queued is None:
             continue
-        starved_at = record.queued + bound
+        pool = record.spec.pool
+        mine = [r for r in records if r.spec.pool is pool and r.queued is not None]
+        # Its claim falls due after the bound plus the time the budgets need for the weight
+        # waiting when it queued (at most: everything queued by then and not admitted or
+        # cancelled before).
+        waiting_then = sum(
+            weight_of(pool, r.spec.cost)
+            for r in mine
+            if r.queued is not None
+            and r.queued <= record.queued
+            and not (r.admitted is not None and r.admitted < record.queued)
+            and not (r.cancelled and r.admitted is None and cancel_time(r) < record.queued)
+        )
+        drain = max(w.length / w.budget for w in pool_windows(LIMITS, pool))
+        claim = record.queued + bound + waiting_then * drain
+        # Ahead of it: starved queries with earlier claims, all queued by its claim and still
+        # waiting once it could first starve.
         ahead = sum(
             1
-            for other in records
-            if other.spec.pool is record.spec.pool
-            and other.order < record.order
+            for other in mine
+            if other is not record
             and other.queued is not None
-            and not (other.admitted is not None and other.admitted < starved_at)
+            and other.queued <= claim - bound
+            and not (other.admitted is not None and other.admitted < record.queued + bound)
             and not (other.cancelled and other.admitted is None)
         )
-        limit = bound + (ahead + 1) * (longest_window + round_trip)
+        limit = claim - record.queued + (ahead + 1) * (longest_window + round_trip)
         assert record.admitted - record.queued <= limit, (record, ahead)
+
+
+def cancel_time(record: Record) -> float:
+    assert record.spec.cancel_after is not None
+    return record.spec.arrive + record.spec.cancel_after
