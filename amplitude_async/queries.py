@@ -23,8 +23,19 @@ import builtins
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import date
-from typing import Any, ClassVar, Final, Generic, Literal, Self, TypeAlias, TypeVar, cast
+from datetime import date, timedelta
+from typing import (
+    Any,
+    ClassVar,
+    Final,
+    Generic,
+    Literal,
+    Self,
+    TypeAlias,
+    TypeVar,
+    cast,
+    get_args,
+)
 
 import attrs
 from attrs import field, frozen
@@ -90,6 +101,7 @@ __all__ = [
     "UserComposition",
     "UserSearch",
     "parse_query",
+    "period_start",
     "segment_params",
 ]
 
@@ -118,20 +130,23 @@ _INTERVAL_NAMES: Final = {
 _CALENDAR_INTERVALS: Final = (DAILY, WEEKLY, MONTHLY)
 _ALL_INTERVALS: Final = (REALTIME, HOURLY, DAILY, WEEKLY, MONTHLY)
 
+
+def period_start(day: date, interval: int) -> date:
+    """The first day of the bucket holding ``day``: a Sunday (weekly), the 1st (monthly), or
+    ``day`` itself (daily, hourly, realtime)."""
+    if interval == WEEKLY:
+        # Weeks start on Sunday; date.weekday() counts from Monday (0) to Sunday (6).
+        return day - timedelta(days=(day.weekday() + 1) % 7)
+    if interval == MONTHLY:
+        return day.replace(day=1)
+    return day
+
+
 ActiveUsersMetric: TypeAlias = Literal["active", "new"]
 SegmentationMetric: TypeAlias = Literal[
     "uniques", "totals", "pct_dau", "average", "histogram", "sums", "value_avg", "formula"
 ]
-SEGMENTATION_METRICS: Final[tuple[SegmentationMetric, ...]] = (
-    "uniques",
-    "totals",
-    "pct_dau",
-    "average",
-    "histogram",
-    "sums",
-    "value_avg",
-    "formula",
-)
+SEGMENTATION_METRICS: Final[tuple[SegmentationMetric, ...]] = get_args(SegmentationMetric)
 PROPERTY_METRICS: Final[tuple[SegmentationMetric, ...]] = ("histogram", "sums", "value_avg")
 """Metrics over a property's values: they need a group-by on the first event."""
 SegmentationUserType: TypeAlias = Literal["any", "active"]
@@ -141,7 +156,7 @@ RetentionMode: TypeAlias = Literal["n-day", "rolling", "bracket"]
 BinUnit: TypeAlias = Literal["hours", "minutes", "seconds"]
 Direction: TypeAlias = Literal["latest", "earliest"]
 LTVMetric: TypeAlias = Literal["arpu", "arppu", "total_revenue", "paying_users"]
-LTV_METRICS: Final[tuple[LTVMetric, ...]] = ("arpu", "arppu", "total_revenue", "paying_users")
+LTV_METRICS: Final[tuple[LTVMetric, ...]] = get_args(LTVMetric)
 """Revenue LTV metrics; the wire value is the index (``m=0`` … ``m=3``)."""
 MAX_SEGMENTATION_GROUP_BYS: Final = 2
 
@@ -214,12 +229,7 @@ def _property(_: object, attribute: attrs.Attribute[Any], value: object) -> None
     check_str(value, attribute.name)
 
 
-def _optional_property(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None:
-        check_str(value, attribute.name)
-
-
-def _optional_text(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+def _optional_str(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None:
         check_str(value, attribute.name)
 
@@ -534,11 +544,11 @@ class ActiveUsers(DatedQuery[ActiveUsersResult]):
     start: date = field(validator=_is_date)
     end: date = field(validator=_is_date)
     metric: ActiveUsersMetric = field(
-        default="active", validator=_one_of(("active", "new"), "metric")
+        default="active", validator=_one_of(get_args(ActiveUsersMetric), "metric")
     )
     interval: int = field(default=DAILY, validator=_interval(_CALENDAR_INTERVALS))
     segments: tuple[Segment, ...] = field(default=(), converter=_to_segments)
-    group_by: str | None = field(default=None, validator=_optional_property)
+    group_by: str | None = field(default=None, validator=_optional_str)
 
     def __attrs_post_init__(self) -> None:
         self._check_range()
@@ -586,7 +596,7 @@ class SessionLengthDistribution(DatedQuery[SessionLengthDistributionResult]):
     start: date = field(validator=_is_date)
     end: date = field(validator=_is_date)
     bin_unit: BinUnit | None = field(
-        default=None, validator=_optional_one_of(("hours", "minutes", "seconds"), "bin unit")
+        default=None, validator=_optional_one_of(get_args(BinUnit), "bin unit")
     )
     bin_min: int | None = field(default=None, validator=_optional_int(0))
     bin_max: int | None = field(default=None, validator=_optional_int(1))
@@ -626,12 +636,8 @@ class SessionLengthDistribution(DatedQuery[SessionLengthDistributionResult]):
 
 
 @frozen
-class AverageSessionLength(DatedQuery[AverageSessionLengthResult]):
-    """Average session length in seconds per day (``/api/2/sessions/average``)."""
-
-    endpoint: ClassVar[str] = "average_session_length"
-    result_type: ClassVar[type[Any]] = AverageSessionLengthResult
-    _path: ClassVar[str] = "/api/2/sessions/average"
+class _DailySessionAverage(DatedQuery[R]):
+    """A per-day session average: only a date range, costed as a sessions chart."""
 
     start: date = field(validator=_is_date)
     end: date = field(validator=_is_date)
@@ -652,29 +658,21 @@ class AverageSessionLength(DatedQuery[AverageSessionLengthResult]):
 
 
 @frozen
-class SessionsPerUser(DatedQuery[SessionsPerUserResult]):
+class AverageSessionLength(_DailySessionAverage[AverageSessionLengthResult]):
+    """Average session length in seconds per day (``/api/2/sessions/average``)."""
+
+    endpoint: ClassVar[str] = "average_session_length"
+    result_type: ClassVar[type[Any]] = AverageSessionLengthResult
+    _path: ClassVar[str] = "/api/2/sessions/average"
+
+
+@frozen
+class SessionsPerUser(_DailySessionAverage[SessionsPerUserResult]):
     """Average sessions per user per day (``/api/2/sessions/peruser``)."""
 
     endpoint: ClassVar[str] = "sessions_per_user"
     result_type: ClassVar[type[Any]] = SessionsPerUserResult
     _path: ClassVar[str] = "/api/2/sessions/peruser"
-
-    start: date = field(validator=_is_date)
-    end: date = field(validator=_is_date)
-
-    def __attrs_post_init__(self) -> None:
-        self._check_range()
-
-    def params(self) -> Params:
-        return tuple(self._date_params())
-
-    @property
-    def cost(self) -> int:
-        return _cost.query_cost(self.days, 1, _cost.chart_cost(ChartKind.SESSIONS))
-
-    @classmethod
-    def _kwargs_from_params(cls, p: _WireParams) -> dict[str, object]:
-        return _dates(p)
 
 
 @frozen
@@ -765,11 +763,11 @@ class EventSegmentation(DatedQuery[EventSegmentationResult]):
     segments: tuple[Segment, ...] = field(default=(), converter=_to_segments)
     group_by: tuple[str, ...] = field(default=(), converter=_to_group_bys)
     limit: int | None = field(default=None, validator=_optional_int(1, MAX_LIMIT))
-    formula: str | None = field(default=None, validator=_optional_text)
+    formula: str | None = field(default=None, validator=_optional_str)
     rolling_window: int | None = field(default=None, validator=_optional_int(1))
     rolling_average: int | None = field(default=None, validator=_optional_int(1))
     user_type: SegmentationUserType | None = field(
-        default=None, validator=_optional_one_of(("any", "active"), "user type")
+        default=None, validator=_optional_one_of(get_args(SegmentationUserType), "user type")
     )
 
     def __attrs_post_init__(self) -> None:
@@ -854,15 +852,13 @@ class Funnel(DatedQuery[FunnelResult]):
     events: tuple[Event, ...] = field(converter=_to_events)
     start: date = field(validator=_is_date)
     end: date = field(validator=_is_date)
-    mode: FunnelMode = field(
-        default="ordered", validator=_one_of(("ordered", "unordered", "sequential"), "mode")
-    )
+    mode: FunnelMode = field(default="ordered", validator=_one_of(get_args(FunnelMode), "mode"))
     user_type: FunnelUserType | None = field(
-        default=None, validator=_optional_one_of(("active", "new"), "user type")
+        default=None, validator=_optional_one_of(get_args(FunnelUserType), "user type")
     )
     interval: int | None = field(default=None, validator=_interval(_ALL_INTERVALS, optional=True))
     segments: tuple[Segment, ...] = field(default=(), converter=_to_segments)
-    group_by: str | None = field(default=None, validator=_optional_property)
+    group_by: str | None = field(default=None, validator=_optional_str)
     conversion_window: int | None = field(default=None, validator=_optional_int(1))
     """Seconds a user has to complete the funnel (the API's default is 30 days)."""
     limit: int | None = field(default=None, validator=_optional_int(1, MAX_LIMIT))
@@ -937,13 +933,11 @@ class Retention(DatedQuery[RetentionResult]):
     return_event: Event = field(converter=_to_return_event)
     start: date = field(validator=_is_date)
     end: date = field(validator=_is_date)
-    mode: RetentionMode = field(
-        default="n-day", validator=_one_of(("n-day", "rolling", "bracket"), "mode")
-    )
+    mode: RetentionMode = field(default="n-day", validator=_one_of(get_args(RetentionMode), "mode"))
     brackets: tuple[tuple[int, int], ...] | None = field(default=None, converter=_to_brackets)
     interval: int = field(default=DAILY, validator=_interval(_CALENDAR_INTERVALS))
     segments: tuple[Segment, ...] = field(default=(), converter=_to_segments)
-    group_by: str | None = field(default=None, validator=_optional_property)
+    group_by: str | None = field(default=None, validator=_optional_str)
 
     def __attrs_post_init__(self) -> None:
         self._check_range()
@@ -1004,7 +998,7 @@ class UserActivity(Query[UserActivityResult]):
     offset: int | None = field(default=None, validator=_optional_int(0))
     limit: int | None = field(default=None, validator=_optional_int(1, MAX_LIMIT))
     direction: Direction | None = field(
-        default=None, validator=_optional_one_of(("latest", "earliest"), "direction")
+        default=None, validator=_optional_one_of(get_args(Direction), "direction")
     )
 
     def params(self) -> Params:
@@ -1106,7 +1100,7 @@ class RevenueLTV(DatedQuery[RevenueLTVResult]):
     metric: LTVMetric = field(default="arpu", converter=_to_ltv_metric)
     interval: int = field(default=DAILY, validator=_interval(_CALENDAR_INTERVALS))
     segments: tuple[Segment, ...] = field(default=(), converter=_to_segments)
-    group_by: str | None = field(default=None, validator=_optional_property)
+    group_by: str | None = field(default=None, validator=_optional_str)
 
     def __attrs_post_init__(self) -> None:
         self._check_range()
@@ -1134,22 +1128,18 @@ class RevenueLTV(DatedQuery[RevenueLTVResult]):
 
 
 @frozen
-class ChartCSV(Query[ChartCSVResult]):
-    """A saved chart's data as CSV (``/api/3/chart/{chart_id}/csv``).
+class _SavedChart(Query[R]):
+    """A saved chart's data; ``_format`` is the last path segment (``csv`` or ``query``)."""
 
-    The chart's definition is not visible here, so its ``cost`` is 1 unless stated.
-    """
-
-    endpoint: ClassVar[str] = "chart_csv"
-    result_type: ClassVar[type[Any]] = ChartCSVResult
     _wire_names: ClassVar[Mapping[str, str]] = {"chart_id": "path"}
+    _format: ClassVar[str] = ""
 
     chart_id: str = field(validator=_chart_id)
     cost: int = field(default=1, validator=_int_at_least(1))
 
     @property
     def path(self) -> str:
-        return f"/api/3/chart/{self.chart_id}/csv"
+        return f"/api/3/chart/{self.chart_id}/{self._format}"
 
     def params(self) -> Params:
         return ()
@@ -1160,7 +1150,19 @@ class ChartCSV(Query[ChartCSVResult]):
 
 
 @frozen
-class ChartQuery(Query[ChartQueryResult]):
+class ChartCSV(_SavedChart[ChartCSVResult]):
+    """A saved chart's data as CSV (``/api/3/chart/{chart_id}/csv``).
+
+    The chart's definition is not visible here, so its ``cost`` is 1 unless stated.
+    """
+
+    endpoint: ClassVar[str] = "chart_csv"
+    result_type: ClassVar[type[Any]] = ChartCSVResult
+    _format: ClassVar[str] = "csv"
+
+
+@frozen
+class ChartQuery(_SavedChart[ChartQueryResult]):
     """A saved chart's data as JSON (``/api/3/chart/{chart_id}/query``).
 
     The chart's definition is not visible here, so its ``cost`` is 1 unless stated.
@@ -1168,21 +1170,7 @@ class ChartQuery(Query[ChartQueryResult]):
 
     endpoint: ClassVar[str] = "chart_query"
     result_type: ClassVar[type[Any]] = ChartQueryResult
-    _wire_names: ClassVar[Mapping[str, str]] = {"chart_id": "path"}
-
-    chart_id: str = field(validator=_chart_id)
-    cost: int = field(default=1, validator=_int_at_least(1))
-
-    @property
-    def path(self) -> str:
-        return f"/api/3/chart/{self.chart_id}/query"
-
-    def params(self) -> Params:
-        return ()
-
-    @classmethod
-    def _kwargs_from_params(cls, p: _WireParams) -> dict[str, object]:
-        return {}
+    _format: ClassVar[str] = "query"
 
 
 ENDPOINTS: Final[dict[str, type[Query[Any]]]] = {

@@ -471,7 +471,9 @@ def _parse_csv(text: str) -> tuple[tuple[str, ...], ...]:
     # Amplitude prefixes cells with a tab so spreadsheets keep them as text; it is not data.
     return tuple(
         tuple(cell[1:] if cell.startswith("\t") else cell for cell in row)
-        for row in csv.reader(io.StringIO(text))
+        # newline="": the csv module reads line ends itself, so a bare "\r" or a line break
+        # inside a quoted cell is parsed, not an error.
+        for row in csv.reader(io.StringIO(text, newline=""))
         if row
     )
 

@@ -64,6 +64,7 @@ from .queries import (
     EventSegmentation,
     Query,
     SessionsPerUser,
+    period_start,
 )
 from .results import CollapsedValue, SegmentMeta, SeriesLabel, SeriesMeta, SeriesResult
 from .values import PerformedEvent, Segment
@@ -90,16 +91,6 @@ _LABEL_JOIN: Final = "; "
 
 
 # -- calendar -------------------------------------------------------------------------------
-
-
-def period_start(day: date, interval: int) -> date:
-    """The first day of the bucket holding ``day``: a Sunday (weekly), the 1st (monthly), or
-    ``day`` itself (daily, hourly, realtime)."""
-    if interval == WEEKLY:
-        return day - timedelta(days=(day.weekday() + 1) % 7)
-    if interval == MONTHLY:
-        return day.replace(day=1)
-    return day
 
 
 def period_days(interval: int) -> int:

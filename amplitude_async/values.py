@@ -19,7 +19,7 @@ Conveniences (decisions, documented once here):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias, get_args
 
 import attrs
 from attrs import field, frozen
@@ -60,29 +60,18 @@ FilterOperator: TypeAlias = Literal[
     "set is",
     "set is not",
 ]
-FILTER_OPERATORS: Final[tuple[FilterOperator, ...]] = (
-    "is",
-    "is not",
-    "contains",
-    "does not contain",
-    "less",
-    "less or equal",
-    "greater",
-    "greater or equal",
-    "set is",
-    "set is not",
-)
+FILTER_OPERATORS: Final[tuple[FilterOperator, ...]] = get_args(FilterOperator)
 """Operators of event filters (``subprop_op``) and property conditions (``op``)."""
 
 PropertyType: TypeAlias = Literal["event", "user"]
-PROPERTY_TYPES: Final[tuple[PropertyType, ...]] = ("event", "user")
+PROPERTY_TYPES: Final[tuple[PropertyType, ...]] = get_args(PropertyType)
 
 CountOperator: TypeAlias = Literal[">=", "<=", "=", ">", "<"]
-COUNT_OPERATORS: Final[tuple[CountOperator, ...]] = (">=", "<=", "=", ">", "<")
+COUNT_OPERATORS: Final[tuple[CountOperator, ...]] = get_args(CountOperator)
 """Operators comparing how often a user performed an event ("who performed" conditions)."""
 
 TimeType: TypeAlias = Literal["allTime", "currentInterval", "forEachInterval"]
-TIME_TYPES: Final[tuple[TimeType, ...]] = ("allTime", "currentInterval", "forEachInterval")
+TIME_TYPES: Final[tuple[TimeType, ...]] = get_args(TimeType)
 
 COHORT_PROPERTY: Final = "userdata_cohort"
 """The pseudo-property a segment condition uses for cohort membership."""

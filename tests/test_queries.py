@@ -11,6 +11,7 @@ import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import event_or_name, events, group_bys, names, optional_names, segment_lists
 
 from amplitude_async import results
 from amplitude_async.errors import InvalidQuery
@@ -42,8 +43,6 @@ from amplitude_async.queries import (
     parse_query,
 )
 from amplitude_async.values import (
-    COUNT_OPERATORS,
-    FILTER_OPERATORS,
     Event,
     GroupBy,
     InCohort,
@@ -736,56 +735,6 @@ def test_stated_chart_cost_is_not_on_the_wire() -> None:
 
 
 # -- round trip -----------------------------------------------------------------------------
-
-names = st.one_of(
-    st.sampled_from(["Play Song", "a&b", "c+d", "x=y%20z", "Añadir", "日本語", "gp:Plan", "ce:X"]),
-    st.text(min_size=1, max_size=10).filter(lambda s: s.strip() != ""),
-)
-value_lists = st.lists(st.text(max_size=6), min_size=1, max_size=2)
-property_filters = st.builds(
-    PropertyFilter,
-    key=names,
-    op=st.sampled_from(FILTER_OPERATORS),
-    values=value_lists,
-    type=st.sampled_from(["event", "user"]),
-)
-group_bys = st.builds(GroupBy, value=names, type=st.sampled_from(["event", "user"]))
-events = st.builds(
-    Event,
-    event_type=names,
-    filters=st.lists(property_filters, max_size=2),
-    group_by=st.lists(group_bys, max_size=2),
-)
-event_or_name = st.one_of(events, names)
-
-
-@st.composite
-def performed_events(draw: st.DrawFn) -> PerformedEvent:
-    each_interval = draw(st.booleans())
-    return PerformedEvent(
-        draw(names),
-        draw(st.sampled_from(COUNT_OPERATORS)),
-        draw(st.integers(0, 50)),
-        filters=draw(st.lists(property_filters, max_size=1)),
-        time_type="forEachInterval"
-        if each_interval
-        else draw(st.sampled_from(["allTime", "currentInterval"])),
-        time_value=draw(st.integers(1, 90)) if each_interval else None,
-    )
-
-
-conditions = st.one_of(
-    st.builds(
-        Where,
-        prop=names.filter(lambda p: p != "userdata_cohort"),
-        op=st.sampled_from(FILTER_OPERATORS),
-        values=value_lists,
-    ),
-    st.builds(InCohort, cohort_id=names),
-    performed_events(),
-)
-segment_lists = st.lists(st.lists(conditions, max_size=3).map(lambda cs: Segment(*cs)), max_size=3)
-optional_names = st.none() | names
 
 
 @st.composite

@@ -741,3 +741,9 @@ def test_wire_keys_are_camel_case() -> None:
     assert encoded["data"]["seriesMeta"][0] == {"segmentIndex": 0, "eventIndex": 0}
     assert encoded["timeComputed"] == 1789466523471
     assert encoded["data"]["seriesCollapsed"][0][0] == {"value": 22, "setId": ""}
+
+
+def test_chart_csv_accepts_any_line_ending() -> None:
+    text = '"\tDate","\tUsers"\r"\t2026-09-01","\t5"\r\n"\t2026-09-02","\t7"\n"a\rb",c'
+    table = ChartCSVResult(text).table
+    assert table == (("Date", "Users"), ("2026-09-01", "5"), ("2026-09-02", "7"), ("a\rb", "c"))

@@ -48,6 +48,7 @@ __all__ = [
     "Dataset",
     "EventRecord",
     "SyntheticDataset",
+    "as_number",
     "event_revenue",
     "user_property_key",
 ]
@@ -92,21 +93,26 @@ def user_property_key(name: str) -> str | None:
 def event_revenue(props: Mapping[str, Value]) -> float:
     """The revenue an event carries (0.0 for none); see the module docstring for the rule."""
     for key in ("$revenue", "revenue"):
-        amount = _number(props.get(key))
+        amount = as_number(props.get(key))
         if amount is not None:
             return amount
-    price = _number(props.get("$price", props.get("price")))
+    price = as_number(props.get("$price", props.get("price")))
     if price is None:
         return 0.0
-    quantity = _number(props.get("$quantity", props.get("quantity")))
+    quantity = as_number(props.get("$quantity", props.get("quantity")))
     return price * (1.0 if quantity is None else quantity)
 
 
-def _number(value: Value) -> float | None:
+def as_number(value: Value, *, finite_numbers: bool = True) -> float | None:
+    """A property value as a number: ints, floats and numeric strings; ``None`` otherwise.
+
+    Strings must give a finite number. An infinite or NaN float is ``None`` too, unless
+    ``finite_numbers`` is false: the answer engine's filters and sums take it as it is.
+    """
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) else None
+        return float(value) if not finite_numbers or math.isfinite(value) else None
     if isinstance(value, str):
         try:
             number = float(value)

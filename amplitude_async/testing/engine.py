@@ -68,6 +68,7 @@ from amplitude_async.testing.dataset import (
     SESSION_CAP_MS,
     Dataset,
     Value,
+    as_number,
     user_property_key,
 )
 from amplitude_async.values import (
@@ -167,20 +168,6 @@ def _plain(value: Value) -> Value:
     return [_plain(v) for v in value] if isinstance(value, list | tuple) else value
 
 
-def _number(value: Value) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-        return number if math.isfinite(number) else None
-    return None
-
-
 def _elements(value: Value) -> list[Value]:
     if value is None:
         return []
@@ -217,13 +204,14 @@ def _matcher(op: str, values: Sequence[str], field: str) -> Callable[[Value], bo
         return contains
     if op in _NUMERIC_OPS:
         compare = _NUMERIC_OPS[op]
-        bound = _number(values[0]) if len(values) == 1 else None
+        bound = as_number(values[0], finite_numbers=False) if len(values) == 1 else None
         if bound is None:
             raise BadParameter(f"operator {op!r} needs one number, got {list(values)}", field=field)
 
         def numeric(value: Value) -> bool:
             return any(
-                (n := _number(v)) is not None and compare(n, bound) for v in _elements(value)
+                (n := as_number(v, finite_numbers=False)) is not None and compare(n, bound)
+                for v in _elements(value)
             )
 
         return numeric
@@ -571,14 +559,6 @@ class _Bucket:
         self.end = end
 
 
-def _period_start(day: date, interval: int) -> date:
-    if interval == q.WEEKLY:
-        return day - timedelta(days=(day.weekday() + 1) % 7)
-    if interval == q.MONTHLY:
-        return day.replace(day=1)
-    return day
-
-
 def _next_period(day: date, interval: int) -> date:
     if interval == q.WEEKLY:
         return day + timedelta(days=7)
@@ -589,7 +569,7 @@ def _next_period(day: date, interval: int) -> date:
 
 def _shift_periods(day: date, interval: int, count: int) -> date:
     """The period start ``count`` periods before ``day``'s period (calendar intervals)."""
-    start = _period_start(day, interval)
+    start = q.period_start(day, interval)
     if interval == q.MONTHLY:
         months = start.year * 12 + start.month - 1 - count
         return date(months // 12, months % 12 + 1, 1)
@@ -609,7 +589,7 @@ def _buckets(ds: Dataset, start: date, end: date, interval: int) -> list[_Bucket
             t += step
         return out
     out = []
-    day = _period_start(start, interval)
+    day = q.period_start(start, interval)
     while day <= end:
         following = _next_period(day, interval)
         b0 = max(ds.midnight(day), lo)
@@ -853,9 +833,9 @@ def _event_value(scope: _Scope, spec: GroupBy, field: str) -> Callable[[int], fl
     ds = scope.ds
     if spec.type == "user":
         read = scope.user_reader(spec.value, field)
-        return lambda i: _number(read(ds.ustate[i]))
+        return lambda i: as_number(read(ds.ustate[i]), finite_numbers=False)
     table, key = ds.eprops_table, spec.value
-    return lambda i: _number(table[ds.eprops[i]].get(key))
+    return lambda i: as_number(table[ds.eprops[i]].get(key), finite_numbers=False)
 
 
 def _metric_value(metric: str, agg: _Agg, active: _Agg | None) -> float:
@@ -1186,7 +1166,7 @@ def _composition(scope: _Scope, query: q.UserComposition) -> JSON:
 def _events_list(scope: _Scope, _query: q.EventsList) -> JSON:
     ds = scope.ds
     today = scope.day_of(scope.now_ms)
-    week_start = ds.midnight(_period_start(today, q.WEEKLY))
+    week_start = ds.midnight(q.period_start(today, q.WEEKLY))
     found = ds.events_between(week_start, scope.now_ms + 1)
     totals = Counter(ds.type[i] for i in found)
     data = [
@@ -1409,15 +1389,18 @@ def _period_index(day: date, interval: int) -> int:
     if interval == q.MONTHLY:
         return day.year * 12 + day.month - 1
     if interval == q.WEEKLY:
-        return day.toordinal() // 7  # ordinal 7 is a Sunday, so each week starts on a Sunday
+        # Week starts are 7 days apart, so each falls in its own block of 7 ordinals.
+        return q.period_start(day, interval).toordinal() // 7
     return day.toordinal()
 
 
 def _period_of_index(index: int, interval: int) -> date:
+    """The first day of the period numbered ``index`` by :func:`_period_index`."""
     if interval == q.MONTHLY:
         return date(index // 12, index % 12 + 1, 1)
     if interval == q.WEEKLY:
-        return date.fromordinal(index * 7)
+        # The week starting in ordinals [7 * index, 7 * index + 6] holds the last of them.
+        return q.period_start(date.fromordinal(index * 7 + 6), interval)
     return date.fromordinal(index)
 
 
