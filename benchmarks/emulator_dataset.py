@@ -41,6 +41,7 @@ def main() -> None:
         "active users": q.ActiveUsers(start, end),
         "funnel 3 steps": q.Funnel(["Sign Up", "Complete Profile", "Purchase"], start, end),
         "retention n-day": q.Retention(Event("Sign Up"), Event("_active"), start, end),
+        "session length distribution": q.SessionLengthDistribution(start, end),
     }
     for name, query in cases.items():
         began = time.perf_counter()

@@ -27,16 +27,21 @@ Decisions kept here:
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 import math
 import random
-import uuid
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from itertools import accumulate, compress, islice, pairwise, repeat
+from operator import add, itemgetter, le, mul, ne, sub
 from pathlib import Path
+from struct import Struct
 from typing import Any, Final, TypeAlias
 from zoneinfo import ZoneInfo
 
@@ -49,6 +54,7 @@ __all__ = [
     "EventRecord",
     "SyntheticDataset",
     "as_number",
+    "collector_paused",
     "event_revenue",
     "user_property_key",
 ]
@@ -312,23 +318,32 @@ class _Builder:
             index = self.device_ids[device_id] = len(self.device_ids)
         return index
 
+    def prop_slot(self, key: str) -> int:
+        """The slot of user property ``key`` (canonical) in state rows, added if new."""
+        slot = self.prop_index.get(key)
+        if slot is None:
+            slot = self.prop_index[key] = len(self.prop_index)
+        return slot
+
     def ustate_index(self, props: Mapping[str, Value]) -> int:
         """Intern a user-property state given by canonical keys (``country``, ``gp:plan``)."""
         row: list[Value] = [None] * len(self.prop_index)
         for key, value in props.items():
             if value is None:
                 continue
-            slot = self.prop_index.get(key)
-            if slot is None:
-                slot = self.prop_index[key] = len(self.prop_index)
+            slot = self.prop_slot(key)
+            if slot == len(row):
                 row.append(None)
             row[slot] = _freeze(value)
         while row and row[-1] is None:
             row.pop()
-        key_row = tuple(row)
-        index = self.ustate_ids.get(key_row)
+        return self.ustate_row_index(tuple(row))
+
+    def ustate_row_index(self, row: tuple[Value, ...]) -> int:
+        """Intern a user-property state row: frozen values in slot order, no trailing None."""
+        index = self.ustate_ids.get(row)
         if index is None:
-            index = self.ustate_ids[key_row] = len(self.ustate_ids)
+            index = self.ustate_ids[row] = len(self.ustate_ids)
         return index
 
     def eprops_index(self, props: Mapping[str, Value]) -> int:
@@ -350,8 +365,67 @@ class _Builder:
         self.eprops.append(eprops)
 
 
-def _permute(column: array[int], order: Sequence[int]) -> array[int]:
-    return array(column.typecode, [column[i] for i in order])
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cycle collector for a block that allocates very many objects.
+
+    Building a dataset, or answering a query over a large one, allocates hundreds of
+    thousands of objects and no reference cycles; every automatic full collection would walk
+    all of them and the whole dataset again (tens of milliseconds each at a million events,
+    many times over). Garbage cycles made meanwhile are only collected later.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _ascending(column: array[int]) -> bool:
+    return all(map(le, column, islice(column, 1, None)))
+
+
+def _gather(column: Sequence[int], positions: Sequence[int]) -> Sequence[int]:
+    """``[column[i] for i in positions]``, at C speed."""
+    if len(positions) < 2:  # itemgetter of one index returns the bare value
+        return [column[i] for i in positions]
+    taken: Sequence[int] = itemgetter(*positions)(column)
+    return taken
+
+
+def _reorder(columns: list[array[int]], order: list[int]) -> list[array[int]]:
+    """The columns permuted by ``order`` (``new[k] = old[order[k]]``).
+
+    Gathering a million values column by column costs a Python int per value and column.
+    When every column has 8-byte items, each event's values are packed into one bytes
+    record instead, the records are put in order as objects (moving references only) and
+    the columns are unpacked again with strided memoryview copies: about twice as fast.
+    """
+    n, width = len(order), len(columns)
+    if n < 2 or any(c.itemsize != 8 for c in columns):
+        return [array(c.typecode, _gather(c, order)) for c in columns]
+    packed = bytearray(8 * width * n)
+    slots = memoryview(packed).cast("q")
+    for k, c in enumerate(columns):
+        slots[k::width] = memoryview(c).cast("B").cast("q")
+    records = list(map(itemgetter(0), Struct(f"{8 * width}s").iter_unpack(packed)))
+    del slots, packed
+    ordered = memoryview(b"".join(itemgetter(*order)(records))).cast("q")
+    del records
+    out = []
+    for k, c in enumerate(columns):
+        column = array(c.typecode, bytes(8 * n))
+        memoryview(column).cast("B").cast("q")[:] = ordered[k::width]
+        out.append(column)
+    return out
+
+
+def _split(flat: array[int], counts: Mapping[int, int], groups: int) -> list[array[int]]:
+    """``flat`` cut into consecutive runs of ``counts[0]``, ``counts[1]``, ... items."""
+    bounds = list(accumulate((counts.get(k, 0) for k in range(groups)), initial=0))
+    return [flat[a:b] for a, b in pairwise(bounds)]
 
 
 class Dataset:
@@ -386,19 +460,20 @@ class Dataset:
         self.tz = ZoneInfo(tz) if tz else UTC
         self.tz_name = tz or "UTC"
         b = builder
-        order: Sequence[int] = sorted(range(len(b.time)), key=b.time.__getitem__)
-        if any(order[i] != i for i in range(len(order))):
-            columns = (b.time, b.user, b.type, b.session, b.device, b.ustate, b.eprops)
-            (b.time, b.user, b.type, b.session, b.device, b.ustate, b.eprops) = (
-                _permute(c, order) for c in columns
-            )
-        self.time: array[int] = b.time
-        self.user: array[int] = b.user
-        self.type: array[int] = b.type
-        self.session: array[int] = b.session
-        self.device: array[int] = b.device
-        self.ustate: array[int] = b.ustate
-        self.eprops: array[int] = b.eprops
+        columns = [b.time, b.user, b.type, b.session, b.device, b.ustate, b.eprops]
+        n = len(b.time)
+        if not _ascending(b.time):
+            # a stable sort by time; float keys take the sort's fast path and are exact for
+            # epoch milliseconds (far below 2**53)
+            columns = _reorder(columns, sorted(range(n), key=array("d", b.time).__getitem__))
+        self.time: array[int] = columns[0]
+        self.user: array[int] = columns[1]
+        self.type: array[int] = columns[2]
+        self.session: array[int] = columns[3]
+        self.device: array[int] = columns[4]
+        self.ustate: array[int] = columns[5]
+        self.eprops: array[int] = columns[6]
+        b.time, b.user, b.type, b.session, b.device, b.ustate, b.eprops = columns
 
         self.type_names: list[str] = sorted(b.type_ids, key=b.type_ids.__getitem__)
         self.type_ids: dict[str, int] = dict(b.type_ids)
@@ -411,31 +486,35 @@ class Dataset:
         self.eprops_table: list[dict[str, Value]] = [dict(k) for k in b.eprops_ids]
         self.eprops_revenue: list[float] = [event_revenue(p) for p in self.eprops_table]
 
-        n_users = len(self.amplitude_ids)
-        n_types = len(self.type_names)
-        user_events: list[list[int]] = [[] for _ in range(n_users)]
-        type_events: list[list[int]] = [[] for _ in range(n_types)]
-        revenue_events: list[int] = []
-        revenue = self.eprops_revenue
-        for i, (u, t, p) in enumerate(zip(self.user, self.type, self.eprops, strict=True)):
-            user_events[u].append(i)
-            type_events[t].append(i)
-            if revenue[p]:
-                revenue_events.append(i)
-        self.user_events: list[array[int]] = [array("l", e) for e in user_events]
-        """Per user, indices of its events in time order."""
-        self.type_events: list[array[int]] = [array("l", e) for e in type_events]
-        """Per event type, indices of its events in time order."""
         times = self.time
-        self.type_times: list[array[int]] = [array("q", [times[i] for i in e]) for e in type_events]
-        self.revenue_events: array[int] = array("l", revenue_events)
-        self.revenue_times: array[int] = array("q", [times[i] for i in revenue_events])
-        self.first_events: array[int] = array("l", sorted(e[0] for e in user_events if e))
+        # positions grouped by user (or type) by a stable sort, so each group is in time order
+        by_user = sorted(range(n), key=self.user.__getitem__)
+        self.user_events: list[array[int]] = _split(
+            array("l", by_user), Counter(self.user), len(self.amplitude_ids)
+        )
+        """Per user, indices of its events in time order."""
+        del by_user
+        by_type = sorted(range(n), key=self.type.__getitem__)
+        type_counts = Counter(self.type)
+        self.type_events: list[array[int]] = _split(
+            array("l", by_type), type_counts, len(self.type_names)
+        )
+        """Per event type, indices of its events in time order."""
+        self.type_times: list[array[int]] = _split(
+            array("q", _gather(times, by_type)), type_counts, len(self.type_names)
+        )
+        del by_type
+        revenue = self.eprops_revenue
+        self.revenue_events: array[int] = array(
+            "l", compress(range(n), map(revenue.__getitem__, self.eprops))
+        )
+        self.revenue_times: array[int] = array("q", _gather(times, self.revenue_events))
+        self.first_events: array[int] = array("l", sorted(e[0] for e in self.user_events if e))
         """Index of each user's first event, in time order ("new user" events)."""
-        self.first_times: array[int] = array("q", [times[i] for i in self.first_events])
-        self._build_sessions(user_events)
+        self.first_times: array[int] = array("q", _gather(times, self.first_events))
+        self._build_sessions()
 
-        if len(times):
+        if n:
             first_day = self.local_date(times[0])
             last_day = self.local_date(times[-1])
         else:
@@ -449,28 +528,44 @@ class Dataset:
         self._day_bounds: list[int] | None = None
         self._by_device: dict[str, list[int]] | None = None
         self._by_user_id: dict[str, list[int]] | None = None
+        self.day: array[int] = self._event_days()
+        """Per event, its local day as a number of days from :attr:`start` (``day_number``)."""
 
-    def _build_sessions(self, user_events: list[list[int]]) -> None:
-        starts: list[tuple[int, int, int]] = []
-        times, sessions = self.time, self.session
-        for u, events in enumerate(user_events):
-            bounds: dict[int, list[int]] = {}
-            for i in events:
-                sid = sessions[i]
-                if sid == -1:
-                    continue
-                span = bounds.get(sid)
-                if span is None:
-                    bounds[sid] = [times[i], times[i]]
-                else:
-                    span[1] = times[i]
-            for first, last in bounds.values():
-                starts.append((first, min(last - first, SESSION_CAP_MS), u))
-        starts.sort()
+    def _build_sessions(self) -> None:
+        times, n, n_users = self.time, len(self.time), max(len(self.amplitude_ids), 1)
+        # one int per (user, session id) pair: dicts of ints are much cheaper than of tuples
+        keys = list(map(add, map(mul, self.session, repeat(n_users)), self.user))
+        # a dict keeps a key where it first occurs and the value it last got: so ``last``
+        # lists sessions by their first event, with the index of their last one
+        last = dict(zip(keys, range(n), strict=True))
+        first = dict(zip(reversed(keys), range(n - 1, -1, -1), strict=True))
+        del keys
+        ends = list(last.values())
+        real = list(map(ne, _gather(self.session, ends), repeat(-1)))
+        ends = list(compress(ends, real))
+        begins = list(map(first.__getitem__, compress(last, real)))
+        begin_times = _gather(times, begins)
+        lengths = map(min, map(sub, _gather(times, ends), begin_times), repeat(SESSION_CAP_MS))
+        # ties in start time order by length, then user
+        starts = sorted(zip(begin_times, lengths, _gather(self.user, ends), strict=True))
         self.session_starts: array[int] = array("q", [s[0] for s in starts])
         """Session start times (ms), sorted; parallel to ``session_lengths``/``session_users``."""
         self.session_lengths: array[int] = array("q", [s[1] for s in starts])
         self.session_users: array[int] = array("l", [s[2] for s in starts])
+
+    def _event_days(self) -> array[int]:
+        """The :attr:`day` column: runs of equal day numbers between local midnights."""
+        times = self.time
+        count = (self.end - self.start).days + 1
+        cuts = [
+            bisect_left(times, self.midnight(self.start + timedelta(days=k)))
+            for k in range(count + 1)
+        ]
+        days = array("l", [self.day_number(times[i]) for i in range(cuts[0])])
+        for k in range(count):
+            days.extend(array("l", [k]) * (cuts[k + 1] - cuts[k]))
+        days.extend(self.day_number(times[i]) for i in range(cuts[-1], len(times)))
+        return days
 
     # -- time ------------------------------------------------------------------------------
 
@@ -630,18 +725,19 @@ class Dataset:
     ) -> Dataset:
         """Index ``records`` (any order)."""
         builder = _Builder()
-        for r in records:
-            custom = {f"gp:{k}": v for k, v in r.user_properties.items()}
-            builder.add(
-                _to_ms(r.event_time),
-                builder.user_index(r.amplitude_id, r.user_id),
-                builder.type_index(r.event_type),
-                r.session_id,
-                builder.device_index(r.device_id),
-                builder.ustate_index({**r._builtins(), **custom}),
-                builder.eprops_index(r.event_properties),
-            )
-        return cls(builder, tz=tz, cohorts=cohorts, charts=charts)
+        with collector_paused():
+            for r in records:
+                custom = {f"gp:{k}": v for k, v in r.user_properties.items()}
+                builder.add(
+                    _to_ms(r.event_time),
+                    builder.user_index(r.amplitude_id, r.user_id),
+                    builder.type_index(r.event_type),
+                    r.session_id,
+                    builder.device_index(r.device_id),
+                    builder.ustate_index({**r._builtins(), **custom}),
+                    builder.eprops_index(r.event_properties),
+                )
+            return cls(builder, tz=tz, cohorts=cohorts, charts=charts)
 
     @classmethod
     def from_export(
@@ -783,6 +879,34 @@ def _cumulative(weights: Iterable[float]) -> list[float]:
     return out
 
 
+_CUSTOM_USER_PROPERTIES: Final = ("gp:age_group", "gp:interests", "gp:plan")
+# the rates and shapes of the generator's draws (see _Generator)
+_UPGRADE_RATE: Final = 1 / 4
+_DECAY_RATE: Final = 1 / 5
+_BROWSE_RATE: Final = 1 / 2.0
+_RATING_RATE: Final = 1 / 3
+_ITEM_SKEW: Final = -1.0 / 1.2
+_N_TERMS: Final = len(_SEARCH_TERMS)
+_TERM_BITS: Final = _N_TERMS.bit_length()
+_NV_MAGIC: Final = 4 * math.exp(-0.5) / math.sqrt(2.0)
+
+
+def _below(getrandbits: Callable[[int], int], n: int) -> int:
+    """A uniform draw from ``range(n)`` exactly as ``random.Random.randrange(n)`` makes it."""
+    bits = n.bit_length()
+    r = getrandbits(bits)
+    while r >= n:
+        r = getrandbits(bits)
+    return r
+
+
+def _uuid4_text(bits: int) -> str:
+    """``str(uuid.UUID(int=bits, version=4))``, without building the UUID."""
+    bits = (bits & ~(0xC000 << 48) | 0x8000 << 48) & ~(0xF000 << 64) | 4 << 76
+    h = f"{bits:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 class SyntheticDataset(Dataset):
     """A deterministic, plausible product's event log (see the module docstring).
 
@@ -813,13 +937,14 @@ class SyntheticDataset(Dataset):
             for d in (start + timedelta(days=k) for k in range(days + 1))
         ]
         builder = _Builder()
-        _Generator(random.Random(seed), builder, midnights).run(users)
         end = start + timedelta(days=days - 1)
-        super().__init__(builder, tz=tz, start=start, end=end)
-        self.cohorts = {c.id: c for c in self._builtin_cohorts(days)}
+        with collector_paused():
+            _Generator(random.Random(seed), builder, midnights).run(users)
+            super().__init__(builder, tz=tz, start=start, end=end)
+            self.cohorts = {c.id: c for c in self._builtin_cohorts()}
         self.charts = builtin_charts(start, end)
 
-    def _builtin_cohorts(self, days: int) -> list[Cohort]:
+    def _builtin_cohorts(self) -> list[Cohort]:
         purchase = self.type_ids.get(PURCHASE)
         buyers = (
             {self.amplitude_ids[self.user[i]] for i in self.type_events[purchase]}
@@ -828,10 +953,9 @@ class SyntheticDataset(Dataset):
         )
         power, mobile = set(), set()
         platform_slot = self.prop_index["platform"]
-        midnights = [self.midnight(self.start + timedelta(days=k)) for k in range(1, days)]
+        day = self.day
         for u, events in enumerate(self.user_events):
-            active_days = {bisect_right(midnights, self.time[i]) for i in events}
-            if len(active_days) >= 5:
+            if len(set(map(day.__getitem__, events))) >= 5:
                 power.add(self.amplitude_ids[u])
             if events and self.ustates[self.ustate[events[0]]][platform_slot] in ("iOS", "Android"):
                 mobile.add(self.amplitude_ids[u])
@@ -859,7 +983,13 @@ def builtin_charts(start: date, end: date) -> dict[str, Any]:
 
 
 class _Generator:
-    """Writes a synthetic product's events into a builder (one pass, users in order)."""
+    """Writes a synthetic product's events into a builder (one pass, users in order).
+
+    Draws come straight from :class:`random.Random` (``random``/``getrandbits``) with the
+    arithmetic of its ``expovariate``, ``lognormvariate``, ``paretovariate``, ``randrange``
+    and ``sample`` written out in place: at a million events those calls were a large share
+    of the build time. The draws and their order are those methods' own, so a seed keeps its events.
+    """
 
     def __init__(self, rng: random.Random, builder: _Builder, midnights: list[int]) -> None:
         self.rng = rng
@@ -875,6 +1005,11 @@ class _Generator:
             max(1, round(self.days * k / len(_VERSIONS))) for k in range(1, len(_VERSIONS))
         ]
         self.types = {name: builder.type_index(name) for name in _EVENT_TYPES}
+        # user states are interned as rows in slot order: the built-in properties, then ours
+        for key in _CUSTOM_USER_PROPERTIES:
+            builder.prop_slot(key)
+        if tuple(builder.prop_index) != BUILTIN_USER_PROPERTIES + _CUSTOM_USER_PROPERTIES:
+            raise RuntimeError("a synthetic dataset needs a fresh builder")
         self.items = [
             {
                 "item_id": f"sku-{k:04d}",
@@ -893,11 +1028,11 @@ class _Generator:
 
     def user(self, n: int) -> None:
         rng, b = self.rng, self.b
-        random_, expovariate = rng.random, rng.expovariate
+        random_, getrandbits, log, exp = rng.random, rng.getrandbits, math.log, math.exp
         amplitude_id = 100_000_000_000 + n
         anonymous = random_() < 0.1
         user = b.user_index(amplitude_id, None if anonymous else f"user{n:06d}")
-        device = b.device_index(str(uuid.UUID(int=rng.getrandbits(128), version=4)))
+        device = b.device_index(_uuid4_text(getrandbits(128)))
         country, region, city, dma, language, _ = _PLACES[
             bisect_right(self.place_cum, random_() * self.place_cum[-1])
         ]
@@ -905,54 +1040,60 @@ class _Generator:
             bisect_right(self.device_cum, random_() * self.device_cum[-1])
         ]
         age = _AGE_GROUPS[bisect_right(self.age_cum, random_() * self.age_cum[-1])]
-        interests = sorted(rng.sample(_INTERESTS, rng.randint(1, 3)))
+        # rng.sample(_INTERESTS, rng.randint(1, 3)), drawn the way those methods draw
+        pool = list(_INTERESTS)
+        picked = []
+        for i in range(1 + _below(getrandbits, 3)):
+            j = _below(getrandbits, len(pool) - i)
+            picked.append(pool[j])
+            pool[j] = pool[len(pool) - i - 1]
+        interests = tuple(sorted(picked))
         # sign-ups grow a little over the period
         signup = min(int(self.days * random_() ** 0.85), self.days - 1)
         version_at_signup = max(v for v, day in enumerate(self.releases) if day <= signup)
         upgrades = [
-            (self.releases[v] + int(expovariate(1 / 4)), v)
+            (self.releases[v] + int(-log(1.0 - random_()) / _UPGRADE_RATE), v)
             for v in range(version_at_signup + 1, len(_VERSIONS))
         ]
         activated = random_() < 0.62
         buyer = activated and random_() < 0.5
         engagement = 0.15 + 0.45 * random_()
-        decay = 1.0 + expovariate(1 / 5)
-        base_props: dict[str, Value] = {
-            "country": country,
-            "city": city,
-            "region": region,
-            "dma": dma,
-            "platform": platform,
-            "os": f"{os_name} {os_version}",
-            "device": family,
-            "device_type": model,
-            "language": language,
-            "start_version": _VERSIONS[version_at_signup],
-            "gp:age_group": age,
-            "gp:interests": interests,
-        }
+        decay = 1.0 + -log(1.0 - random_()) / _DECAY_RATE
+        # a user state row in slot order: version, the fixed properties, paying, custom ones
+        fixed = (
+            country, city, region, dma, platform, f"{os_name} {os_version}", family, model,
+            language, _VERSIONS[version_at_signup],
+        )  # fmt: skip
+        plan = "plus" if n % 3 else "pro"
         states: dict[tuple[int, bool], int] = {}
 
         def ustate(version: int, paying: bool) -> int:
             index = states.get((version, paying))
             if index is None:
-                props = dict(base_props)
-                props["version"] = _VERSIONS[version]
-                props["paying"] = paying
-                props["gp:plan"] = ("plus" if n % 3 else "pro") if paying else "free"
-                index = states[version, paying] = b.ustate_index(props)
+                row = (
+                    _VERSIONS[version],
+                    *fixed,
+                    paying,
+                    age,
+                    interests,
+                    plan if paying else "free",
+                )
+                index = states[version, paying] = b.ustate_row_index(row)
             return index
 
         add_time, add_user, add_type = b.time.append, b.user.append, b.type.append
         add_session, add_device = b.session.append, b.device.append
         add_ustate, add_eprops = b.ustate.append, b.eprops.append
-        types, midnights, hour_cum = self.types, self.midnights, self.hour_cum
+        types, midnights, flow = self.types, self.midnights, self.flow
+        eprops_cache = self.eprops_cache
+        hour_cum = self.hour_cum
+        hour_total = hour_cum[-1]
         paying = False
         profile_done = False
         end_ms = midnights[-1]
         for day in range(signup, self.days):
             age_days = day - signup
-            if age_days and random_() >= engagement * math.exp(-age_days / decay) + 0.015:
+            if age_days and random_() >= engagement * exp(-age_days / decay) + 0.015:
                 continue
             version = version_at_signup
             for when, v in upgrades:
@@ -960,15 +1101,18 @@ class _Generator:
                     version = v
             state = ustate(version, paying)
             sessions = 1 + (random_() < 0.25) + (random_() < 0.06)
-            clock = midnights[day]
+            midnight = midnights[day]
+            clock = midnight
             for s in range(sessions):
-                hour = bisect_right(hour_cum, random_() * hour_cum[-1])
-                t = max(clock, midnights[day] + hour * 3_600_000 + int(random_() * 3_600_000))
+                hour = bisect_right(hour_cum, random_() * hour_total)
+                t = midnight + hour * 3_600_000 + int(random_() * 3_600_000)
+                if t < clock:
+                    t = clock
                 session_id = t
                 kind = random_()
                 # most sessions are brisk; a few linger, which gives lengths a heavy tail
                 gap_scale = 12_000 if kind < 0.72 else (70_000 if kind < 0.95 else 420_000)
-                for k, name in enumerate(self.flow(first=(age_days == 0 and s == 0))):
+                for k, name in enumerate(flow(age_days == 0 and s == 0)):
                     if name == COMPLETE_PROFILE:
                         if profile_done or not (activated or random_() < 0.05):
                             continue
@@ -976,7 +1120,15 @@ class _Generator:
                     elif name == PURCHASE and not (buyer and random_() < 0.8):
                         continue
                     if k:
-                        t += min(int(rng.lognormvariate(0, 1.0) * gap_scale), 1_500_000)
+                        # a log-normal gap: lognormvariate(0, 1)'s ratio-of-uniforms draw
+                        while True:
+                            u1 = random_()
+                            u2 = 1.0 - random_()
+                            z = _NV_MAGIC * (u1 - 0.5) / u2
+                            if z * z / 4.0 <= -log(u2):
+                                break
+                        gap = int(exp(z) * gap_scale)
+                        t += gap if gap < 1_500_000 else 1_500_000
                     if t >= end_ms:
                         break
                     add_time(t)
@@ -985,20 +1137,55 @@ class _Generator:
                     add_session(session_id)
                     add_device(device)
                     add_ustate(state)
-                    add_eprops(self.event_props(name))
+                    # the event's properties, drawn here (not in a method) for speed
+                    key: tuple[Any, ...]
+                    if name in _ITEM_EVENTS:
+                        # a Pareto draw: a few items are hits
+                        item = int((1.0 - random_()) ** _ITEM_SKEW) - 1
+                        if item >= _N_ITEMS:
+                            item = _N_ITEMS - 1
+                        if name == VIEW_ITEM:
+                            key = (name, item)
+                        elif name == ADD_TO_CART:
+                            key = (name, item, 1 + (random_() < 0.2))
+                        elif name == PURCHASE:
+                            key = (name, item, 1 + (random_() < 0.15), random_() < 0.7)
+                        elif name == SHARE:
+                            key = (name, item, _below(getrandbits, 4))
+                        else:  # RATE_ITEM
+                            rating = 1 + int(-log(1.0 - random_()) / _RATING_RATE)
+                            key = (name, item, min(5, rating), _below(getrandbits, 6))
+                    elif name == SEARCH:
+                        term = getrandbits(_TERM_BITS)
+                        while term >= _N_TERMS:
+                            term = getrandbits(_TERM_BITS)
+                        results = getrandbits(6)
+                        while results >= 40:
+                            results = getrandbits(6)
+                        key = (name, term, results)
+                    elif name == OPEN_APP:
+                        key = (name, random_() < 0.2)
+                    elif name == SIGN_UP:
+                        key = (name, _below(getrandbits, 3))
+                    else:  # COMPLETE_PROFILE
+                        key = (name, 3 + _below(getrandbits, 6))
+                    eprops = eprops_cache.get(key)
+                    if eprops is None:
+                        eprops = eprops_cache[key] = b.eprops_index(self.props_of(key))
+                    add_eprops(eprops)
                     if name == PURCHASE and not paying:
                         paying = True
                         state = ustate(version, paying)
                 clock = t + 1_800_000
 
-    def flow(self, *, first: bool) -> list[str]:
+    def flow(self, first: bool) -> list[str]:
         """The event types of one session, from a small Markov chain of browsing."""
         random_ = self.rng.random
         steps = [SIGN_UP, COMPLETE_PROFILE] if first else [OPEN_APP]
         if not first and random_() < 0.08:
             steps.append(COMPLETE_PROFILE)
         current = SEARCH if random_() < 0.5 else VIEW_ITEM
-        for _ in range(1 + int(self.rng.expovariate(1 / 2.0))):
+        for _ in range(1 + int(-math.log(1.0 - random_()) / _BROWSE_RATE)):
             steps.append(current)
             r = random_()
             if current == SEARCH:
@@ -1017,37 +1204,6 @@ class _Generator:
             else:
                 current = VIEW_ITEM if r < 0.7 else SEARCH
         return steps
-
-    def event_props(self, name: str) -> int:
-        """Draw an event's properties; returns their interned id."""
-        rng = self.rng
-        key: tuple[Any, ...]
-        if name in _ITEM_EVENTS:
-            item = min(int(rng.paretovariate(1.2)) - 1, _N_ITEMS - 1)  # a few items are hits
-            if name == ADD_TO_CART:
-                key = (name, item, 1 + (rng.random() < 0.2))
-            elif name == PURCHASE:
-                key = (name, item, 1 + (rng.random() < 0.15), rng.random() < 0.7)
-            elif name == SHARE:
-                key = (name, item, rng.randrange(4))
-            elif name == RATE_ITEM:
-                key = (name, item, min(5, 1 + int(rng.expovariate(1 / 3))), rng.randrange(6))
-            else:
-                key = (name, item)
-        elif name == SEARCH:
-            key = (name, rng.randrange(len(_SEARCH_TERMS)), rng.randrange(40))
-        elif name == SIGN_UP:
-            key = (name, rng.randrange(3))
-        elif name == OPEN_APP:
-            key = (name, rng.random() < 0.2)
-        elif name == COMPLETE_PROFILE:
-            key = (name, rng.randint(3, 8))
-        else:
-            key = (name,)
-        index = self.eprops_cache.get(key)
-        if index is None:
-            index = self.eprops_cache[key] = self.b.eprops_index(self.props_of(key))
-        return index
 
     def props_of(self, key: tuple[Any, ...]) -> dict[str, Value]:
         name = key[0]

@@ -69,6 +69,7 @@ from amplitude_async.testing.dataset import (
     Dataset,
     Value,
     as_number,
+    collector_paused,
     user_property_key,
 )
 from amplitude_async.values import (
@@ -273,7 +274,10 @@ class _Scope:
 
     def period_of_event(self, ms: int, interval: int) -> int:
         """:func:`_period_index` of an event's local day, memoised per day."""
-        number = self.ds.day_number(ms)
+        return self.period_of_day(self.ds.day_number(ms), interval)
+
+    def period_of_day(self, number: int, interval: int) -> int:
+        """:func:`_period_index` of local day ``number`` (days from the dataset's start)."""
         cache = self._periods.setdefault(interval, {})
         found = cache.get(number)
         if found is None:
@@ -1210,26 +1214,49 @@ def _funnel_paths(
     out: dict[int, _Path] = {}
     times = ds.time
     chosen = [m.selected(lo, hi) for m in matches]
-    tests = [_all_true if c is None else c.__contains__ for c in chosen]
-    # unless steps must be consecutive, events of no step cannot matter
-    relevant: set[int] | None = None
-    if query.mode != "sequential" and all(c is not None for c in chosen):
-        relevant = set().union(*(c for c in chosen if c is not None))
+    # which steps an event counts for, as bits (step k is 1 << k)
+    every = sum(1 << k for k, c in enumerate(chosen) if c is None)
+    step_bits: dict[int, int] = {}
+    for k, c in enumerate(chosen):
+        for i in c or ():
+            step_bits[i] = step_bits.get(i, 0) | 1 << k
+    # unless steps must be consecutive, events of no step cannot matter: then each
+    # entrant's sequence is their step events, grouped by user in one pass
+    step_events: dict[int, list[int]] | None = None
+    if query.mode != "sequential" and not every:
+        step_events = {}
+        user = ds.user
+        for i in sorted(step_bits):
+            u = user[i]
+            if u in entrants:
+                found = step_events.get(u)
+                if found is None:
+                    step_events[u] = [i]
+                else:
+                    found.append(i)
+    window_events = ds.events_between(lo, hi)
+    unordered, strict = query.mode == "unordered", query.mode == "sequential"
     for u in entrants:
-        events = ds.user_events[u]
-        first = bisect_left(events, ds.events_between(lo, hi).start)
-        seq = [i for i in events[first:] if times[i] < hi and (relevant is None or i in relevant)]
-        hits = [[test(i) for test in tests] for i in seq]
+        seq: Sequence[int]
+        if step_events is not None:
+            seq = step_events.get(u, ())
+            hits = [step_bits[i] for i in seq]
+        else:
+            events = ds.user_events[u]
+            seq = events[
+                bisect_left(events, window_events.start) : bisect_left(events, window_events.stop)
+            ]
+            hits = [every | step_bits.get(i, 0) for i in seq]
         best: _Path | None = None
         for p in range(len(seq)):
-            if query.mode == "unordered":
-                if not any(hits[p]):
+            if unordered:
+                if not hits[p]:
                     continue
                 path = _unordered_from(seq, hits, p, times, window, steps)
             else:
-                if not hits[p][0]:
+                if not hits[p] & 1:
                     continue
-                path = _ordered_from(seq, hits, p, times, window, steps, query.mode == "sequential")
+                path = _ordered_from(seq, hits, p, times, window, steps, strict)
             if path is not None and (best is None or len(path.times) > len(best.times)):
                 best = path
                 if len(best.times) == steps:
@@ -1240,8 +1267,8 @@ def _funnel_paths(
 
 
 def _ordered_from(
-    seq: list[int],
-    hits: list[list[bool]],
+    seq: Sequence[int],
+    hits: list[int],
     p: int,
     times: Sequence[int],
     window: int,
@@ -1253,7 +1280,7 @@ def _ordered_from(
     for x in range(p + 1, len(seq)):
         if len(reached) == steps or times[seq[x]] > limit:
             break
-        if hits[x][len(reached)]:
+        if hits[x] >> len(reached) & 1:
             reached.append(times[seq[x]])
         elif strict:
             break
@@ -1261,8 +1288,8 @@ def _ordered_from(
 
 
 def _unordered_from(
-    seq: list[int],
-    hits: list[list[bool]],
+    seq: Sequence[int],
+    hits: list[int],
     p: int,
     times: Sequence[int],
     window: int,
@@ -1274,7 +1301,7 @@ def _unordered_from(
         if times[seq[x]] > limit:
             break
         for k in range(steps):
-            if hits[x][k] and first[k] is None:
+            if hits[x] >> k & 1 and first[k] is None:
                 first[k] = times[seq[x]]
     reached: list[int] = []
     done = 0
@@ -1309,6 +1336,9 @@ def _funnel(scope: _Scope, query: q.Funnel) -> JSON:
     for s, segment in enumerate(_segments(scope, query.segments, hi)):
         user_ok = segment.user_test(lo, hi)
         by_key: dict[str | None, list[_Path]] = {}
+        if segment.trivial and read is None:
+            groups.append((s, None, list(paths.values())))
+            continue
         for u, path in paths.items():
             if segment.up_ok(ds.ustate[path.entry]) and user_ok(u):
                 key = label_of(read(ds.ustate[path.entry])) if read else None
@@ -1320,7 +1350,7 @@ def _funnel(scope: _Scope, query: q.Funnel) -> JSON:
         groups.extend((s, rank[0], by_key[rank[0]]) for rank in _rank(sizes, query.limit))
     data = []
     for s, value, members in groups:
-        raw = [sum(1 for p in members if len(p.times) > k) for k in range(steps)]
+        raw = _reached(members, steps)
         per_bucket: list[list[_Path]] = [[] for _ in buckets]
         for p in members:
             per_bucket[bisect_right(starts, ds.time[p.entry]) - 1].append(p)
@@ -1344,10 +1374,7 @@ def _funnel(scope: _Scope, query: q.Funnel) -> JSON:
                 "medianTransTimes": medians,
                 "avgTransTimes": averages,
                 "dayFunnels": {
-                    "series": [
-                        [sum(1 for p in ps if len(p.times) > k) for k in range(steps)]
-                        for ps in per_bucket
-                    ],
+                    "series": [_reached(ps, steps) for ps in per_bucket],
                     "xValues": x_values,
                     "formattedXValues": formatted,
                 },
@@ -1364,6 +1391,12 @@ def _funnel(scope: _Scope, query: q.Funnel) -> JSON:
             }
         )
     return _envelope(scope, data)
+
+
+def _reached(paths: list[_Path], steps: int) -> list[int]:
+    """How many of ``paths`` reached each step."""
+    lengths = Counter(len(p.times) for p in paths)
+    return [sum(n for length, n in lengths.items() if length > k) for k in range(steps)]
 
 
 def _transition_times(paths: list[_Path], steps: int) -> tuple[list[int], list[int]]:
@@ -1450,7 +1483,6 @@ def _retention(scope: _Scope, query: q.Retention) -> JSON:
     entries = _cohort_entries(scope, query.start_event, query.segments, lo, hi, "se")
     horizon = scope.horizon_ms
     chosen = _EventMatch(scope, query.return_event, "re").selected(lo, horizon)
-    returned = _all_true if chosen is None else chosen.__contains__
     horizon_period = _period_index(scope.day_of(max(horizon - 1, 0)), interval)
     first_period = _period_index(query.start, interval)
     last_period = _period_index(query.end, interval)
@@ -1469,31 +1501,56 @@ def _retention(scope: _Scope, query: q.Retention) -> JSON:
         count = min(max(horizon_period - first_period, 0), _RETENTION_MAX_COLUMNS[interval])
         columns = [(n, n + 1) for n in range(1, count + 1)]
 
+    # the columns each offset (in periods) falls in, for counting users per column
+    column_hits: dict[int, tuple[int, ...]] = {}
+
+    def columns_of(offset: int) -> tuple[int, ...]:
+        found = column_hits.get(offset)
+        if found is None:
+            found = column_hits[offset] = tuple(
+                k for k, (a, b) in enumerate(columns) if a <= offset < b
+            )
+        return found
+
+    # events before the horizon are a prefix of the time-sorted log
+    horizon_index = bisect_left(ds.time, horizon)
+    day, period_of_day = ds.day, scope.period_of_day
     series, meta = [], []
     for s, value, per_user in _grouped(scope, entries, query.group_by):
         # offsets (in periods) at which each cohort member came back, and the cohort
         members: dict[int, list[int]] = {c: [] for c in cohorts}
         offsets: dict[int, set[int]] = {}
         for u, i in per_user.items():
-            t0 = ds.time[i]
-            period = scope.period_of_event(t0, interval)
+            period = period_of_day(day[i], interval)
             members[period].append(u)
             events = ds.user_events[u]
+            later: Sequence[int] = events[
+                bisect_right(events, i) : bisect_left(events, horizon_index)
+            ]
+            if chosen is not None:
+                later = [x for x in later if x in chosen]
             offsets[u] = {
-                scope.period_of_event(ds.time[x], interval) - period
-                for x in events[bisect_right(events, i) :]
-                if ds.time[x] < horizon and returned(x)
+                period_of_day(d, interval) - period for d in set(map(day.__getitem__, later))
             }
         values: dict[str, list[JSON]] = {}
         cells_by_cohort: dict[int, list[JSON]] = {}
         for c in cohorts:
             size = len(members[c])
             row = [{"count": size, "outof": size, "incomplete": period_end(c) > horizon}]
-            for a, b in columns:
-                if query.mode == "rolling":
-                    count = sum(1 for u in members[c] if any(o >= a for o in offsets[u]))
-                else:
-                    count = sum(1 for u in members[c] if any(a <= o < b for o in offsets[u]))
+            counts = [0] * len(columns)
+            if query.mode == "rolling":
+                # back at or after a column's start: the user's last offset tells
+                latest = Counter(max(offsets[u]) for u in members[c] if offsets[u])
+                for k, (a, _) in enumerate(columns):
+                    counts[k] = sum(n for o, n in latest.items() if o >= a)
+            else:
+                for u in members[c]:
+                    hit: set[int] = set()
+                    for o in offsets[u]:
+                        hit.update(columns_of(o))
+                    for k in hit:
+                        counts[k] += 1
+            for (a, b), count in zip(columns, counts, strict=True):
                 cell_end = period_end(c + b - 1)
                 row.append(
                     {
@@ -1785,4 +1842,5 @@ def answer(query: q.Query[Any], dataset: Dataset, now: datetime) -> JSON:
 
     Raises :class:`EngineError` (``status`` 400 or 404) for what cannot be answered.
     """
-    return _answer(_Scope(dataset, now), query)
+    with collector_paused():
+        return _answer(_Scope(dataset, now), query)
