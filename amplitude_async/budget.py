@@ -29,9 +29,8 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from collections import deque
-from collections.abc import Iterable, Sequence
-from typing import Protocol
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Final, Protocol
 
 from attrs import frozen
 
@@ -41,6 +40,7 @@ from .limits import DEFAULT_LIMITS, Limits, Pool
 __all__ = [
     "BudgetStore",
     "EntryId",
+    "Expiries",
     "InMemoryBudgetStore",
     "NotYet",
     "PoolLedger",
@@ -121,19 +121,87 @@ class WindowUsage:
         return max(0, self.budget - self.used)
 
 
+@frozen(eq=False, repr=False)
+class Expiries:
+    """When the completed entries occupying one window free it: a read-only view, time order.
+
+    Entry ``k`` (``start <= k < stop``) frees ``cum[k + 1] - cum[k]`` weight at
+    ``times[k] + offset``; ``times`` is non-decreasing. Keeping running sums instead of the
+    weights makes both forecasts binary searches: how much has freed by a time
+    (:meth:`freed_by`), and by when some weight has freed (:meth:`freed_at`). A
+    :class:`PoolLedger` shares its storage with every view it hands out (one list of completion
+    times for all of a pool's windows, each window with its own ``offset``, the window
+    length), which is safe because it only ever appends to those lists or replaces them. A
+    store that reads its ledger from elsewhere builds a view with :meth:`of`. Views compare
+    by identity: compare ``tuple(view)`` for their content.
+    """
+
+    times: Sequence[float]
+    cum: Sequence[int]
+    start: int
+    stop: int
+    offset: float = 0.0
+
+    @classmethod
+    def of(cls, pairs: Iterable[tuple[float, int]]) -> Expiries:
+        """Build a view of ``(time, weight)`` pairs (sorted here)."""
+        times: list[float] = []
+        cum = [0]
+        for at, weight in sorted(pairs):
+            times.append(at)
+            cum.append(cum[-1] + weight)
+        return cls(times, cum, 0, len(times))
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __repr__(self) -> str:
+        return f"Expiries({list(self)!r})"
+
+    def __iter__(self) -> Iterator[tuple[float, int]]:
+        """``(time, weight)`` of each entry, in time order."""
+        times, cum, offset = self.times, self.cum, self.offset
+        for k in range(self.start, self.stop):
+            yield times[k] + offset, cum[k + 1] - cum[k]
+
+    def first(self) -> float:
+        """When the next entry frees, or ``inf`` if none is left."""
+        return self.times[self.start] + self.offset if self.stop > self.start else math.inf
+
+    def freed_by(self, when: float) -> int:
+        """Weight freed at or before ``when``."""
+        offset = self.offset
+        # The key adds the offset exactly as the ledger's expiry check does, so a forecast and
+        # the later check agree to the last bit.
+        end = bisect.bisect_right(self.times, when, self.start, self.stop, key=lambda t: t + offset)
+        return self.cum[end] - self.cum[self.start]
+
+    def freed_at(self, weight: int) -> float:
+        """Earliest time by which at least ``weight`` has freed (``inf``: never, from these)."""
+        if weight <= 0:
+            return -math.inf
+        index = bisect.bisect_left(
+            self.cum, self.cum[self.start] + weight, self.start + 1, self.stop + 1
+        )
+        if index > self.stop:
+            return math.inf
+        return self.times[index - 1] + self.offset
+
+
 @frozen
 class PoolSnapshot:
     """An immutable view of one pool's ledger at time ``now``, with the known future.
 
-    ``expiries[i]`` lists, in time order, ``(time, weight)`` for the completed entries that still
-    occupy window ``i``: those weights free at those times. In-flight entries never free in this
-    view (their completion time is unknown), which keeps every forecast conservative.
+    ``expiries[i]`` tells, in time order, when the completed entries still occupying window
+    ``i`` free it. In-flight entries never free in this view (their completion time is unknown),
+    which keeps every forecast conservative. Taking a snapshot of a :class:`PoolLedger` copies
+    nothing but the per-window sums, and every method costs O(windows) or O(windows * log n).
     """
 
     now: float
     windows: tuple[Window, ...]
     used: tuple[int, ...]
-    expiries: tuple[tuple[tuple[float, int], ...], ...]
+    expiries: tuple[Expiries, ...]
     in_flight: int
     cap: int
     paused_until: float = -math.inf
@@ -158,11 +226,10 @@ class PoolSnapshot:
 
     def room_at(self, when: float) -> int:
         """Room at ``when >= now`` if nothing else is admitted and nothing in flight completes."""
-        room = math.inf
-        for window, used, expiries in zip(self.windows, self.used, self.expiries, strict=True):
-            freed = sum(w for _, w in itertools.takewhile(lambda e: e[0] <= when, expiries))
-            room = min(room, window.budget - used + freed)
-        return int(room)
+        return min(
+            window.budget - used + expiries.freed_by(when)
+            for window, used, expiries in zip(self.windows, self.used, self.expiries, strict=True)
+        )
 
     def earliest_fit(self, weight: int, *, slots: int = 1) -> float:
         """Earliest time a request of ``weight`` fits, needing ``slots`` free in-flight slots.
@@ -173,24 +240,13 @@ class PoolSnapshot:
             return math.inf
         when = max(self.now, self.paused_until)
         for window, used, expiries in zip(self.windows, self.used, self.expiries, strict=True):
-            need = used + weight - window.budget
-            if need <= 0:
-                continue
-            for at, freed in expiries:
-                need -= freed
-                if need <= 0:
-                    when = max(when, at)
-                    break
-            else:
-                return math.inf
+            when = max(when, expiries.freed_at(used + weight - window.budget))
         return when
 
     def next_change(self) -> float:
         """Next time something frees on its own (an expiry or the end of a pause), or ``inf``."""
-        candidates = [e[0][0] for e in self.expiries if e]
-        if self.paused:
-            candidates.append(self.paused_until)
-        return min(candidates, default=math.inf)
+        change = min((e.first() for e in self.expiries), default=math.inf)
+        return min(change, self.paused_until) if self.paused else change
 
     def usage(self) -> tuple[WindowUsage, ...]:
         """Per-window usage at ``now``."""
@@ -200,21 +256,38 @@ class PoolSnapshot:
         )
 
 
+COMPACT_MIN: Final = 256
+"""A ledger drops the storage of expired entries once this many (and half of it) are dead."""
+
+
 class PoolLedger:
     """The mutable ledger of one pool: in-flight entries and completed entries still occupying.
 
-    Operations cost O(1) amortised (expiring entries are dropped as time passes), except
-    :meth:`snapshot`, which copies the occupying entries.
+    Bookkeeping: a running sum of the occupied weight per window (so "fits now" and "room now"
+    are O(windows)), and one list of completion times, kept sorted, with running sums of their
+    weights, shared by all windows. An entry completed at ``c`` occupies window ``i`` until
+    ``c + length_i``, so the entries still occupying window ``i`` are a suffix of that list,
+    from the window's *head*; time moving on only advances heads (amortised O(1) per entry).
+    In-flight entries are only in the sums and in a dict of weights. Nothing is ever removed
+    from or changed in the middle of the lists: a completion reported out of time order and
+    the periodic compaction build new lists, so a :meth:`snapshot` is a zero-copy view that
+    stays valid.
     """
 
-    def __init__(self, windows: Sequence[Window], cap: int) -> None:
+    def __init__(
+        self, windows: Sequence[Window], cap: int, *, compact_min: int = COMPACT_MIN
+    ) -> None:
         self.windows = tuple(windows)
         self.cap = cap
         self.paused_until = -math.inf
+        self._lengths = tuple(w.length for w in self.windows)
+        self._budgets = tuple(w.budget for w in self.windows)
         self._in_flight: dict[EntryId, int] = {}
-        # Completions arrive in time order, so each deque stays sorted by expiry time.
-        self._expiries: list[deque[tuple[float, int]]] = [deque() for _ in self.windows]
+        self._done: list[float] = []  # completion times, non-decreasing
+        self._cum: list[int] = [0]  # _cum[k + 1] - _cum[k]: the weight of entry k
+        self._heads = [0] * len(self.windows)  # first entry still occupying each window
         self._used = [0] * len(self.windows)
+        self._compact_min = max(1, compact_min)
         self._ids = itertools.count(1)
 
     @property
@@ -222,20 +295,44 @@ class PoolLedger:
         """Number of entries in flight."""
         return len(self._in_flight)
 
+    @property
+    def used(self) -> tuple[int, ...]:
+        """Weight occupying each window, as of the last operation (see :meth:`expire`)."""
+        return tuple(self._used)
+
     def expire(self, now: float) -> None:
         """Drop completed entries that stopped occupying by ``now``."""
-        for i, expiries in enumerate(self._expiries):
-            while expiries and expiries[0][0] <= now:
-                self._used[i] -= expiries.popleft()[1]
+        done = self._done
+        count = len(done)
+        heads = self._heads
+        for i, length in enumerate(self._lengths):
+            head = heads[i]
+            if head < count and done[head] + length <= now:
+                start = head
+                head += 1
+                while head < count and done[head] + length <= now:
+                    head += 1
+                self._used[i] -= self._cum[head] - self._cum[start]
+                heads[i] = head
+        low = min(heads, default=0)
+        if low >= self._compact_min and 2 * low >= count:
+            # New lists, so snapshots still holding the old ones stay valid.
+            self._done = done[low:]
+            self._cum = self._cum[low:]
+            self._heads = [h - low for h in heads]
 
     def snapshot(self, now: float) -> PoolSnapshot:
-        """Return an immutable view at ``now``."""
+        """Return an immutable view at ``now`` (O(windows): nothing is copied)."""
         self.expire(now)
+        stop = len(self._done)
         return PoolSnapshot(
             now=now,
             windows=self.windows,
             used=tuple(self._used),
-            expiries=tuple(tuple(e) for e in self._expiries),
+            expiries=tuple(
+                Expiries(self._done, self._cum, head, stop, length)
+                for head, length in zip(self._heads, self._lengths, strict=True)
+            ),
             in_flight=len(self._in_flight),
             cap=self.cap,
             paused_until=self.paused_until,
@@ -246,7 +343,10 @@ class PoolLedger:
         self.expire(now)
         if now < self.paused_until or len(self._in_flight) >= self.cap:
             return False
-        return all(u + weight <= w.budget for w, u in zip(self.windows, self._used, strict=True))
+        for budget, used in zip(self._budgets, self._used, strict=True):
+            if used + weight > budget:
+                return False
+        return True
 
     def try_take(self, weight: int, now: float) -> Taken | NotYet:
         """Record an entry of ``weight`` dispatched at ``now`` if it fits; else say when."""
@@ -254,23 +354,29 @@ class PoolLedger:
             return NotYet(self.snapshot(now).earliest_fit(weight))
         entry = next(self._ids)
         self._in_flight[entry] = weight
-        for i in range(len(self._used)):
-            self._used[i] += weight
+        used = self._used
+        for i in range(len(used)):
+            used[i] += weight
         return Taken(entry)
 
     def complete(self, entry: EntryId, now: float) -> None:
         """Mark ``entry``'s response complete at ``now``; it keeps occupying for each window."""
         weight = self._in_flight.pop(entry)
-        for window, expiries in zip(self.windows, self._expiries, strict=True):
-            item = (now + window.length, weight)
-            if expiries and expiries[-1][0] > item[0]:
-                # A completion reported out of time order: keep the deque sorted.
-                index = len(expiries)
-                while index and expiries[index - 1][0] > item[0]:
-                    index -= 1
-                expiries.insert(index, item)
-            else:
-                expiries.append(item)
+        done, cum = self._done, self._cum
+        if not done or done[-1] <= now:
+            done.append(now)
+            cum.append(cum[-1] + weight)
+            return
+        # Reported out of time order (several clocks, or a caller's own times): insert it into
+        # new lists, so views already handed out keep seeing the old ones.
+        index = bisect.bisect_right(done, now)
+        self._done = [*done[:index], now, *done[index:]]
+        self._cum = [*cum[: index + 1], *(c + weight for c in cum[index:])]
+        for i, head in enumerate(self._heads):
+            if index < head:
+                # Entries after it have already left this window, so it has too.
+                self._heads[i] = head + 1
+                self._used[i] -= weight
 
     def release(self, entry: EntryId) -> None:
         """Forget an in-flight ``entry`` whose request provably never left the client."""
@@ -302,6 +408,8 @@ class BudgetStore(Protocol):
     (for example in Redis, as server-side scripts) can keep one project's budget for all of them.
 
     Weights are already converted (:func:`weight_of`); times come from the caller's clock.
+    A store that keeps its entries elsewhere builds its snapshots with :meth:`Expiries.of`
+    from each window's ``(expiry time, weight)`` pairs.
     """
 
     @property
@@ -374,7 +482,7 @@ class InMemoryBudgetStore:
 
     def __repr__(self) -> str:
         parts = ", ".join(
-            f"{pool}: {ledger.in_flight} in flight, used {ledger._used}"
+            f"{pool}: {ledger.in_flight} in flight, used {list(ledger.used)}"
             for pool, ledger in self.ledgers.items()
         )
         return f"<InMemoryBudgetStore {parts}>"

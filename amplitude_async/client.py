@@ -151,6 +151,11 @@ class AmplitudeClient:
             return await run_split(self, query, priority=priority)
         pool, cost = query.pool, query.cost
         self.scheduler.check(pool, cost)
+        return await self._run(query, cost, priority)
+
+    async def _run(self, query: Query[R], cost: int, priority: int) -> R:
+        """:meth:`run` for a query whose ``cost`` has been computed and checked."""
+        pool = query.pool
         request = build_request(self.base_url, query, authorization=self._authorization)
         attempts = Attempts()
         error: AmplitudeError | None
@@ -231,14 +236,15 @@ class AmplitudeClient:
     ) -> AsyncIterator[tuple[int, Any]]:
         # Every cost is checked before anything is sent, so a hopeless query in a batch fails
         # the batch up front instead of after the others have spent budget.
-        for query in batch:
-            self.scheduler.check(query.pool, query.cost)
+        costs = [query.cost for query in batch]
+        for query, cost in zip(batch, costs, strict=True):
+            self.scheduler.check(query.pool, cost)
         done: asyncio.Queue[tuple[int, Any, BaseException | None]] = asyncio.Queue()
         pending: set[asyncio.Task[None]] = set()
 
         async def one(index: int, query: Query[Any]) -> None:
             try:
-                result = await self.run(query, priority=priority)
+                result = await self._run(query, costs[index], priority)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

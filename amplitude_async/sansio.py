@@ -96,8 +96,8 @@ def basic_auth(api_key: str, secret_key: str) -> str:
 def build_request(base_url: str, query: _Wire, *, authorization: str) -> Request:
     """Build the GET request for ``query`` against ``base_url``."""
     path = query.path
-    qs = encode_params(query.params())
-    url = base_url.rstrip("/") + path + (f"?{qs}" if qs else "")
+    params = query.params()
+    url = base_url.rstrip("/") + path + (f"?{encode_params(params)}" if params else "")
     headers = {"Authorization": authorization, "Accept": "application/json"}
     return Request(path=path, url=url, headers=headers)
 

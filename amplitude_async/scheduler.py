@@ -36,7 +36,17 @@ completed by then, and nothing admitted meanwhile stands in its way). Only starv
 with earlier claims can be ahead of it, and all of them were queued before its claim time.
 
 Waiters are bucketed by (priority, weight); a decision costs O(d log d) for d distinct waiting
-costs (at most the window budget), independent of how many requests are queued.
+costs (at most the window budget), independent of how many requests are queued, and
+O(log n) in the n entries the ledger holds (see :class:`~amplitude_async.budget.PoolLedger`).
+
+How decisions run: with the in-process store (the default) a decision needs no I/O, so it is
+one synchronous loop callback, scheduled once per loop turn by whatever changed, with the
+loop's own timer for the next expiry or claim; with any other store a driver task awaits the
+store. Either way a request that queues is decided one loop turn later, together with every
+request queued in the same turn, so a burst is packed as a whole. Two shortcuts leave the
+outcome unchanged: a pool whose in-flight cap is full is not looked at until a completion (no
+admission is possible before one), and when every waiter of a pool has the same priority and
+weight and no claim is due, heads are admitted while they fit without taking a snapshot.
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ import heapq
 import itertools
 import math
 from collections import deque
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Final
 
@@ -57,7 +68,9 @@ from .budget import (
     EntryId,
     InMemoryBudgetStore,
     NotYet,
+    PoolLedger,
     PoolSnapshot,
+    Taken,
     WindowUsage,
     check_cost,
     largest_first,
@@ -152,16 +165,7 @@ _DONE: Final = 2  # granted or cancelled
 
 
 class _Waiter:
-    __slots__ = (
-        "claim_at",
-        "cost",
-        "enqueued_at",
-        "future",
-        "priority",
-        "seq",
-        "state",
-        "weight",
-    )
+    __slots__ = ("cost", "enqueued_at", "future", "priority", "seq", "state", "ticket", "weight")
 
     def __init__(
         self,
@@ -169,7 +173,6 @@ class _Waiter:
         weight: int,
         priority: int,
         enqueued_at: float,
-        claim_at: float,
         seq: int,
         future: asyncio.Future[Ticket],
     ) -> None:
@@ -177,14 +180,10 @@ class _Waiter:
         self.weight = weight
         self.priority = priority
         self.enqueued_at = enqueued_at
-        self.claim_at = claim_at
         self.seq = seq
         self.future = future
         self.state = _WAITING
-
-    def __lt__(self, other: _Waiter) -> bool:
-        # Heap order for the starvation rule: earliest claim, then arrival.
-        return (self.claim_at, self.seq) < (other.claim_at, other.seq)
+        self.ticket: Ticket | None = None  # set by the decision that grants it
 
 
 class _Bucket:
@@ -202,20 +201,35 @@ class _Bucket:
         return self.waiters[0]
 
 
+class _Batch:
+    """Waiters that got their claim time from the same decision, in arrival order."""
+
+    __slots__ = ("pos", "waiters")
+
+    def __init__(self, waiters: list[_Waiter]) -> None:
+        self.waiters = waiters
+        self.pos = 0  # waiters before it are done
+
+
 class _PoolQueue:
     """The waiting requests of one pool."""
 
     def __init__(self) -> None:
         self.levels: dict[int, dict[int, _Bucket]] = {}
-        # Claim order across buckets, for the starvation rule; dead waiters dropped lazily.
-        self.claims: list[_Waiter] = []
+        # Claim order for the starvation rule: one heap entry per decision's batch of fresh
+        # waiters (they share a claim time), keyed by (claim time, first arrival). Batches hold
+        # disjoint, increasing ranges of arrivals, so the first live waiter of the top batch is
+        # the earliest claim overall.
+        self.claims: list[tuple[float, int, _Batch]] = []
         # Queued since the last decision: their claims are set by the next one.
         self.fresh: list[_Waiter] = []
         self.count = 0
         self.backlog = 0  # total weight waiting
 
     def add(self, waiter: _Waiter) -> None:
-        buckets = self.levels.setdefault(waiter.priority, {})
+        buckets = self.levels.get(waiter.priority)
+        if buckets is None:
+            buckets = self.levels[waiter.priority] = {}
         bucket = buckets.get(waiter.weight)
         if bucket is None:
             bucket = buckets[waiter.weight] = _Bucket()
@@ -260,21 +274,33 @@ class _PoolQueue:
 
     def set_claims(self, claim_at: float) -> None:
         """Give the waiters queued since the last decision their claim time."""
-        for waiter in self.fresh:
-            if waiter.state != _DONE:
-                waiter.claim_at = claim_at
-                heapq.heappush(self.claims, waiter)
-        self.fresh.clear()
+        fresh = self.fresh
+        if fresh:
+            heapq.heappush(self.claims, (claim_at, fresh[0].seq, _Batch(fresh)))
+            self.fresh = []
 
-    def first_claim(self) -> _Waiter | None:
-        """The waiting waiter with the earliest claim time."""
+    def first_claim(self) -> tuple[float, _Waiter] | None:
+        """The waiting waiter with the earliest claim, and its claim time."""
         claims = self.claims
-        while claims and claims[0].state == _DONE:
-            heapq.heappop(claims)
-        if not claims or claims[0].state == _WAITING:
-            return claims[0] if claims else None
-        # Planned waiters stay in the heap until granted; there are at most a few of them.
-        return min((w for w in claims if w.state == _WAITING), default=None)
+        while claims:
+            claim_at, _, batch = claims[0]
+            waiters, pos = batch.waiters, batch.pos
+            while pos < len(waiters) and waiters[pos].state == _DONE:
+                pos += 1
+            batch.pos = pos
+            if pos == len(waiters):
+                heapq.heappop(claims)
+                continue
+            if waiters[pos].state == _WAITING:
+                return claim_at, waiters[pos]
+            # A planned head (only while a decision takes its entries): look further, the
+            # slow way; there are at most a few planned waiters.
+            return min(
+                ((at, w) for at, _, b in claims for w in b.waiters[b.pos :] if w.state == _WAITING),
+                key=lambda item: (item[0], item[1].seq),
+                default=None,
+            )
+        return None
 
     def oldest_at(self, priority: int) -> _Waiter:
         return min((b.head() for b in self.levels[priority].values()), key=lambda w: w.seq)
@@ -325,6 +351,18 @@ class Scheduler:
         self._pacer: AsyncLimiter | None = pacing or None
         self._queues = {pool: _PoolQueue() for pool in Pool}
         self._seq = itertools.count()
+        # The largest weight each pool's windows could ever admit, for the cheap cost check.
+        self._max_weight = {
+            pool: min(w.budget for w in pool_windows(limits, pool)) for pool in Pool
+        }
+        # A local store needs no I/O, so decisions on it run synchronously in one loop callback
+        # instead of a driver task awaiting the store (see _notify).
+        self._ledgers: Mapping[Pool, PoolLedger] | None = (
+            self._store.ledgers if isinstance(self._store, InMemoryBudgetStore) else None
+        )
+        self._decision_due = False  # a local decision is scheduled for the next loop turn
+        self._alarm: asyncio.TimerHandle | asyncio.Task[None] | None = None
+        self._alarm_at = math.inf
         self._driver: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._dirty = False
@@ -339,7 +377,8 @@ class Scheduler:
 
     def check(self, pool: Pool, cost: int) -> None:
         """Raise :class:`~amplitude_async.errors.QueryTooExpensive` if ``cost`` can never run."""
-        check_cost(self.limits, pool, cost)
+        if cost < 0 or weight_of(pool, cost) > self._max_weight[pool]:
+            check_cost(self.limits, pool, cost)
 
     def slot(self, pool: Pool, cost: int, *, priority: int = 0) -> Slot:
         """Return an async context manager that waits for admission and yields a :class:`Ticket`.
@@ -350,7 +389,7 @@ class Scheduler:
         already counted the request).
         """
         self.check(pool, cost)
-        return Slot(self, Pool(pool), cost, priority)
+        return Slot(self, pool if type(pool) is Pool else Pool(pool), cost, priority)
 
     def pause(self, pool: Pool, seconds: float) -> None:
         """Admit nothing in ``pool`` for ``seconds`` from now (extends a pause, never shortens)."""
@@ -403,16 +442,14 @@ class Scheduler:
         if self._pacer is not None and pool is Pool.STANDARD and cost:
             # Before queueing, so pacing never holds budget.
             await self._pacer.acquire(min(cost, self._pacer.max_rate))
-        loop = asyncio.get_running_loop()
         queue = self._queues[pool]
         waiter = _Waiter(
             cost,
             weight,
             priority,
             self._clock.time(),
-            math.inf,
             next(self._seq),
-            loop.create_future(),
+            asyncio.get_running_loop().create_future(),
         )
         queue.add(waiter)
         self._notify()
@@ -423,30 +460,44 @@ class Scheduler:
                 queue.discard(waiter)
                 self._counters[pool]["cancelled_waiting"] += 1
                 self._notify()  # it may have held the reservation
-            elif waiter.state == _DONE and not waiter.future.cancelled():
+            elif waiter.ticket is not None:
                 # Granted, but cancelled before the request could be sent: give it back.
-                await self._store.release(pool, waiter.future.result().entry)
+                await self._release(pool, waiter.ticket.entry)
                 self._counters[pool]["cancelled_waiting"] += 1
                 self._counters[pool]["requests_sent"] -= 1
-                self._counters[pool]["cost_sent"] -= waiter.future.result().cost
+                self._counters[pool]["cost_sent"] -= waiter.ticket.cost
                 self._notify()
             # A planned waiter is dealt with by the decision that planned it.
             raise
 
     async def _complete(self, ticket: Ticket) -> None:
-        await self._store.complete(ticket.pool, ticket.entry, self._clock.time())
+        now = self._clock.time()
+        if self._ledgers is not None:
+            self._ledgers[ticket.pool].complete(ticket.entry, now)
+        else:
+            await self._store.complete(ticket.pool, ticket.entry, now)
         self._counters[ticket.pool]["completed"] += 1
         self._notify()
 
-    # -- the decision loop ------------------------------------------------------------------
+    async def _release(self, pool: Pool, entry: EntryId) -> None:
+        if self._ledgers is not None:
+            self._ledgers[pool].release(entry)
+        else:
+            await self._store.release(pool, entry)
+
+    # -- deciding -------------------------------------------------------------------------
 
     def _waiting(self) -> bool:
         return any(q.count for q in self._queues.values())
 
     def _notify(self) -> None:
-        """Something changed: make the decision loop look again (one loop turn later, so a burst
-        of requests queued together is decided together)."""
-        if self._driver is None:
+        """Something changed: decide again one loop turn later, so a burst of requests queued
+        together is decided together."""
+        if self._ledgers is not None:
+            if not self._decision_due and self._waiting():
+                self._decision_due = True
+                asyncio.get_running_loop().call_soon(self._decide_local)
+        elif self._driver is None:
             if self._waiting():
                 self._driver = asyncio.get_running_loop().create_task(self._drive())
         elif self._wakeup is not None and not self._wakeup.done():
@@ -454,7 +505,107 @@ class Scheduler:
         else:
             self._dirty = True
 
+    def _set_alarm(self, when: float) -> None:
+        """Decide again at ``when`` on the scheduler's clock (``inf``: never). There is one
+        alarm; setting it replaces the previous one."""
+        if when == self._alarm_at and self._alarm is not None:
+            return
+        if self._alarm is not None:
+            self._alarm.cancel()
+            self._alarm = None
+        self._alarm_at = when
+        if when == math.inf:
+            return
+        loop = asyncio.get_running_loop()
+        if type(self._clock) is LoopClock:
+            # The loop's own timer: far cheaper than a task that sleeps.
+            self._alarm = loop.call_at(when, self._ring)
+        else:
+            self._alarm = loop.create_task(self._sleep_then(when))
+
+    async def _sleep_then(self, when: float) -> None:
+        await self._clock.sleep(when - self._clock.time())
+        self._ring()
+
+    def _ring(self) -> None:
+        self._alarm = None
+        self._alarm_at = math.inf
+        if self._ledgers is not None:
+            self._decide_local()
+        elif self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    def _decide_local(self) -> None:
+        """Admit what can be admitted now from the local ledgers; set the alarm for the next
+        decision that time alone makes due."""
+        self._decision_due = False
+        assert self._ledgers is not None
+        wake_at = math.inf
+        for pool, queue in self._queues.items():
+            if not queue.count:
+                continue
+            ledger = self._ledgers[pool]
+            now = self._clock.time()
+            self._set_claims(pool, queue, now)
+            if ledger.in_flight >= ledger.cap:
+                # Nothing can be admitted before a completion, and a completion decides again.
+                continue
+            ledger.pause(self._paused.get(pool, -math.inf))
+            if self._admit_uniform(pool, queue, ledger, now) and (
+                not queue.count or ledger.in_flight >= ledger.cap
+            ):
+                continue
+            snap = ledger.snapshot(now)
+            planned = _plan(queue, snap)
+            for index, waiter in enumerate(planned):
+                taken = ledger.try_take(waiter.weight, now)
+                if isinstance(taken, NotYet):  # pragma: no cover - the plan only admits fits
+                    for rest in reversed(planned[index:]):
+                        queue.restore(rest)
+                    break
+                if not self._grant(pool, waiter, taken.entry, now):  # pragma: no cover
+                    ledger.release(taken.entry)
+            wake_at = min(wake_at, self._next_decision(queue, snap))
+        self._set_alarm(wake_at if self._waiting() else math.inf)
+
+    def _admit_uniform(self, pool: Pool, queue: _PoolQueue, ledger: PoolLedger, now: float) -> bool:
+        """The common case of a batch of like requests, without a snapshot: if every waiter
+        has the same priority and weight and no claim is due, admit them in arrival order while
+        they fit, which is what :func:`_plan` would choose. Returns whether it applied."""
+        if len(queue.levels) != 1:
+            return False
+        (buckets,) = queue.levels.values()
+        if len(buckets) != 1:
+            return False
+        first = queue.first_claim()
+        if first is not None and first[0] <= now:
+            return False
+        ((weight, bucket),) = buckets.items()
+        while bucket.live and ledger.fits(weight, now):
+            waiter = bucket.head()
+            queue.plan(waiter)
+            taken = ledger.try_take(weight, now)
+            assert isinstance(taken, Taken)
+            if not self._grant(pool, waiter, taken.entry, now):  # pragma: no cover
+                ledger.release(taken.entry)
+        return True
+
+    def _set_claims(self, pool: Pool, queue: _PoolQueue, now: float) -> None:
+        if queue.fresh:
+            queue.set_claims(now + self.starvation_bound + queue.backlog * self._drain[pool])
+
+    @staticmethod
+    def _next_decision(queue: _PoolQueue, snap: PoolSnapshot) -> float:
+        """When time alone could change this pool's decision: an expiry, a pause's end or the
+        next claim falling due."""
+        wake_at = snap.next_change()
+        first = queue.first_claim()
+        if first is not None and first[0] > snap.now:
+            wake_at = min(wake_at, first[0])
+        return wake_at
+
     async def _drive(self) -> None:
+        """The decision loop for a store that may do I/O."""
         try:
             while self._waiting():
                 self._dirty = False
@@ -464,23 +615,15 @@ class Scheduler:
                 await self._sleep_until(wake_at)
         finally:
             self._driver = None
+            self._set_alarm(math.inf)
 
     async def _sleep_until(self, when: float) -> None:
-        loop = asyncio.get_running_loop()
-        wakeup: asyncio.Future[None] = loop.create_future()
-        self._wakeup = wakeup
-        alarm = loop.create_task(self._alarm(when, wakeup)) if when < math.inf else None
+        self._wakeup = asyncio.get_running_loop().create_future()
+        self._set_alarm(when)
         try:
-            await wakeup
+            await self._wakeup
         finally:
             self._wakeup = None
-            if alarm is not None:
-                alarm.cancel()
-
-    async def _alarm(self, when: float, wakeup: asyncio.Future[None]) -> None:
-        await self._clock.sleep(when - self._clock.time())
-        if not wakeup.done():
-            wakeup.set_result(None)
 
     async def _decide(self) -> float:
         """Admit what can be admitted now; return when the next decision is due."""
@@ -493,8 +636,7 @@ class Scheduler:
             if pause > self._pause_sent.get(pool, -math.inf):
                 await self._store.pause(pool, pause)
                 self._pause_sent[pool] = pause
-            if queue.fresh:
-                queue.set_claims(now + self.starvation_bound + queue.backlog * self._drain[pool])
+            self._set_claims(pool, queue, now)
             snap = await self._store.snapshot(pool, now)
             planned = _plan(queue, snap)
             for index, waiter in enumerate(planned):
@@ -505,25 +647,27 @@ class Scheduler:
                         queue.restore(rest)
                     wake_at = min(wake_at, taken.earliest)
                     break
-                await self._grant(pool, waiter, taken.entry, now)
-            wake_at = min(wake_at, snap.next_change())
-            first = queue.first_claim()
-            if first is not None and first.claim_at > now:
-                wake_at = min(wake_at, first.claim_at)
+                if not self._grant(pool, waiter, taken.entry, now):
+                    # Cancelled after it was chosen: give the room back and decide again.
+                    await self._store.release(pool, taken.entry)
+                    self._dirty = True
+            wake_at = min(wake_at, self._next_decision(queue, snap))
         return wake_at
 
-    async def _grant(self, pool: Pool, waiter: _Waiter, entry: EntryId, now: float) -> None:
+    def _grant(self, pool: Pool, waiter: _Waiter, entry: EntryId, now: float) -> bool:
+        """Hand ``entry`` to a planned ``waiter``; ``False`` if it was cancelled meanwhile (the
+        caller releases the entry)."""
         waiter.state = _DONE
         if waiter.future.done():
-            # Cancelled after it was chosen: give the room back and decide again at once.
-            await self._store.release(pool, entry)
             self._counters[pool]["cancelled_waiting"] += 1
-            self._dirty = True
-            return
+            return False
         ticket = Ticket(pool, waiter.cost, waiter.priority, entry, waiter.enqueued_at, now)
+        waiter.ticket = ticket
         waiter.future.set_result(ticket)
-        self._counters[pool]["requests_sent"] += 1
-        self._counters[pool]["cost_sent"] += waiter.cost
+        counters = self._counters[pool]
+        counters["requests_sent"] += 1
+        counters["cost_sent"] += waiter.cost
+        return True
 
 
 _COUNTERS: Final = (
@@ -568,13 +712,14 @@ def _plan(queue: _PoolQueue, snap: PoolSnapshot) -> list[_Waiter]:
     # Only the first starved waiter claims: admitting every starved one first would turn a
     # long backlog that outlived its claims into claim (nearly FIFO) order and ruin the packing.
     first = queue.first_claim()
-    if first is not None and first.claim_at <= now:
-        if first.weight <= room:
-            admit(first)
+    if first is not None and first[0] <= now:
+        if first[1].weight <= room:
+            admit(first[1])
         else:
-            reserve(first)
+            reserve(first[1])
 
-    for priority in sorted(queue.levels, reverse=True):
+    levels = sorted(queue.levels, reverse=True)
+    for index, priority in enumerate(levels):
         if slots <= 0 or room < 0:
             break
         if priority not in queue.levels:
@@ -582,7 +727,8 @@ def _plan(queue: _PoolQueue, snap: PoolSnapshot) -> list[_Waiter]:
         for weight, count in largest_first(queue.items(priority), room, slots).items():
             for _ in range(count):
                 admit(queue.levels[priority][weight].head())
-        if reserved is None and priority in queue.levels:
+        # A reservation only restrains the lower priorities still to come.
+        if reserved is None and index + 1 < len(levels) and priority in queue.levels:
             reserve(queue.oldest_at(priority))
     return planned
 

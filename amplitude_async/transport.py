@@ -74,7 +74,7 @@ class AiohttpTransport:
             # must not be normalised again (yarl would otherwise re-quote "%2B" and friends).
             async with session.get(
                 URL(request.url, encoded=True),
-                headers=dict(request.headers),
+                headers=request.headers,
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as response:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from amplitude_async.budget import (
+    Expiries,
     InMemoryBudgetStore,
     NotYet,
     PoolLedger,
+    PoolSnapshot,
     Taken,
     check_cost,
     largest_first,
@@ -101,7 +103,7 @@ def test_forecasts_count_in_flight_entries_as_never_leaving() -> None:
     book.complete(done[1], 2.0)
     snap = book.snapshot(3.0)
     assert snap.room() == 10
-    assert snap.expiries[0] == ((11.0, 30), (12.0, 20))
+    assert tuple(snap.expiries[0]) == ((11.0, 30), (12.0, 20))
     assert snap.room_at(11.0) == 40
     assert snap.room_at(12.0) == 60
     assert snap.earliest_fit(35) == 11.0
@@ -134,7 +136,7 @@ def test_out_of_order_completion_keeps_expiries_sorted() -> None:
     first, second = take(book, 10, 0.0), take(book, 20, 0.0)
     book.complete(first, 5.0)
     book.complete(second, 3.0)
-    assert book.snapshot(5.0).expiries[0] == ((13.0, 20), (15.0, 10))
+    assert tuple(book.snapshot(5.0).expiries[0]) == ((13.0, 20), (15.0, 10))
 
 
 def test_user_pool_counts_queries_not_cost() -> None:
@@ -184,3 +186,161 @@ def test_largest_first_fits_and_is_maximal(items: dict[int, int], room: int, slo
     if sum(chosen.values()) < slots:
         # Nothing left over would still fit: the choice is maximal (work-conserving).
         assert all(w > left_room for w, n in items.items() if n > chosen.get(w, 0))
+
+
+# -- the incremental ledger against a brute-force recomputation ------------------------------
+
+BRUTE = Limits(concurrent=4, cost_per_window=60, window=3.0, cost_per_hour=150, hour=7.5)
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("take"), st.integers(0, 70)),
+        st.tuples(st.just("complete"), st.integers(0, 7), st.integers(-20, 0)),
+        st.tuples(st.just("release"), st.integers(0, 7)),
+        st.tuples(st.just("wait"), st.integers(0, 20)),
+        st.tuples(st.just("pause"), st.integers(0, 6)),
+    ),
+    max_size=80,
+)
+
+
+class Brute:
+    """The accounting rule recomputed from scratch from every entry ever taken."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.windows = pool_windows(limits, Pool.STANDARD)
+        self.cap = pool_cap(limits, Pool.STANDARD)
+        self.entries: dict[int, tuple[int, float | None]] = {}  # entry -> (weight, completed)
+        self.paused_until = -math.inf
+
+    def used(self, now: float) -> list[int]:
+        return [
+            sum(w for w, done in self.entries.values() if done is None or done + win.length > now)
+            for win in self.windows
+        ]
+
+    def fits(self, weight: int, now: float) -> bool:
+        in_flight = sum(done is None for _, done in self.entries.values())
+        return (
+            now >= self.paused_until
+            and in_flight < self.cap
+            and all(
+                u + weight <= w.budget for u, w in zip(self.used(now), self.windows, strict=True)
+            )
+        )
+
+    def room_at(self, now: float, when: float) -> int:
+        # Entries gone by ``now`` stay gone; the rest occupy at ``when`` unless they expire.
+        live = [
+            (w, done)
+            for w, done in self.entries.values()
+            if done is None or any(done + win.length > now for win in self.windows)
+        ]
+        return min(
+            win.budget
+            - sum(
+                w
+                for w, done in live
+                if (done is None or done + win.length > now)
+                and (done is None or done + win.length > when)
+            )
+            for win in self.windows
+        )
+
+    def earliest_fit(self, weight: int, now: float) -> float:
+        in_flight = sum(done is None for _, done in self.entries.values())
+        if in_flight >= self.cap:
+            return math.inf
+        start = max(now, self.paused_until)
+        times = sorted(
+            {start}
+            | {
+                done + win.length
+                for _, done in self.entries.values()
+                if done is not None
+                for win in self.windows
+                if done + win.length > start
+            }
+        )
+        return next((t for t in times if self.room_at(now, t) >= weight), math.inf)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=operations, compact_min=st.sampled_from([1, 2, 5, 256]))
+@example(  # a completion reported after entries completed later have left both windows
+    ops=[("take", 5), ("take", 7), ("complete", 0, 0), ("wait", 20), ("complete", 0, -20)],
+    compact_min=256,
+)
+def test_incremental_ledger_matches_brute_force(
+    ops: list[tuple[str, int] | tuple[str, int, int]], compact_min: int
+) -> None:
+    windows = pool_windows(BRUTE, Pool.STANDARD)
+    book = PoolLedger(windows, pool_cap(BRUTE, Pool.STANDARD), compact_min=compact_min)
+    brute = Brute(BRUTE)
+    now = 0.0
+    flying: list[int] = []
+    kept: list[tuple[PoolSnapshot, list[tuple[tuple[float, int], ...]], int]] = []
+    for op in ops:
+        if op[0] == "take":
+            weight = op[1]
+            fits = brute.fits(weight, now)
+            result = book.try_take(weight, now)
+            assert isinstance(result, Taken) == fits
+            if isinstance(result, Taken):
+                brute.entries[result.entry] = (weight, None)
+                flying.append(result.entry)
+            else:
+                assert result.earliest == brute.earliest_fit(weight, now)
+        elif op[0] == "complete" and flying:
+            entry = flying.pop(op[1] % len(flying))
+            # Completion times may go back a little: several clocks, or a caller's own times.
+            done = max(0.0, now + op[2] * 0.5)  # type: ignore[misc]
+            book.complete(entry, done)
+            brute.entries[entry] = (brute.entries[entry][0], done)
+        elif op[0] == "release" and flying:
+            entry = flying.pop(op[1] % len(flying))
+            book.release(entry)
+            del brute.entries[entry]
+        elif op[0] == "wait":
+            now += op[1] * 0.5
+        elif op[0] == "pause":
+            book.pause(now + op[1])
+            brute.paused_until = max(brute.paused_until, now + op[1])
+        snap = book.snapshot(now)
+        assert list(snap.used) == brute.used(now)
+        assert snap.in_flight == len(flying)
+        for weight in (0, 1, 25, 60):
+            assert snap.fits(weight) == brute.fits(weight, now)
+            assert snap.earliest_fit(weight) == brute.earliest_fit(weight, now)
+        for ahead in (0.0, 1.0, 3.0, 7.5, 20.0):
+            assert snap.room_at(now + ahead) == brute.room_at(now, now + ahead)
+        for window, expiries in zip(windows, snap.expiries, strict=True):
+            pairs = tuple(sorted(expiries))  # ties in any order
+            assert pairs == tuple(
+                sorted(
+                    (done + window.length, w)
+                    for w, done in brute.entries.values()
+                    if done is not None and done + window.length > now
+                )
+            )
+        kept.append((snap, [tuple(e) for e in snap.expiries], snap.room_at(now + 5.0)))
+    # Later appends, insertions and compactions never change a snapshot already handed out.
+    for old, said, room in kept:
+        assert [tuple(e) for e in old.expiries] == said
+        assert old.room_at(old.now + 5.0) == room
+
+
+def test_expiries_of_pairs_answers_forecasts() -> None:
+    view = Expiries.of([(12.0, 20), (11.0, 30)])
+    assert tuple(view) == ((11.0, 30), (12.0, 20))
+    assert (view.first(), len(view)) == (11.0, 2)
+    assert [view.freed_by(t) for t in (10.0, 11.0, 11.5, 12.0)] == [0, 30, 30, 50]
+    assert [view.freed_at(w) for w in (0, 1, 30, 31, 50, 51)] == [
+        -math.inf,
+        11.0,
+        11.0,
+        12.0,
+        12.0,
+        math.inf,
+    ]
+    assert Expiries.of([]).first() == math.inf

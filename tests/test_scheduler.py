@@ -312,3 +312,63 @@ def test_many_queued_queries_cost_little_memory_and_time() -> None:
     per_query, elapsed = run_virtual(main())
     assert per_query < 2048
     assert elapsed < 20.0
+
+
+def test_like_requests_are_admitted_in_arrival_order_as_slots_free() -> None:
+    # One (priority, cost) bucket takes the scheduler's shortcut; it must decide as the full
+    # rule does: arrival order, as many as the cap and the budgets allow, waiting for expiries.
+    async def main() -> list[tuple[int, float]]:
+        scheduler = Scheduler(LIMITS, starvation_bound=math.inf)
+        log: list[tuple[int, float]] = []
+
+        async def tagged(tag: int) -> None:
+            async with scheduler.slot(Pool.STANDARD, 30) as ticket:
+                log.append((tag, ticket.dispatched_at))
+                await asyncio.sleep(1.0)
+
+        await asyncio.gather(*(tagged(i) for i in range(7)))
+        return log
+
+    # Three fit the cap at 0 (90 of 100); the fourth needs the first 30 back (1 + 10), and so on.
+    assert run_virtual(main()) == [
+        (0, 0.0),
+        (1, 0.0),
+        (2, 0.0),
+        (3, 11.0),
+        (4, 11.0),
+        (5, 11.0),
+        (6, 22.0),
+    ]
+
+
+def test_a_clock_other_than_the_loop_drives_the_alarms() -> None:
+    class Shifted:
+        """The loop's time plus an offset: not the loop's own clock, so alarms sleep on it."""
+
+        def time(self) -> float:
+            return asyncio.get_running_loop().time() + 1000.0
+
+        async def sleep(self, seconds: float) -> None:
+            await asyncio.sleep(max(0.0, seconds))
+
+    async def main() -> list[float]:
+        scheduler = Scheduler(LIMITS, clock=Shifted())
+        first = await query(scheduler, 60, latency=2.0)
+        second = await query(scheduler, 60)
+        return [first.dispatched_at, second.dispatched_at]
+
+    assert run_virtual(main()) == [1000.0, 1012.0]
+
+
+def test_a_full_in_flight_cap_waits_for_a_completion_not_for_expiries() -> None:
+    # While every slot is taken nothing can start, whatever expires meanwhile; the completion
+    # itself hands the slot on, in the same instant.
+    async def main() -> list[float]:
+        scheduler = Scheduler(LIMITS)
+        long = [asyncio.create_task(query(scheduler, 10, latency=30.0)) for _ in range(3)]
+        await asyncio.sleep(0)
+        later = await query(scheduler, 10)
+        await asyncio.gather(*long)
+        return [later.dispatched_at, later.waited]
+
+    assert run_virtual(main()) == [30.0, 30.0]

@@ -31,7 +31,16 @@ from attrs import define, frozen
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from amplitude_async.budget import pool_cap, pool_windows, weight_of
+from amplitude_async.budget import (
+    EntryId,
+    InMemoryBudgetStore,
+    NotYet,
+    PoolSnapshot,
+    Taken,
+    pool_cap,
+    pool_windows,
+    weight_of,
+)
 from amplitude_async.clock import LoopClock
 from amplitude_async.limits import Limits, Pool
 from amplitude_async.scheduler import Scheduler, SchedulerStatistics
@@ -139,8 +148,47 @@ def check_books(records: list[Record], bound: float, at: float) -> None:
             assert not fits, f"idle while {r.spec} fits at {at}: used {used}, {in_flight} flying"
 
 
-async def simulate(workload: list[Spec], bound: float) -> tuple[list[Record], SchedulerStatistics]:
-    scheduler = Scheduler(LIMITS, starvation_bound=bound)
+class YieldingStore:
+    """The in-memory store behind awaits that really yield, as a store doing I/O would: the
+    scheduler takes its general path (a driver task awaiting the store), and requests queue,
+    complete and get cancelled while a decision is half done."""
+
+    def __init__(self, limits: Limits) -> None:
+        self._inner = InMemoryBudgetStore(limits)
+
+    @property
+    def limits(self) -> Limits:
+        return self._inner.limits
+
+    async def try_take(self, pool: Pool, weight: int, now: float) -> Taken | NotYet:
+        await asyncio.sleep(0)
+        return await self._inner.try_take(pool, weight, now)
+
+    async def complete(self, pool: Pool, entry: EntryId, now: float) -> None:
+        await asyncio.sleep(0)
+        await self._inner.complete(pool, entry, now)
+
+    async def release(self, pool: Pool, entry: EntryId) -> None:
+        await asyncio.sleep(0)
+        await self._inner.release(pool, entry)
+
+    async def pause(self, pool: Pool, until: float) -> None:
+        await asyncio.sleep(0)
+        await self._inner.pause(pool, until)
+
+    async def snapshot(self, pool: Pool, now: float) -> PoolSnapshot:
+        await asyncio.sleep(0)
+        return await self._inner.snapshot(pool, now)
+
+    def peek(self, pool: Pool, now: float) -> PoolSnapshot:
+        return self._inner.peek(pool, now)
+
+
+async def simulate(
+    workload: list[Spec], bound: float, *, remote: bool = False
+) -> tuple[list[Record], SchedulerStatistics]:
+    store = YieldingStore(LIMITS) if remote else None
+    scheduler = Scheduler(LIMITS, starvation_bound=bound, store=store)
     clock = LoopClock()
     enforcers = [Enforcer(LIMITS, clock), Enforcer(LIMITS, clock, reading="in_flight")]
     records = [Record(spec) for spec in workload]
@@ -207,7 +255,22 @@ async def simulate(workload: list[Spec], bound: float) -> tuple[list[Record], Sc
     bound=st.sampled_from([10.0, 25.0, math.inf]),
 )
 def test_scheduler_against_strict_server(workload: list[Spec], bound: float) -> None:
-    records, stats = run_virtual(simulate(workload, bound))
+    check_run(workload, bound, remote=False)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    workload=st.lists(specs, min_size=1, max_size=18),
+    bound=st.sampled_from([10.0, math.inf]),
+)
+def test_scheduler_with_a_store_that_yields_against_strict_server(
+    workload: list[Spec], bound: float
+) -> None:
+    check_run(workload, bound, remote=True)
+
+
+def check_run(workload: list[Spec], bound: float, *, remote: bool) -> None:
+    records, stats = run_virtual(simulate(workload, bound, remote=remote))
 
     for pool in Pool:
         mine = [r for r in records if r.spec.pool is pool]
