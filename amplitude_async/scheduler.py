@@ -461,8 +461,9 @@ class Scheduler:
                 self._counters[pool]["cancelled_waiting"] += 1
                 self._notify()  # it may have held the reservation
             elif waiter.ticket is not None:
-                # Granted, but cancelled before the request could be sent: give it back.
-                await self._release(pool, waiter.ticket.entry)
+                # Granted, but cancelled before the request could be sent: give it back, even
+                # if cancelled again while a remote store is being told.
+                await asyncio.shield(self._release(pool, waiter.ticket.entry))
                 self._counters[pool]["cancelled_waiting"] += 1
                 self._counters[pool]["requests_sent"] -= 1
                 self._counters[pool]["cost_sent"] -= waiter.ticket.cost
@@ -758,4 +759,7 @@ class Slot:
         tb: TracebackType | None,
     ) -> None:
         assert self._ticket is not None
-        await self._scheduler._complete(self._ticket)
+        # The server has counted this request: its completion must reach the store even if
+        # this task is cancelled while a remote store is being told, or the in-flight slot
+        # would be held forever.
+        await asyncio.shield(self._scheduler._complete(self._ticket))

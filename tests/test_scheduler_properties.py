@@ -327,3 +327,21 @@ def check_run(workload: list[Spec], bound: float, *, remote: bool) -> None:
 def cancel_time(record: Record) -> float:
     assert record.spec.cancel_after is not None
     return record.spec.arrive + record.spec.cancel_after
+
+
+def test_cancelled_at_response_time_still_completes_with_a_store_that_yields() -> None:
+    # Found by the property above: a request cancelled just as its response arrived lost its
+    # completion while a remote store was being told, holding an in-flight slot forever.
+    quick = Spec(0.0, Pool.STANDARD, 1, 0, 0.0, 0.5, 0.0, None)
+    workload = [
+        quick,
+        quick,
+        Spec(0.0, Pool.STANDARD, 1, 0, 0.0, 1.5, 0.0, None),
+        *(
+            Spec(t, Pool.STANDARD, 1, 0, 0.0, 0.5, 0.0, None)
+            for t in (2.5, 2.5, 3.0, 3.0, 3.5, 3.5)
+        ),
+        quick,
+        Spec(0.0, Pool.STANDARD, 1, 1, 1.0, 0.5, 0.5, 2.0),
+    ]
+    check_run(workload, 10.0, remote=True)
