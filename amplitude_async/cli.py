@@ -279,20 +279,11 @@ async def _emulated(
 
 
 def _client(target: _Target) -> Any:
-    import attrs
-
     from .client import AmplitudeClient
     from .retry import RetryPolicy
 
-    policy = RetryPolicy()
-    if target.time_scale != 1.0:
-        # A fast clock: backoffs shrink with the windows.
-        policy = attrs.evolve(
-            policy,
-            backoff_base=policy.backoff_base * target.time_scale,
-            backoff_cap=policy.backoff_cap * target.time_scale,
-            retry_after_cap=policy.retry_after_cap * target.time_scale,
-        )
+    # A fast clock: backoffs shrink with the windows.
+    policy = RetryPolicy().scaled(target.time_scale)
     return AmplitudeClient(
         target.api_key,
         target.secret_key,

@@ -16,6 +16,7 @@ import random
 from collections.abc import Callable
 from typing import Final
 
+import attrs
 from attrs import field, frozen
 
 from .errors import APIError, RateLimited, ServerError, TransportError
@@ -91,6 +92,19 @@ class RetryPolicy:
     retry_after_cap: float = RETRY_AFTER_CAP
     window: float = 300.0
     random: Callable[[], float] = field(default=random.random, eq=False, repr=False)
+
+    def scaled(self, factor: float) -> RetryPolicy:
+        """Return a copy with every duration multiplied by ``factor``, like
+        :meth:`Limits.scaled <amplitude_async.limits.Limits.scaled>` (a fast clock)."""
+        if factor <= 0:
+            raise ValueError(f"scale factor must be positive, got {factor!r}")
+        return attrs.evolve(
+            self,
+            backoff_base=self.backoff_base * factor,
+            backoff_cap=self.backoff_cap * factor,
+            retry_after_cap=self.retry_after_cap * factor,
+            window=self.window * factor,
+        )
 
     def backoff(self, attempt: int) -> float:
         """Full-jitter exponential backoff for the ``attempt``-th failure (1-based)."""

@@ -18,13 +18,15 @@ Conveniences (decisions, documented once here):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, Final, Literal, TypeAlias, get_args
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final, Literal, TypeAlias, TypeVar, get_args
 
 import attrs
 from attrs import field, frozen
 
 from amplitude_async.errors import InvalidQuery
+
+T = TypeVar("T")
 
 __all__ = [
     "COHORT_PROPERTY",
@@ -160,6 +162,17 @@ def _wire_list(obj: object, name: str) -> list[object]:
     if not isinstance(obj, list):
         raise InvalidQuery(name, f"expected a JSON list, got {_describe(obj)}")
     return obj
+
+
+def _wire_items(obj: object, name: str, parse: Callable[[object], T]) -> list[T]:
+    """Parse each item of the JSON list ``obj``; an error is named ``name[i]...``."""
+    items = []
+    for i, item in enumerate(_wire_list(obj, name)):
+        try:
+            items.append(parse(item))
+        except InvalidQuery as exc:
+            raise nested(f"{name}[{i}]", exc) from None
+    return items
 
 
 def _get(obj: Mapping[str, object], key: str) -> object:
@@ -302,18 +315,8 @@ class Event:
         """Rebuild from the event object; missing lists mean empty ones."""
         data = _mapping(obj)
         _unknown_keys(data, ("event_type", "filters", "group_by"))
-        filters = []
-        for i, item in enumerate(_wire_list(data.get("filters", []), "filters")):
-            try:
-                filters.append(PropertyFilter.from_wire(item))
-            except InvalidQuery as exc:
-                raise nested(f"filters[{i}]", exc) from None
-        group_by = []
-        for i, item in enumerate(_wire_list(data.get("group_by", []), "group_by")):
-            try:
-                group_by.append(GroupBy.from_wire(item))
-            except InvalidQuery as exc:
-                raise nested(f"group_by[{i}]", exc) from None
+        filters = _wire_items(data.get("filters", []), "filters", PropertyFilter.from_wire)
+        group_by = _wire_items(data.get("group_by", []), "group_by", GroupBy.from_wire)
         return cls(_get(data, "event_type"), filters, group_by)  # type: ignore[arg-type]
 
 
@@ -439,12 +442,7 @@ class PerformedEvent:
         )
         if _get(data, "type") != "event":
             raise InvalidQuery("type", "expected 'event'")
-        filters = []
-        for i, item in enumerate(_wire_list(data.get("filters", []), "filters")):
-            try:
-                filters.append(PropertyFilter.from_wire(item))
-            except InvalidQuery as exc:
-                raise nested(f"filters[{i}]", exc) from None
+        filters = _wire_items(data.get("filters", []), "filters", PropertyFilter.from_wire)
         return cls(
             event_type=_get(data, "event_type"),  # type: ignore[arg-type]
             op=_get(data, "op"),  # type: ignore[arg-type]
@@ -501,10 +499,4 @@ class Segment:
     @classmethod
     def from_wire(cls, obj: object) -> Segment:
         """Rebuild from the JSON list; errors are named ``[i].key``."""
-        conditions = []
-        for i, item in enumerate(_wire_list(obj, "")):
-            try:
-                conditions.append(condition_from_wire(item))
-            except InvalidQuery as exc:
-                raise nested(f"[{i}]", exc) from None
-        return cls(*conditions)
+        return cls(*_wire_items(obj, "", condition_from_wire))

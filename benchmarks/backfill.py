@@ -92,7 +92,7 @@ async def main(scale: float) -> None:
         tracemalloc.start()
         began = time.perf_counter()
         async with Emulator(dataset, limits=limits) as emu:
-            policy = RetryPolicy(backoff_base=scale, backoff_cap=60 * scale)
+            policy = RetryPolicy().scaled(scale)
             async with AmplitudeClient(
                 emu.api_key, emu.secret_key, base_url=emu.url, limits=limits, retry_policy=policy
             ) as client:

@@ -97,3 +97,20 @@ def test_rate_limited_pauses_the_pool_and_has_its_own_count() -> None:
 def test_attempts_count_kinds_apart() -> None:
     attempts = Attempts().after(ServerError(500, "x")).after(RateLimited(429, "y"))
     assert attempts == Attempts(errors=1, rate_limited=1)
+
+
+def test_scaled_multiplies_every_duration() -> None:
+    policy = RetryPolicy(backoff_base=2.0, backoff_cap=40.0, retry_after_cap=100.0, window=300.0)
+    fast = policy.scaled(0.01)
+    assert (
+        fast.backoff_base,
+        fast.backoff_cap,
+        fast.retry_after_cap,
+        fast.window,
+    ) == pytest.approx((0.02, 0.4, 1.0, 3.0))
+    assert (fast.max_retries, fast.max_rate_limited_retries) == (
+        policy.max_retries,
+        policy.max_rate_limited_retries,
+    )
+    with pytest.raises(ValueError, match="positive"):
+        policy.scaled(0)
