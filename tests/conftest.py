@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 from localserver import RecordingServer
+from redisserver import RedisServer, require_redis_server
 
 
 @pytest.fixture
@@ -25,3 +27,15 @@ async def server() -> AsyncIterator[RecordingServer]:
         yield recorder
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private, empty ``redis-server`` on a free 127.0.0.1 port, stopped afterwards."""
+    require_redis_server()
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
