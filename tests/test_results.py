@@ -315,7 +315,7 @@ def test_chart_csv_is_parsed() -> None:
 def test_chart_query_is_series_shaped() -> None:
     r = decode("real_chart_query")
     assert r.metadata.was_cached is True
-    assert r.rows() == (Row("0", "2026-09-14", 5), Row("0", "2026-09-15", 7))
+    assert r.rows() == (Row("A", date(2026, 9, 14), 5), Row("A", date(2026, 9, 15), 7))
 
 
 def _add_unknown_keys(node: Any, *, mapping_of_values: bool = False) -> Any:
@@ -487,47 +487,48 @@ def test_booleans_are_not_coerced_from_arbitrary_strings() -> None:
 def test_rows_use_series_meta_when_labels_are_absent() -> None:
     rows = decode("doc_users").rows()
     assert rows == (
-        Row("United States", "2017-08-14", 46109),
-        Row("United States", "2017-08-15", 47542),
-        Row("Canada", "2017-08-14", 42845),
-        Row("Canada", "2017-08-15", 42626),
+        Row("United States", date(2017, 8, 14), 46109),
+        Row("United States", date(2017, 8, 15), 47542),
+        Row("Canada", date(2017, 8, 14), 42845),
+        Row("Canada", date(2017, 8, 15), 42626),
     )
 
 
-def test_rows_prefer_labels_then_index() -> None:
+def test_rows_name_series_by_label_then_by_the_endpoint() -> None:
     realtime = decode("doc_realtime").rows()
     assert len(realtime) == 8
-    assert realtime[4] == Row("Yesterday", "15:00", 139)
-    # Object-shaped meta carries no name: the series index is the label.
-    assert {r.label for r in decode("doc_sessions_average").rows()} == {"0"}
-    assert {r.label for r in decode("doc_sessions_length").rows()} == {"0"}
+    assert realtime[4] == Row("Yesterday", time(15, 0), 139)
+    # Object-shaped meta carries no name: the endpoint names its one series.
+    assert {r.label for r in decode("doc_sessions_average").rows()} == {"Average Session Length"}
+    assert {r.label for r in decode("doc_sessions_length").rows()} == {"Sessions"}
     assert decode("real_segmentation_hourly").rows()[3] == Row(
-        "0, Android", "2026-09-15T10:00:00", 0
+        "Android", datetime(2026, 9, 15, 10), 0
     )
 
 
 def test_rows_keep_points_beyond_x_values() -> None:
     r = ActiveUsersResult(x_values=("a",), series=((1, 2),))
-    assert r.rows() == (Row("0", "a", 1), Row("0", "1", 2))
+    assert r.rows() == (Row("Users", "a", 1), Row("Users", "1", 2))
 
 
-def test_funnel_rows() -> None:
+def test_funnel_rows_name_steps_and_groups() -> None:
     rows = decode("doc_funnels").rows()
     assert rows == (
-        Row("0", "Search Song or Video", 163054),
-        Row("0", "Select Song or Video", 161670),
-        Row("0", "Play Song or Video", 157485),
+        Row("All Users", "step 1: Search Song or Video", 163054),
+        Row("All Users", "step 2: Select Song or Video", 161670),
+        Row("All Users", "step 3: Play Song or Video", 157485),
     )
 
 
 def test_retention_rows_follow_dates_order() -> None:
     rows = decode("doc_retention").rows()
-    assert rows[0] == Row("Aug 15", "0", 14720)
-    assert rows[4] == Row("Aug 14", "0", 12864)
+    assert rows[0] == Row("All Users", "Aug 15", 14720, "day 0")
+    assert rows[4] == Row("All Users", "Aug 14", 12864, "day 0")
     assert len(rows) == 8
     two = RetentionResult(series=decode("doc_retention").series * 2)
-    assert two.rows()[0].label == "0: Aug 15"
-    assert two.rows()[-1].label == "1: Aug 14"
+    assert two.rows()[0].label == "Segment 1"
+    assert two.rows()[-1].label == "Segment 2"
+    assert decode("real_retention").rows()[0] == Row("All Users", date(2026, 9, 15), 98, "day 0")
 
 
 def test_parse_x_value() -> None:

@@ -30,11 +30,12 @@ Semantics where Amplitude's documentation is silent (each decided once, here):
   Endpoints without buckets (funnels, retention, LTV) use the whole query range as the bucket.
 - Group-by labels are the property's text (see above); a list value's label is its JSON text.
   Groups are ranked by their collapsed value (ties by label) and cut to ``limit`` (100).
-- Segmentation ``seriesLabels`` are the segment index, or ``[segment index, label]`` when
-  grouped (``g`` and ``g2`` labels joined by ``"; "``); ``pct_dau`` is a percentage of the
-  segment's active users; ``average`` is events per user; the property metrics take the first
-  event's first group-by as the property; ``histogram`` answers bins of the property's values
-  (``xValues`` are bin labels); division by zero gives 0.
+- Segmentation ``seriesLabels`` are the event index, or ``[event index, label]`` when grouped
+  (``g`` and ``g2`` labels joined by ``"; "``), as recorded from the live API; ``seriesMeta``
+  says the segment and event (``{"segmentIndex": 0, "eventIndex": 0}``); ``pct_dau`` is a
+  percentage of the segment's active users; ``average`` is events per user; the property
+  metrics take the first event's first group-by as the property; ``histogram`` answers bins of
+  the property's values (``xValues`` are bin labels); division by zero gives 0.
 - Funnels use each user's furthest progress over every entry (a step-1 event in range; for
   ``unordered`` any step event), ties to the earliest entry; all steps must fall in
   ``[start, end]`` and within the conversion window of the entry. ``sequential`` needs the
@@ -51,14 +52,15 @@ Semantics where Amplitude's documentation is silent (each decided once, here):
 - Realtime answers the 288 five-minute buckets ending with the one holding ``now``: "Today" is
   those buckets, "Yesterday" the same buckets a day earlier.
 - The events list's totals are of the Sunday-to-``now`` week holding ``now``.
+- Daily session averages and sessions per user label their days ``YYYY-MM-DDT00:00:00``, as
+  the live API does. An unknown user's activity is a 200 with no events and a summary of zeros
+  and nulls. A saved chart's CSV export follows the recorded layout (see :mod:`.charts`).
 - ``now`` matters only to realtime, the events list, retention and LTV; other answers use every
   event of the dataset.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
@@ -66,6 +68,7 @@ from typing import Any, Final
 from amplitude_async import queries as q
 from amplitude_async.testing.dataset import Dataset, collector_paused
 
+from .charts import chart_csv_text
 from .errors import BadParameter, ChartNotFound, EngineError, Unsupported
 from .funnels import _funnel
 from .ltv import LTV_DAYS, _revenue_ltv
@@ -117,18 +120,7 @@ def _chart_csv(scope: _Scope, query: q.ChartCSV) -> JSON:
     chart = _chart(scope, query.chart_id)
     if not isinstance(chart, q.EventSegmentation | q.ActiveUsers):
         raise Unsupported("CSV export covers segmentation and active-user charts", field="chart_id")
-    data = _answer(scope, chart)["data"]
-    out = io.StringIO()
-    writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n")
-    writer.writerow(["\t" + cell for cell in ["Series", *data["xValues"]]])
-    for label, row in zip(data["seriesLabels"], data["series"], strict=True):
-        name = (
-            label[1]
-            if isinstance(label, list)
-            else ("All Users" if label == 0 else f"Segment {label}")
-        )
-        writer.writerow(["\t" + str(cell) for cell in [name, *row]])
-    return {"data": out.getvalue()}
+    return {"data": chart_csv_text(query.chart_id, chart, _answer(scope, chart)["data"])}
 
 
 # -- dispatch -------------------------------------------------------------------------------

@@ -125,29 +125,30 @@ def _segmentation(scope: _Scope, query: q.EventSegmentation) -> JSON:
         ]
         empty = [_Agg() for _ in buckets]
         # one block of series per event, or a single one for a formula over all events
-        blocks: list[tuple[RowMetric, dict[Key, list[list[_Agg]]], JSON]]
+        blocks: list[tuple[int, RowMetric, dict[Key, list[list[_Agg]]], JSON]]
         if formula is not None:
             keys: set[Key] = set().union(*collected)
             per_key = {key: [c.get(key, empty) for c in collected] for key in keys}
             info = {"segmentIndex": s, "formulaIndex": 0, "formula": query.formula}
-            blocks = [(formula.metric, per_key, info)]
+            blocks = [(0, formula.metric, per_key, info)]
         else:
             metric = _single_metric(query.metric)
             blocks = [
                 (
+                    k,
                     metric,
                     {key: [aggs] for key, aggs in c.items()},
                     {"segmentIndex": s, "eventIndex": k},
                 )
                 for k, c in enumerate(collected)
             ]
-        for metric, per_key, info in blocks:
+        for k, metric, per_key, info in blocks:
             totals = {key: whole(aggs, active, metric) for key, aggs in per_key.items()}
             for key in _rank(totals, query.limit) if grouped else [()]:
                 aggs = per_key.get(key) or [empty] * len(collected)
                 series.append(row(aggs, active, metric))
                 collapsed.append(_collapsed(totals.get(key, 0.0)))
-                labels.append([s, "; ".join(key)] if grouped else s)
+                labels.append([k, "; ".join(key)] if grouped else k)
                 meta.append(info)
     data = {
         "series": series,
@@ -200,7 +201,7 @@ def _histogram(scope: _Scope, query: q.EventSegmentation) -> JSON:
                 counts[_bin_index(edges, v)] += 1
             series.append(counts)
             collapsed.append(_collapsed(sum(counts)))
-            labels.append([s, "; ".join(key)] if grouper else s)
+            labels.append([0, "; ".join(key)] if grouper else 0)
             meta.append({"segmentIndex": s, "eventIndex": 0})
     data = {
         "series": series,

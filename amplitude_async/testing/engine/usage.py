@@ -115,7 +115,8 @@ def _per_day_sessions(
     data = {
         "series": [series],
         "seriesMeta": [{"segmentIndex": 0}],
-        "xValues": [b.label for b in days],
+        # The live API stamps these days with a time of day.
+        "xValues": [f"{b.label}T00:00:00" for b in days],
     }
     return _envelope(scope, data)
 

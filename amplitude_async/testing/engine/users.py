@@ -7,7 +7,6 @@ from typing import Final
 from amplitude_async import queries as q
 from amplitude_async.testing.dataset import SESSION_CAP_MS, Dataset
 
-from .errors import BadParameter
 from .predicates import _Scope
 from .series import JSON
 
@@ -16,7 +15,8 @@ def _user_activity(scope: _Scope, query: q.UserActivity) -> JSON:
     ds = scope.ds
     u = ds.user_of_amplitude.get(query.user)
     if u is None:
-        raise BadParameter(f"no user with Amplitude ID {query.user}", field="user")
+        # The live API answers an unknown user with an empty page, not an error.
+        return {"userData": dict(_UNKNOWN_USER), "events": []}
     events = ds.user_events[u]
     latest = ds.record(events[-1])
     sessions = {ds.session[i] for i in events if ds.session[i] != -1}
@@ -64,6 +64,36 @@ def _user_activity(scope: _Scope, query: q.UserActivity) -> JSON:
         row["event_id"] = position[i]
         rows.append(row)
     return {"userData": user_data, "events": rows}
+
+
+_UNKNOWN_USER: Final[JSON] = {
+    "user_id": None,
+    "canonical_amplitude_id": 0,
+    "merged_amplitude_ids": None,
+    "num_events": 0,
+    "num_sessions": 0,
+    "usage_time": 0,
+    "first_used": None,
+    "last_used": None,
+    "purchases": 0,
+    "revenue": 0,
+    "platform": None,
+    "os": None,
+    "version": None,
+    "device": None,
+    "device_type": None,
+    "carrier": None,
+    "country": None,
+    "region": None,
+    "city": None,
+    "dma": None,
+    "language": None,
+    "start_version": None,
+    "device_ids": None,
+    "last_location": None,
+    "properties": None,
+}
+"""The summary of a user the project has never seen: zeros and nulls."""
 
 
 def _usage_time(ds: Dataset, u: int) -> int:
