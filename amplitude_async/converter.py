@@ -514,9 +514,8 @@ def _decode_chart_csv(data: object) -> ChartCSVResult:
 
 
 def _encode_chart_csv(result: ChartCSVResult) -> Any:
-    if result.series is not None:
-        return converter.unstructure(result.series)["data"]
-    return result.text
+    # JSON series were kept as their own text, so they go back exactly as they came.
+    return json.loads(result.text) if result.series is not None else result.text
 
 
 _WIRE_NAMES[ChartCSVResult] = {"text": "data"}
