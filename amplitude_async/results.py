@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import importlib
 import io
+import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, time
@@ -180,6 +181,7 @@ def _x_values(texts: Sequence[str]) -> tuple[XValue, ...]:
 # --- naming: what a person calls a series --------------------------------------------------------
 
 ALL_USERS = "All Users"
+"""The name of the segment without conditions, as Amplitude's charts call it."""
 
 _SPECIAL_EVENTS = {
     "_active": "Any Active Event",
@@ -235,7 +237,10 @@ def _naming(query: Query[Any] | None) -> _Naming:
     # queries import this module for their result types, so this import waits for a call.
     from . import queries as q
 
-    segments = tuple(segment_name(s) for s in getattr(query, "segments", ()))
+    segmented = q.ActiveUsers | q.EventSegmentation | q.Funnel | q.Retention | q.RevenueLTV
+    segments = (
+        tuple(segment_name(s) for s in query.segments) if isinstance(query, segmented) else ()
+    )
     start = query.start if isinstance(query, q.DatedQuery) else None
     end = query.end if isinstance(query, q.DatedQuery) else None
     if isinstance(query, q.EventSegmentation):
@@ -284,7 +289,7 @@ def _meta_parts(meta: SeriesMeta | None) -> tuple[int | None, int | None, str | 
     return None, None, meta or None
 
 
-def _tabular(rows: Sequence[Row]) -> Any:
+def _data_frame(rows: Sequence[Row]) -> Any:
     """The rows as a ``pandas.DataFrame`` (columns label, x, value, metric)."""
     try:
         pandas = importlib.import_module("pandas")
@@ -316,7 +321,7 @@ class _ToPandas:
 
     def to_pandas(self, query: Query[Any] | None = None) -> Any:
         """:meth:`rows` as a ``pandas.DataFrame`` (needs ``amplitude-async[pandas]``)."""
-        return _tabular(self.rows(query))
+        return _data_frame(self.rows(query))
 
 
 # --- series-shaped results ---------------------------------------------------------------------
@@ -386,6 +391,9 @@ class SeriesResult(_ToPandas):
             rest = label[1:] if isinstance(head, int) else label
             if isinstance(head, int) and self._event_labels:
                 event = head
+            elif isinstance(head, int) and segment is None:
+                # Without events to count, a leading index can only be the segment's.
+                segment = head
             group = ", ".join(str(part) for part in rest) or group
         elif isinstance(label, int):
             if self._event_labels:
@@ -845,9 +853,10 @@ def _chart_number(cell: str) -> float | None:
     if _INTEGER.fullmatch(text):
         return int(text)
     try:
-        return float(text)
+        number = float(text)
     except ValueError:
         return None
+    return number if math.isfinite(number) else None
 
 
 @frozen

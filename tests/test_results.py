@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 from amplitude_async.converter import converter, structure_result, unstructure_result
 from amplitude_async.errors import ResponseValidationError
+from amplitude_async.queries import ActiveUsers, Retention, RevenueLTV
 from amplitude_async.results import (
     ActiveUsersResult,
     AverageSessionLengthResult,
@@ -51,6 +53,7 @@ from amplitude_async.results import (
     UserSearchResult,
     parse_x_value,
 )
+from amplitude_async.values import Event, Segment, Where
 
 SAMPLES = Path(__file__).parent / "samples"
 
@@ -529,6 +532,77 @@ def test_retention_rows_follow_dates_order() -> None:
     assert two.rows()[0].label == "Segment 1"
     assert two.rows()[-1].label == "Segment 2"
     assert decode("real_retention").rows()[0] == Row("All Users", date(2026, 9, 15), 98, "day 0")
+
+
+def test_every_result_has_rows() -> None:
+    assert decode("doc_events_list").rows()[1] == Row("Add Friends", "", 193167, "totals")
+    assert decode("doc_usersearch").rows() == (
+        Row("myusername", "match_user_or_device_id", 12345, "amplitude_id"),
+    )
+    activity = decode("doc_useractivity")
+    rows = activity.rows()
+    assert len(rows) == len(activity.events)
+    assert rows[0] == Row(activity.events[0].event_type, activity.events[0].event_time, 1, "events")
+    assert decode("doc_composition").rows()[0] == Row("version", "1.0", 69643)
+
+
+def test_ltv_rows_take_the_year_from_the_query() -> None:
+    result = decode("real_ltv")
+    query = RevenueLTV(date(2026, 9, 20), date(2026, 9, 30))
+    rows = result.rows(query)
+    # Oldest cohort first, period figures then the fixed ones.
+    assert rows[0] == Row("All Users", date(2026, 9, 23), 0, "r1d")
+    assert [r.metric for r in rows if r.x_value == date(2026, 9, 24)] == [
+        "r1d",
+        "r2d",
+        "r1new",
+        "count",
+        "paid",
+        "total_amount",
+    ]
+    # Without the query the year is unknown: the cohort stays as sent.
+    assert {r.x_value for r in result.rows()} == {"Sep 23", "Sep 24"}
+
+
+def test_retention_rows_name_brackets_and_weeks() -> None:
+    result = decode("doc_retention")
+    brackets = Retention(
+        Event("A"),
+        Event("B"),
+        date(2017, 8, 14),
+        date(2017, 8, 15),
+        mode="bracket",
+        brackets=[(1, 2), (2, 4)],
+    )
+    assert [r.metric for r in result.rows(brackets)][:4] == [
+        "day 0",
+        "bracket 1-2",
+        "bracket 2-4",
+        "day 3",
+    ]
+    weekly = Retention(Event("A"), Event("B"), date(2017, 8, 14), date(2017, 8, 15), interval=7)
+    assert result.rows(weekly)[1].metric == "week 1"
+
+
+def test_grouped_active_users_of_several_segments_name_both() -> None:
+    r = ActiveUsersResult(
+        x_values=("2026-09-01",),
+        series=((1,), (2,)),
+        series_labels=((0, "iOS"), (1, "iOS")),
+    )
+    query = ActiveUsers(
+        date(2026, 9, 1),
+        date(2026, 9, 1),
+        segments=[Segment(), Segment(Where("country", "is", ["Germany"]))],
+        group_by="platform",
+    )
+    assert [row.label for row in r.rows(query)] == ["All Users; iOS", "country is Germany; iOS"]
+
+
+def test_to_pandas_without_pandas_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pandas", None)  # makes "import pandas" fail
+    with pytest.raises(ImportError, match=r"amplitude-async\[pandas\]"):
+        decode("doc_users").to_pandas()
 
 
 def test_parse_x_value() -> None:

@@ -13,7 +13,7 @@ import io
 from typing import Any, Final
 
 from amplitude_async import queries as q
-from amplitude_async.results import event_name, segment_name
+from amplitude_async.results import ALL_USERS, event_name, segment_name
 
 from .series import JSON
 
@@ -46,7 +46,7 @@ def _series_name(
         segment = meta.get("segmentIndex", 0) if isinstance(meta, dict) else 0
         event = label[0] if isinstance(label, list) else label
     segments = chart.segments
-    name = segment_name(segments[segment]) if segment < len(segments) else "All Users"
+    name = segment_name(segments[segment]) if segment < len(segments) else ALL_USERS
     parts = [name, group]
     if several_events and isinstance(chart, q.EventSegmentation) and isinstance(event, int):
         parts.insert(0, event_name(chart.events[event]))
