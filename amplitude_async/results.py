@@ -85,7 +85,9 @@ __all__ = [
 class ResponseMetadata:
     """Query metadata the API sends beside ``data``; every field is optional.
 
-    ``nova_cost`` is the cost the server charged, handy to check the local cost model.
+    ``nova_cost`` is the cost the server charged (0 on a cached answer), handy to check the
+    local cost model. Other keys (``perQueryMetadata``, ``novaRequestStartAndEndTimes``, flags)
+    are tolerated and dropped.
     """
 
     time_computed: int | None = None
@@ -94,6 +96,8 @@ class ResponseMetadata:
     nova_cost: float | None = None
     nova_runtime: float | None = None
     throttle_time: float | None = None
+    nova_request_duration: float | None = None
+    millis_since_computed: int | None = None
 
 
 @frozen

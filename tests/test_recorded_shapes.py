@@ -72,6 +72,9 @@ def test_ungrouped_series_is_named_after_its_event() -> None:
     assert result.series_labels == (0,)
     assert result.metadata.nova_cost == 0
     assert result.metadata.was_cached is True
+    assert result.metadata.cache_freshness == "FRESH"
+    assert result.metadata.millis_since_computed == 120344
+    assert result.metadata.nova_request_duration == 57
     query = EventSegmentation(["Test Event"], *JUNE)
     assert result.rows(query) == (
         Row("Test Event", date(2026, 6, 1), 4),

@@ -229,6 +229,8 @@ def test_metadata_beside_data_is_kept_and_the_rest_ignored() -> None:
         nova_cost=50,
         nova_runtime=312,
         throttle_time=0,
+        nova_request_duration=401,
+        millis_since_computed=0,
     )
     assert r.series_meta == ("United States", "Canada")
     assert r.series_collapsed[1] == (CollapsedValue(85471, set_id=""),)
