@@ -7,10 +7,11 @@ what is wrong or not supported. Nothing is ever made up: what cannot be computed
 
 Layout: shared pieces first (:mod:`.errors`, :mod:`.predicates` for property tests, events,
 segments and group-bys, :mod:`.buckets` for time, :mod:`.series` for aggregation and the
-``data`` envelope, :mod:`.formula`), then one module per endpoint family
-(:mod:`.segmentation`, :mod:`.usage` for active users, sessions, composition, the events list
-and realtime, :mod:`.funnels`, :mod:`.retention`, :mod:`.ltv`, :mod:`.users` for user activity
-and search). Saved charts and the dispatch table live here.
+``data`` envelope, :mod:`.formula`, :mod:`.cohorts` for retention and LTV), then one module per
+endpoint family (:mod:`.segmentation`, :mod:`.usage` for active users, sessions, composition,
+the events list and realtime, :mod:`.funnels`, :mod:`.retention`, :mod:`.ltv`, :mod:`.users`
+for user activity and search, :mod:`.charts` for the CSV export's layout). Saved charts and
+the dispatch table live here.
 
 Semantics where Amplitude's documentation is silent (each decided once, here):
 

@@ -10,8 +10,8 @@ from amplitude_async import queries as q
 from amplitude_async.values import Event
 
 from .buckets import _buckets, _month_day
+from .cohorts import _cohort_entries, _grouped
 from .predicates import _Scope
-from .retention import _cohort_entries, _grouped
 from .series import JSON, _envelope
 
 LTV_DAYS: Final = (1, 2, 3, 4, 5, 6, 7, 14, 30, 60, 90)
