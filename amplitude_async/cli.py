@@ -35,6 +35,7 @@ from .errors import (
 )
 from .limits import DEFAULT_LIMITS, Limits
 from .queries import DatedQuery, Query
+from .results import Tabular
 
 __all__ = ["EXIT_CODES", "build_parser", "main"]
 
@@ -301,24 +302,29 @@ def _real_target(args: argparse.Namespace) -> _Target:
 # -- query and cost -------------------------------------------------------------------------
 
 
-def _print_table(result: Any, out: TextIO) -> None:
-    rows = result.rows() if hasattr(result, "rows") else None
-    if rows is None:
-        from .converter import unstructure_result
-
-        print(json.dumps(unstructure_result(result), indent=2, default=str), file=out)
-        return
-    header = ("label", "x", "value")
-    cells = [header, *((r.label, r.x_value, _number(r.value)) for r in rows)]
-    widths = [max(len(str(row[k])) for row in cells) for k in range(3)]
+def _print_table(result: Tabular, query: Query[Any], out: TextIO) -> None:
+    # The same rows as everywhere else; the metric column only when some row has one.
+    rows = result.rows(query)
+    with_metric = any(r.metric for r in rows)
+    header = ("label", "x", "metric", "value") if with_metric else ("label", "x", "value")
+    cells = [
+        header,
+        *(
+            (r.label, r.x_value, r.metric, _number(r.value))
+            if with_metric
+            else (r.label, r.x_value, _number(r.value))
+            for r in rows
+        ),
+    ]
+    widths = [max(len(str(row[k])) for row in cells) for k in range(len(header))]
     for row in cells:
-        print(
-            f"{row[0]!s:<{widths[0]}}  {row[1]!s:<{widths[1]}}  {row[2]!s:>{widths[2]}}",
-            file=out,
-        )
+        text = "  ".join(f"{cell!s:<{w}}" for cell, w in zip(row[:-1], widths, strict=False))
+        print(f"{text}  {row[-1]!s:>{widths[-1]}}", file=out)
 
 
-def _number(value: float) -> str:
+def _number(value: float | None) -> str:
+    if value is None:
+        return ""
     if isinstance(value, float) and not value.is_integer():
         return f"{value:.6g}"
     return str(int(value)) if isinstance(value, float) else str(value)
@@ -349,7 +355,7 @@ async def _run_query(args: argparse.Namespace, query: Query[Any], out: TextIO) -
     if args.format == "json":
         print(json.dumps(unstructure_result(result), indent=2, default=str), file=out)
     else:
-        _print_table(result, out)
+        _print_table(result, query, out)
     return EXIT_OK
 
 

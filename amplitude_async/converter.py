@@ -13,12 +13,15 @@ Everything about the wire lives here:
   (cattrs would happily turn ``5`` into ``"5"`` or ``"false"`` into ``True``);
 - unknown keys are ignored everywhere, except in the user activity payload, where they are
   kept in ``extra`` because the API sends many undocumented fields that callers may want;
+  there ``null`` stands for an empty list or object (an unknown user's summary is all nulls);
+- a saved chart's ``data`` is CSV text or, for some chart types, JSON series;
 - decoding failures become :class:`~amplitude_async.errors.ResponseValidationError` naming the
   offending field by its wire path, e.g. ``data.series[0][3]``.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -326,9 +329,18 @@ def _register_with_extra(cls: type) -> None:
     overrides = _overrides(names, omit=("extra",))
     structure_fn: _StructureFn = make_dict_structure_fn(cls, converter, **overrides)
     unstructure_fn: _UnstructureFn = make_dict_unstructure_fn(cls, converter, **overrides)
+    # Lists and objects sent as null take their empty default.
+    attrs.resolve_types(cls)
+    collections = frozenset(
+        names[a.name]
+        for a in attrs.fields(cls)
+        if a.init and a.name != "extra" and get_origin(a.type) in (tuple, Mapping)
+    )
 
     def structure(obj: object, _: object) -> Any:
         mapping = _require_mapping(obj)
+        if any(mapping.get(key, ()) is None for key in collections):
+            mapping = {k: v for k, v in mapping.items() if not (v is None and k in collections)}
         instance = structure_fn(mapping, cls)
         extra = {key: value for key, value in mapping.items() if key not in known}
         return attrs.evolve(instance, extra=extra) if extra else instance
@@ -490,7 +502,24 @@ for _cls in (
     _register_object_envelope(_cls)
 _register_field_envelope(EventsListResult, "events")
 _register_field_envelope(FunnelResult, "groups")
-_register_field_envelope(ChartCSVResult, "text")
+
+
+def _decode_chart_csv(data: object) -> ChartCSVResult:
+    if isinstance(data, str):
+        return ChartCSVResult(data)
+    if isinstance(data, Mapping) and "series" in data:
+        series = converter.structure({"data": data}, ChartQueryResult)
+        return ChartCSVResult(json.dumps(data, separators=(",", ":")), series=series)
+    raise _WireError(f"expected CSV text or JSON series, got {_kind(data)}")
+
+
+def _encode_chart_csv(result: ChartCSVResult) -> Any:
+    # JSON series were kept as their own text, so they go back exactly as they came.
+    return json.loads(result.text) if result.series is not None else result.text
+
+
+_WIRE_NAMES[ChartCSVResult] = {"text": "data"}
+_register_envelope(ChartCSVResult, _decode_chart_csv, _encode_chart_csv)
 
 
 # --- errors ------------------------------------------------------------------------------------

@@ -132,18 +132,27 @@ def _envelope(body: bytes) -> tuple[str | None, str | None, str | None]:
     if isinstance(payload, Mapping):
         error = payload.get("error")
         if isinstance(error, Mapping):
-            metadata = error.get("metadata")
-            details = metadata.get("details") if isinstance(metadata, Mapping) else None
             return (
                 _opt_str(error.get("type")),
                 _opt_str(error.get("message")),
-                _opt_str(details),
+                _details(error) or _details(payload),
             )
         if isinstance(error, str):
-            return None, error, _opt_str(payload.get("details"))
+            return None, error, _details(payload)
         message = payload.get("message") or payload.get("detail")
-        return None, _opt_str(message), _opt_str(payload.get("details"))
+        return None, _opt_str(message), _details(payload)
     return None, text[:500] or None, None
+
+
+def _details(obj: Mapping[str, Any]) -> str | None:
+    """``metadata.details`` (or a bare ``details``) as text; JSON for anything but a string."""
+    metadata = obj.get("metadata")
+    details = metadata.get("details") if isinstance(metadata, Mapping) else None
+    if details is None:
+        details = obj.get("details")
+    if details is None or isinstance(details, str):
+        return details or None
+    return json.dumps(details, separators=(",", ":"), default=str)
 
 
 def _opt_str(value: object) -> str | None:

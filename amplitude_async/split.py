@@ -324,8 +324,11 @@ def _merge_grouped(query: Query[Any], parts: Sequence[SeriesResult], budget: int
             meta = part.series_meta[i] if i < len(part.series_meta) else None
             if not isinstance(label, tuple) or not isinstance(label[0], int):
                 raise ValueError("a grouped result has a series without a group label")
+            # Segmentation labels lead with the event index, active users' with the segment's;
+            # the meta, when it says, names the segment.
+            segment = meta.segment_index if isinstance(meta, SegmentMeta) else None
             event = meta.event_index if isinstance(meta, SegmentMeta) else None
-            block = (label[0], event or 0)
+            block = (label[0] if segment is None else segment, event or 0)
             per_block[block] = per_block.get(block, 0) + 1
             row = blocks.setdefault(block, {}).get(label)
             if row is None:

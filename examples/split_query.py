@@ -39,7 +39,7 @@ async def main() -> None:
         ) as client,
     ):
         result = await run_split(client, query)
-    for row in result.rows()[:12]:
+    for row in result.rows(query)[:12]:
         print(f"{row.label:<28} {row.x_value}  {row.value:g}")
 
 

@@ -227,8 +227,8 @@ def test_tidy_rows_of_whole_range_and_cohort_results() -> None:
     result = FunnelResult((FunnelGroup(("Sign Up", "Purchase"), (10, 4)),))
     rows = tidy_rows("f", funnel, result)
     assert [(r.label, r.date, r.metric, r.value) for r in rows] == [
-        ("0", "2026-09-01", "step 1: Sign Up", 10),
-        ("0", "2026-09-01", "step 2: Purchase", 4),
+        ("All Users", "2026-09-01", "step 1: Sign Up", 10),
+        ("All Users", "2026-09-01", "step 2: Purchase", 4),
     ]
 
 

@@ -150,6 +150,7 @@ def test_average_session_length_and_sessions_per_user(
         found = by_day.get(day, [])
         mean = sum(x for x, _ in found) / len(found) / 1000 if found else 0.0
         ratio = len(found) / len({a for _, a in found}) if found else 0.0
+        assert average["xValues"][k] == per_user["xValues"][k] == f"{day}T00:00:00"
         assert average["series"][0][k] == pytest.approx(mean)
         assert per_user["series"][0][k] == pytest.approx(ratio)
 
@@ -644,12 +645,67 @@ def test_chart_query_and_csv(ds: SyntheticDataset) -> None:
     chart = ds.charts["purchases-by-country"]
     assert answer(q.ChartQuery("purchases-by-country"), ds, NOW) == answer(chart, ds, NOW)
     body = answer(q.ChartCSV("purchases-by-country"), ds, NOW)["data"]
-    assert body.startswith('"\t')
-    rows = [[cell.removeprefix("\t") for cell in row] for row in csv.reader(io.StringIO(body))]
+    lines = body.split("\r\n")
+    # The recorded layout: name and description, blank, metric and event, blank, the table.
+    assert lines[:6] == [
+        '"\tChart purchases-by-country"',
+        f'"\tevent_segmentation from {START} to {END}"',
+        "",
+        '"\tEvent Totals"',
+        '"\tPurchase"',
+        "",
+    ]
+    assert lines[-1] == ""
+    rows = list(csv.reader(io.StringIO("\n".join(lines[6:-1]))))
     expected = data(chart, ds)
-    assert rows[0] == ["Series", *expected["xValues"]]
-    assert [r[0] for r in rows[1:]] == [label[1] for label in expected["seriesLabels"]]
+    assert rows[0] == ["\tSegment", *(f"\t{x}" for x in expected["xValues"])]
+    # Text cells start with a tab, number cells do not.
+    assert [r[0] for r in rows[1:]] == [
+        f"\tAll Users, {label[1]}" for label in expected["seriesLabels"]
+    ]
     assert [[int(v) for v in r[1:]] for r in rows[1:]] == expected["series"]
+
+
+def test_chart_csv_names_segments_and_events(ds: SyntheticDataset) -> None:
+    chart = q.EventSegmentation(
+        ["Purchase", "Sign Up"],
+        START,
+        END,
+        segments=[Segment(), Segment(Where("country", "is", ["Germany"]))],
+    )
+    local = SyntheticDataset(seed=3, users=50, days=DAYS, start=START)
+    local.charts["two"] = chart
+    body = answer(q.ChartCSV("two"), local, NOW)["data"]
+    names = [r[0] for r in csv.reader(io.StringIO(body)) if len(r) > 1][1:]
+    assert names == [
+        "\tPurchase, All Users",
+        "\tSign Up, All Users",
+        "\tPurchase, country is Germany",
+        "\tSign Up, country is Germany",
+    ]
+
+
+def test_segmentation_labels_are_event_indices(ds: SyntheticDataset) -> None:
+    plain = data(q.EventSegmentation(["Purchase", "Sign Up"], START, END), ds)
+    assert plain["seriesLabels"] == [0, 1]
+    assert plain["seriesMeta"] == [
+        {"segmentIndex": 0, "eventIndex": 0},
+        {"segmentIndex": 0, "eventIndex": 1},
+    ]
+    two_segments = [Segment(), Segment(Where("country", "is", ["Germany"]))]
+    grouped = data(
+        q.EventSegmentation(["Sign Up"], START, END, segments=two_segments, group_by=["platform"]),
+        ds,
+    )
+    assert all(label[0] == 0 for label in grouped["seriesLabels"])
+    assert {m["segmentIndex"] for m in grouped["seriesMeta"]} == {0, 1}
+
+
+def test_user_activity_of_an_unknown_user_is_empty(ds: SyntheticDataset) -> None:
+    got = answer(q.UserActivity(1), ds, NOW)
+    assert got["events"] == []
+    assert got["userData"]["num_events"] == 0
+    assert got["userData"]["user_id"] is None
 
 
 @pytest.mark.parametrize(
@@ -693,7 +749,6 @@ def test_chart_query_and_csv(ds: SyntheticDataset) -> None:
             BadParameter,
             "rollingWindow",
         ),
-        (q.UserActivity(1), BadParameter, "user"),
         (q.ChartQuery("missing"), ChartNotFound, "chart_id"),
     ],
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 from amplitude_async.converter import converter, structure_result, unstructure_result
 from amplitude_async.errors import ResponseValidationError
+from amplitude_async.queries import ActiveUsers, Retention, RevenueLTV
 from amplitude_async.results import (
     ActiveUsersResult,
     AverageSessionLengthResult,
@@ -51,6 +53,7 @@ from amplitude_async.results import (
     UserSearchResult,
     parse_x_value,
 )
+from amplitude_async.values import Event, Segment, Where
 
 SAMPLES = Path(__file__).parent / "samples"
 
@@ -226,6 +229,8 @@ def test_metadata_beside_data_is_kept_and_the_rest_ignored() -> None:
         nova_cost=50,
         nova_runtime=312,
         throttle_time=0,
+        nova_request_duration=401,
+        millis_since_computed=0,
     )
     assert r.series_meta == ("United States", "Canada")
     assert r.series_collapsed[1] == (CollapsedValue(85471, set_id=""),)
@@ -315,7 +320,7 @@ def test_chart_csv_is_parsed() -> None:
 def test_chart_query_is_series_shaped() -> None:
     r = decode("real_chart_query")
     assert r.metadata.was_cached is True
-    assert r.rows() == (Row("0", "2026-09-14", 5), Row("0", "2026-09-15", 7))
+    assert r.rows() == (Row("A", date(2026, 9, 14), 5), Row("A", date(2026, 9, 15), 7))
 
 
 def _add_unknown_keys(node: Any, *, mapping_of_values: bool = False) -> Any:
@@ -487,47 +492,119 @@ def test_booleans_are_not_coerced_from_arbitrary_strings() -> None:
 def test_rows_use_series_meta_when_labels_are_absent() -> None:
     rows = decode("doc_users").rows()
     assert rows == (
-        Row("United States", "2017-08-14", 46109),
-        Row("United States", "2017-08-15", 47542),
-        Row("Canada", "2017-08-14", 42845),
-        Row("Canada", "2017-08-15", 42626),
+        Row("United States", date(2017, 8, 14), 46109),
+        Row("United States", date(2017, 8, 15), 47542),
+        Row("Canada", date(2017, 8, 14), 42845),
+        Row("Canada", date(2017, 8, 15), 42626),
     )
 
 
-def test_rows_prefer_labels_then_index() -> None:
+def test_rows_name_series_by_label_then_by_the_endpoint() -> None:
     realtime = decode("doc_realtime").rows()
     assert len(realtime) == 8
-    assert realtime[4] == Row("Yesterday", "15:00", 139)
-    # Object-shaped meta carries no name: the series index is the label.
-    assert {r.label for r in decode("doc_sessions_average").rows()} == {"0"}
-    assert {r.label for r in decode("doc_sessions_length").rows()} == {"0"}
+    assert realtime[4] == Row("Yesterday", time(15, 0), 139)
+    # Object-shaped meta carries no name: the endpoint names its one series.
+    assert {r.label for r in decode("doc_sessions_average").rows()} == {"Average Session Length"}
+    assert {r.label for r in decode("doc_sessions_length").rows()} == {"Sessions"}
     assert decode("real_segmentation_hourly").rows()[3] == Row(
-        "0, Android", "2026-09-15T10:00:00", 0
+        "Android", datetime(2026, 9, 15, 10), 0
     )
 
 
 def test_rows_keep_points_beyond_x_values() -> None:
     r = ActiveUsersResult(x_values=("a",), series=((1, 2),))
-    assert r.rows() == (Row("0", "a", 1), Row("0", "1", 2))
+    assert r.rows() == (Row("Users", "a", 1), Row("Users", "1", 2))
 
 
-def test_funnel_rows() -> None:
+def test_funnel_rows_name_steps_and_groups() -> None:
     rows = decode("doc_funnels").rows()
     assert rows == (
-        Row("0", "Search Song or Video", 163054),
-        Row("0", "Select Song or Video", 161670),
-        Row("0", "Play Song or Video", 157485),
+        Row("All Users", "step 1: Search Song or Video", 163054),
+        Row("All Users", "step 2: Select Song or Video", 161670),
+        Row("All Users", "step 3: Play Song or Video", 157485),
     )
 
 
 def test_retention_rows_follow_dates_order() -> None:
     rows = decode("doc_retention").rows()
-    assert rows[0] == Row("Aug 15", "0", 14720)
-    assert rows[4] == Row("Aug 14", "0", 12864)
+    assert rows[0] == Row("All Users", "Aug 15", 14720, "day 0")
+    assert rows[4] == Row("All Users", "Aug 14", 12864, "day 0")
     assert len(rows) == 8
     two = RetentionResult(series=decode("doc_retention").series * 2)
-    assert two.rows()[0].label == "0: Aug 15"
-    assert two.rows()[-1].label == "1: Aug 14"
+    assert two.rows()[0].label == "Segment 1"
+    assert two.rows()[-1].label == "Segment 2"
+    assert decode("real_retention").rows()[0] == Row("All Users", date(2026, 9, 15), 98, "day 0")
+
+
+def test_every_result_has_rows() -> None:
+    assert decode("doc_events_list").rows()[1] == Row("Add Friends", "", 193167, "totals")
+    assert decode("doc_usersearch").rows() == (
+        Row("myusername", "match_user_or_device_id", 12345, "amplitude_id"),
+    )
+    activity = decode("doc_useractivity")
+    rows = activity.rows()
+    assert len(rows) == len(activity.events)
+    assert rows[0] == Row(activity.events[0].event_type, activity.events[0].event_time, 1, "events")
+    assert decode("doc_composition").rows()[0] == Row("version", "1.0", 69643)
+
+
+def test_ltv_rows_take_the_year_from_the_query() -> None:
+    result = decode("real_ltv")
+    query = RevenueLTV(date(2026, 9, 20), date(2026, 9, 30))
+    rows = result.rows(query)
+    # Oldest cohort first, period figures then the fixed ones.
+    assert rows[0] == Row("All Users", date(2026, 9, 23), 0, "r1d")
+    assert [r.metric for r in rows if r.x_value == date(2026, 9, 24)] == [
+        "r1d",
+        "r2d",
+        "r1new",
+        "count",
+        "paid",
+        "total_amount",
+    ]
+    # Without the query the year is unknown: the cohort stays as sent.
+    assert {r.x_value for r in result.rows()} == {"Sep 23", "Sep 24"}
+
+
+def test_retention_rows_name_brackets_and_weeks() -> None:
+    result = decode("doc_retention")
+    brackets = Retention(
+        Event("A"),
+        Event("B"),
+        date(2017, 8, 14),
+        date(2017, 8, 15),
+        mode="bracket",
+        brackets=[(1, 2), (2, 4)],
+    )
+    assert [r.metric for r in result.rows(brackets)][:4] == [
+        "day 0",
+        "bracket 1-2",
+        "bracket 2-4",
+        "day 3",
+    ]
+    weekly = Retention(Event("A"), Event("B"), date(2017, 8, 14), date(2017, 8, 15), interval=7)
+    assert result.rows(weekly)[1].metric == "week 1"
+
+
+def test_grouped_active_users_of_several_segments_name_both() -> None:
+    r = ActiveUsersResult(
+        x_values=("2026-09-01",),
+        series=((1,), (2,)),
+        series_labels=((0, "iOS"), (1, "iOS")),
+    )
+    query = ActiveUsers(
+        date(2026, 9, 1),
+        date(2026, 9, 1),
+        segments=[Segment(), Segment(Where("country", "is", ["Germany"]))],
+        group_by="platform",
+    )
+    assert [row.label for row in r.rows(query)] == ["All Users; iOS", "country is Germany; iOS"]
+
+
+def test_to_pandas_without_pandas_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pandas", None)  # makes "import pandas" fail
+    with pytest.raises(ImportError, match=r"amplitude-async\[pandas\]"):
+        decode("doc_users").to_pandas()
 
 
 def test_parse_x_value() -> None:

@@ -3,7 +3,8 @@
 Every result becomes rows ``(query, label, date, metric, value)``:
 
 - series endpoints (segmentation, active users, sessions per user/average, saved-chart
-  queries): one row per series and x value; ``label`` is the series label, ``date`` the x
+  queries): one row per series and x value; ``label`` is the series' name (a group-by value,
+  an event's name, ``All Users``: the label of ``result.rows(query)``), ``date`` the x
   value (``YYYY-MM-DD``, or ``YYYY-MM-DDTHH:MM:SS`` for hourly/realtime), ``metric`` the
   query's metric (``uniques``, ``new``, ``average_session_length``, ...);
 - series whose x values are not dates (session length bins, composition values, histogram
@@ -25,32 +26,22 @@ import csv
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
-from datetime import date, datetime
+from collections.abc import Iterable
+from datetime import date, time
 from pathlib import Path
 from typing import IO, Any, Final
 
 from attrs import frozen
 
 from ..queries import (
-    MONTHLY,
-    WEEKLY,
     ActiveUsers,
     AverageSessionLength,
     DatedQuery,
     EventSegmentation,
     Query,
-    Retention,
     SessionsPerUser,
 )
-from ..results import (
-    EventsListResult,
-    FunnelResult,
-    RetentionResult,
-    RevenueLTVResult,
-    SeriesResult,
-    parse_x_value,
-)
+from ..results import SeriesResult, Tabular
 
 __all__ = ["COLUMNS", "TidyRow", "tidy_rows", "write_csv", "write_jsonl"]
 
@@ -93,96 +84,27 @@ def _chunk_day(query: Query[Any]) -> str:
     return query.start.isoformat() if isinstance(query, DatedQuery) else ""
 
 
-def _long_date(text: str) -> str:
-    """``Sep 15, 2026`` → ``2026-09-15`` (other forms are kept as they are)."""
-    try:
-        return datetime.strptime(text, "%b %d, %Y").date().isoformat()
-    except ValueError:
-        return text
+def tidy_rows(name: str, query: Query[Any], result: Tabular) -> list[TidyRow]:
+    """The rows of ``result``, the answer to ``query`` (one chunk of the job query ``name``).
 
-
-def _month_day(text: str, query: Query[Any]) -> str:
-    """``Sep 24`` (no year) → the date of that day within the query's range."""
-    if not isinstance(query, DatedQuery):
-        return text
-    try:
-        parsed = datetime.strptime(text, "%b %d")
-    except ValueError:
-        return text
-    for year in range(query.start.year, query.end.year + 1):
-        try:
-            day = date(year, parsed.month, parsed.day)
-        except ValueError:
-            continue
-        if query.start.replace(day=1) <= day <= query.end:
-            return day.isoformat()
-    return text
-
-
-def _series_rows(name: str, query: Query[Any], result: SeriesResult) -> Iterator[TidyRow]:
+    Built from ``result.rows(query)``, so labels are the ones every other table shows.
+    """
     metric = _metric_name(query)
-    dated = all(parse_x_value(x) is not None for x in result.x_values)
-    several = len(result.series) > 1
-    for row in result.rows():
-        if dated:
-            yield TidyRow(name, row.label, row.x_value, metric, row.value)
+    chunk = _chunk_day(query)
+    rows = result.rows(query)
+    several = len({row.label for row in rows}) > 1
+    out = []
+    for row in rows:
+        x = row.x_value
+        if isinstance(x, date | time):
+            out.append(TidyRow(name, row.label, x.isoformat(), row.metric or metric, row.value))
+        elif isinstance(result, SeriesResult):
+            # Bins, property values: the value's name is the label, the chunk its date.
+            label = f"{row.label}; {x}" if several else x
+            out.append(TidyRow(name, label, chunk, metric, row.value))
         else:
-            label = f"{row.label}; {row.x_value}" if several else row.x_value
-            yield TidyRow(name, label, _chunk_day(query), metric, row.value)
-
-
-def _funnel_rows(name: str, query: Query[Any], result: FunnelResult) -> Iterator[TidyRow]:
-    day = _chunk_day(query)
-    for g, group in enumerate(result.groups):
-        for k, (event, count) in enumerate(
-            zip(group.events, group.cumulative_raw, strict=False), start=1
-        ):
-            yield TidyRow(name, str(g), day, f"step {k}: {event}", count)
-
-
-def _retention_rows(name: str, query: Query[Any], result: RetentionResult) -> Iterator[TidyRow]:
-    unit = "day"
-    columns: list[str] | None = None
-    if isinstance(query, Retention):
-        unit = {WEEKLY: "week", MONTHLY: "month"}.get(query.interval, "day")
-        if query.brackets is not None:
-            columns = [f"{unit} 0"] + [f"bracket {a}-{b}" for a, b in query.brackets]
-    for s, series in enumerate(result.series):
-        for cohort, cells in series.cohorts():
-            for n, cell in enumerate(cells):
-                metric = columns[n] if columns and n < len(columns) else f"{unit} {n}"
-                yield TidyRow(name, str(s), _long_date(cohort), metric, cell.count)
-
-
-def _ltv_rows(name: str, query: Query[Any], result: RevenueLTVResult) -> Iterator[TidyRow]:
-    for s, series in enumerate(result.series):
-        label = str(s)
-        if s < len(result.series_labels) and result.series_labels[s] != "":
-            label = str(result.series_labels[s])
-        for cohort in sorted(series.values, key=lambda c: _month_day(c, query)):
-            cell = series.values[cohort]
-            day = _month_day(cohort, query)
-            for key, value in cell.values.items():
-                yield TidyRow(name, label, day, key, value)
-            for key in ("count", "paid", "total_amount"):
-                extra = getattr(cell, key)
-                if extra is not None:
-                    yield TidyRow(name, label, day, key, extra)
-
-
-def tidy_rows(name: str, query: Query[Any], result: object) -> list[TidyRow]:
-    """The rows of ``result``, the answer to ``query`` (one chunk of the job query ``name``)."""
-    if isinstance(result, SeriesResult):
-        return list(_series_rows(name, query, result))
-    if isinstance(result, FunnelResult):
-        return list(_funnel_rows(name, query, result))
-    if isinstance(result, RetentionResult):
-        return list(_retention_rows(name, query, result))
-    if isinstance(result, RevenueLTVResult):
-        return list(_ltv_rows(name, query, result))
-    if isinstance(result, EventsListResult):
-        return [TidyRow(name, e.value, "", "totals", e.totals) for e in result.events]
-    raise TypeError(f"{type(result).__name__} has no tabular form")
+            out.append(TidyRow(name, row.label, chunk, row.metric or x or metric, row.value))
+    return out
 
 
 # -- files ----------------------------------------------------------------------------------

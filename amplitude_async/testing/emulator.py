@@ -480,7 +480,10 @@ class Emulator:
         if auth != self._authorization:
             return _error(401, _describe_bad_auth(auth, self.api_key))
         if problem is not None:
-            return _error(400, f"{problem.field}: {problem.message}", message="Invalid parameters")
+            details = f"{problem.field}: {problem.message}"
+            if path == "/api/2/useractivity" and problem.field == "user":
+                details = "Argument user must be an int"  # the live API's own words
+            return _error(400, details, message="Invalid chart definition")
         assert query is not None
         if query.endpoint in self.forbidden:
             return _error(403, f"This API key may not use the {query.endpoint} endpoint")
