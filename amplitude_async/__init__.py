@@ -8,6 +8,7 @@ exceeded. ``amplitude_async.testing`` holds an emulator of the API for offline u
 from __future__ import annotations
 
 from .budget import BudgetStore, InMemoryBudgetStore
+from .cache import CachePolicy, MemoryCache, RedisCache, ResultCache
 from .client import AmplitudeClient
 from .clock import Clock, LoopClock
 from .converter import structure_result, unstructure_result
@@ -16,6 +17,7 @@ from .errors import (
     APIError,
     AuthenticationError,
     BadRequest,
+    CacheUnavailable,
     ConfigurationError,
     InvalidQuery,
     NotFound,
@@ -69,12 +71,20 @@ from .results import (
     UserSearchResult,
 )
 from .retry import RetryPolicy
+from .savers import ClientStatistics, SavingsStatistics
 from .scheduler import Scheduler, SchedulerStatistics
 from .values import Event, GroupBy, InCohort, PerformedEvent, PropertyFilter, Segment, Where
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CachePolicy",
+    "CacheUnavailable",
+    "ClientStatistics",
+    "MemoryCache",
+    "RedisCache",
+    "ResultCache",
+    "SavingsStatistics",
     "DAILY",
     "HOURLY",
     "MONTHLY",

@@ -41,6 +41,14 @@ why, when it would have to be split:
 
 :func:`chunk_ranges` (interval-aligned date chunks) is also what the backfill plans with; a
 backfill stores each chunk's rows as they are and needs no merge.
+
+**Incremental refresh.** When the client has a result cache, :func:`run_split` cuts every
+splittable query on fixed calendar boundaries, whatever its budget (:func:`plan_incremental`):
+a daily query's settled calendar weeks (Sunday to Saturday, wholly inside the range) are one
+chunk each, everything else one bucket (day, week or month) per chunk. The chunks of two
+overlapping ranges are then the same queries, so a chart refreshed every hour finds its settled
+chunks in the cache and sends only the unsettled days (and the day that settled since). A week
+not in the cache whose days are (from earlier, shorter ranges) is read day by day instead.
 """
 
 from __future__ import annotations
@@ -48,9 +56,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import date, timedelta
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import attrs
+from attrs import frozen
 
 from .errors import InvalidQuery, QueryTooExpensive, ServerError, TransportError
 from .limits import DEFAULT_LIMITS
@@ -71,11 +80,13 @@ from .values import PerformedEvent, Segment
 
 __all__ = [
     "DEFAULT_GROUP_LIMIT",
+    "Piece",
     "chunk_ranges",
     "merge_results",
     "period_days",
     "period_start",
     "plan_chunks",
+    "plan_incremental",
     "run_split",
     "split_refusal",
 ]
@@ -235,6 +246,68 @@ def plan_chunks(query: Query[R], budget: int, *, chunk_days: int | None = None) 
             ": use a shorter interval, or fewer segments, conditions or group-bys",
         ) from None
     return [query.with_range(a, b) for a, b in ranges]
+
+
+@frozen
+class Piece(Generic[R]):
+    """One chunk of an incremental plan: ``whole``, or the same dates as ``parts``.
+
+    ``parts`` (one bucket each, in date order) is empty when ``whole`` is a single bucket.
+    """
+
+    whole: Query[R]
+    parts: tuple[Query[R], ...] = ()
+
+
+def plan_incremental(query: Query[R], budget: int, last_settled: date) -> list[Piece[R]]:
+    """Cut a splittable dated ``query`` on fixed calendar boundaries (see the module doc).
+
+    Days up to ``last_settled`` are settled; each chunk costs at most ``budget``. Raises
+    :class:`~amplitude_async.errors.QueryTooExpensive` when ``query`` cannot be split exactly
+    or one bucket exceeds the budget.
+    """
+    if not isinstance(query, DatedQuery):
+        raise QueryTooExpensive(
+            query.cost, budget, _BUDGET_NAME, f"{query.endpoint} has no date range to split"
+        )
+    reason = split_refusal(query)
+    if reason is not None:
+        raise QueryTooExpensive(query.cost, budget, _BUDGET_NAME, f"cannot split it: {reason}")
+    interval = _interval_of(query)
+    per_day = query.cost // query.days
+    bucket = period_days(interval)
+    if per_day * bucket > budget:
+        raise QueryTooExpensive(
+            query.cost,
+            budget,
+            _BUDGET_NAME,
+            f"one {bucket}-day bucket costs up to {per_day * bucket}"
+            ": use a shorter interval, or fewer segments, conditions or group-bys",
+        )
+    buckets = [
+        query.with_range(a, b) for a, b in chunk_ranges(query.start, query.end, interval, bucket)
+    ]
+    weekly_blocks = interval == DAILY and per_day * 7 <= budget
+    pieces: list[Piece[R]] = []
+    index = 0
+    while index < len(buckets):
+        day = buckets[index]
+        assert isinstance(day, DatedQuery)
+        week = day.start
+        last = week + timedelta(days=6)
+        if (
+            weekly_blocks
+            and period_start(week, WEEKLY) == week
+            and last <= query.end
+            and last <= last_settled
+        ):
+            days = tuple(buckets[index : index + 7])
+            pieces.append(Piece(query.with_range(week, last), days))
+            index += 7
+        else:
+            pieces.append(Piece(day))
+            index += 1
+    return pieces
 
 
 def _halves(query: Query[R]) -> list[Query[R]] | None:
@@ -402,15 +475,17 @@ def _too_heavy(error: Exception) -> bool:
     return isinstance(error, TransportError) and error.timeout
 
 
-async def _run_chunk(client: Any, query: Query[R], priority: int) -> R:
+async def _run_chunk(client: Any, query: Query[R], priority: int, bypass: bool = False) -> R:
     try:
-        result: R = await client.run(query, priority=priority)
+        # Only a forced refresh says so: any client with run(query, priority=) will do.
+        extra = {"bypass_cache": True} if bypass else {}
+        result: R = await client.run(query, priority=priority, **extra)
         return result
     except (ServerError, TransportError) as exc:
         halves = _halves(query) if _too_heavy(exc) else None
         if halves is None:
             raise
-    parts = await _run_all(client, halves, priority)
+    parts = await _run_all(client, halves, priority, bypass)
     return merge_results(query, parts, budget=client.limits.cost_per_window)
 
 
@@ -419,27 +494,87 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return _first_error(error) if isinstance(error, BaseExceptionGroup) else error
 
 
-async def _run_all(client: Any, queries: Sequence[Query[R]], priority: int) -> list[R]:
+async def _run_all(
+    client: Any, queries: Sequence[Query[R]], priority: int, bypass: bool = False
+) -> list[R]:
     try:
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(_run_chunk(client, q, priority)) for q in queries]
+            tasks = [group.create_task(_run_chunk(client, q, priority, bypass)) for q in queries]
     except BaseExceptionGroup as failed:
         # One failure is what callers handle; its siblings were cancelled because of it.
         raise _first_error(failed) from None
     return [task.result() for task in tasks]
 
 
-async def run_split(client: Any, query: Query[R], *, priority: int = 0) -> R:
+async def _run_incremental(
+    client: Any, savers: Any, query: Query[R], priority: int, bypass: bool
+) -> R:
+    budget = int(client.limits.cost_per_window)
+    pieces = plan_incremental(query, budget, savers.policy.last_settled_day())
+    found: list[R | None] = [None] * len(pieces)
+    if not bypass:
+        found = await savers.lookup([p.whole for p in pieces])
+    missed = [p for p, r in zip(pieces, found, strict=True) if r is None and p.parts]
+    found_parts = await savers.lookup([q for p in missed for q in p.parts]) if missed else []
+    part_hits = iter(found_parts)
+    # Per chunk in date order: a cached result, or the query to send in its place.
+    slots: list[R | Query[R]] = []
+    for piece, result in zip(pieces, found, strict=True):
+        if result is not None:
+            slots.append(result)
+            continue
+        hits = [next(part_hits) for _ in piece.parts]
+        if any(hit is not None for hit in hits):
+            slots.extend(q if h is None else h for q, h in zip(piece.parts, hits, strict=True))
+        else:
+            slots.append(piece.whole)
+    send = [slot for slot in slots if isinstance(slot, Query)]
+    used = [slot for slot in slots if not isinstance(slot, Query)]
+    savers.record_hits(len(used), query.cost // _span(query) * _days_of(pieces, slots))
+    sent = iter(await _run_all(client, send, priority, bypass))
+    parts = [next(sent) if isinstance(slot, Query) else slot for slot in slots]
+    try:
+        return merge_results(query, parts, budget=budget)
+    except QueryTooExpensive:
+        # A day reached the group limit where the whole range did not have to: ask it whole.
+        if query.cost > budget:
+            raise
+        return await _run_chunk(client, query, priority, bypass)
+
+
+def _days_of(pieces: Sequence[Piece[Any]], slots: Sequence[Any]) -> int:
+    """Days answered from the cache: every piece's days less those left to send."""
+    total = sum(_span(p.whole) for p in pieces)
+    return total - sum(_span(s) for s in slots if isinstance(s, Query))
+
+
+def _span(query: Query[Any]) -> int:
+    return query.days if isinstance(query, DatedQuery) else 0
+
+
+async def run_split(
+    client: Any, query: Query[R], *, priority: int = 0, bypass_cache: bool = False
+) -> R:
     """Run ``query`` through ``client`` (an :class:`~amplitude_async.client.AmplitudeClient`),
     split by date into chunks that fit the window budget, and return the merged result.
 
     A chunk the server answers with 504 or a timeout (after the client's retries) is split in
     two and tried again, down to single buckets. Raises
     :class:`~amplitude_async.errors.QueryTooExpensive` when ``query`` needs splitting but
-    cannot be split exactly (the hint says why).
+    cannot be split exactly (the hint says why). With a result cache on the client, a
+    splittable query is cut on calendar boundaries and its cached chunks reused (see the module
+    doc); ``bypass_cache=True`` sends every chunk afresh and stores the answers.
     """
+    savers = getattr(client, "savers", None)
+    if (
+        savers is not None
+        and savers.cache is not None
+        and isinstance(query, DatedQuery)
+        and split_refusal(query) is None
+    ):
+        return await _run_incremental(client, savers, query, priority, bypass_cache)
     chunks = plan_chunks(query, int(client.limits.cost_per_window))
     if len(chunks) == 1:
-        return await _run_chunk(client, chunks[0], priority)
-    parts = await _run_all(client, chunks, priority)
+        return await _run_chunk(client, chunks[0], priority, bypass_cache)
+    parts = await _run_all(client, chunks, priority, bypass_cache)
     return merge_results(query, parts, budget=client.limits.cost_per_window)
