@@ -43,12 +43,13 @@ why, when it would have to be split:
 backfill stores each chunk's rows as they are and needs no merge.
 
 **Incremental refresh.** When the client has a result cache, :func:`run_split` cuts every
-splittable query on fixed calendar boundaries, whatever its budget (:func:`plan_incremental`):
-a daily query's settled calendar weeks (Sunday to Saturday, wholly inside the range) are one
-chunk each, everything else one bucket (day, week or month) per chunk. The chunks of two
-overlapping ranges are then the same queries, so a chart refreshed every hour finds its settled
-chunks in the cache and sends only the unsettled days (and the day that settled since). A week
-not in the cache whose days are (from earlier, shorter ranges) is read day by day instead.
+splittable query into single buckets (days; weeks or months for those intervals), whatever its
+budget (:func:`plan_incremental`). Bucket boundaries are fixed calendar dates, so the chunks of
+two overlapping ranges are the same queries: a chart refreshed every hour finds its settled
+days in the cache and sends only the unsettled ones (and the day that settled since). Larger
+cached blocks would not survive a sliding range: once its start moves into a block, the block's
+remaining days would have to be bought again. So a first fetch takes more requests (never more
+cost), and every later one only what changed.
 """
 
 from __future__ import annotations
@@ -56,10 +57,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import date, timedelta
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, TypeVar
 
 import attrs
-from attrs import frozen
 
 from .errors import InvalidQuery, QueryTooExpensive, ServerError, TransportError
 from .limits import DEFAULT_LIMITS
@@ -80,7 +80,6 @@ from .values import PerformedEvent, Segment
 
 __all__ = [
     "DEFAULT_GROUP_LIMIT",
-    "Piece",
     "chunk_ranges",
     "merge_results",
     "period_days",
@@ -248,23 +247,12 @@ def plan_chunks(query: Query[R], budget: int, *, chunk_days: int | None = None) 
     return [query.with_range(a, b) for a, b in ranges]
 
 
-@frozen
-class Piece(Generic[R]):
-    """One chunk of an incremental plan: ``whole``, or the same dates as ``parts``.
+def plan_incremental(query: Query[R], budget: int) -> list[Query[R]]:
+    """Cut a splittable dated ``query`` into its buckets, on calendar boundaries (see the
+    module doc), in date order.
 
-    ``parts`` (one bucket each, in date order) is empty when ``whole`` is a single bucket.
-    """
-
-    whole: Query[R]
-    parts: tuple[Query[R], ...] = ()
-
-
-def plan_incremental(query: Query[R], budget: int, last_settled: date) -> list[Piece[R]]:
-    """Cut a splittable dated ``query`` on fixed calendar boundaries (see the module doc).
-
-    Days up to ``last_settled`` are settled; each chunk costs at most ``budget``. Raises
-    :class:`~amplitude_async.errors.QueryTooExpensive` when ``query`` cannot be split exactly
-    or one bucket exceeds the budget.
+    Raises :class:`~amplitude_async.errors.QueryTooExpensive` when ``query`` cannot be split
+    exactly or one bucket costs more than ``budget``.
     """
     if not isinstance(query, DatedQuery):
         raise QueryTooExpensive(
@@ -284,30 +272,8 @@ def plan_incremental(query: Query[R], budget: int, last_settled: date) -> list[P
             f"one {bucket}-day bucket costs up to {per_day * bucket}"
             ": use a shorter interval, or fewer segments, conditions or group-bys",
         )
-    buckets = [
-        query.with_range(a, b) for a, b in chunk_ranges(query.start, query.end, interval, bucket)
-    ]
-    weekly_blocks = interval == DAILY and per_day * 7 <= budget
-    pieces: list[Piece[R]] = []
-    index = 0
-    while index < len(buckets):
-        day = buckets[index]
-        assert isinstance(day, DatedQuery)
-        week = day.start
-        last = week + timedelta(days=6)
-        if (
-            weekly_blocks
-            and period_start(week, WEEKLY) == week
-            and last <= query.end
-            and last <= last_settled
-        ):
-            days = tuple(buckets[index : index + 7])
-            pieces.append(Piece(query.with_range(week, last), days))
-            index += 7
-        else:
-            pieces.append(Piece(day))
-            index += 1
-    return pieces
+    ranges = chunk_ranges(query.start, query.end, interval, bucket)
+    return [query.with_range(a, b) for a, b in ranges]
 
 
 def _halves(query: Query[R]) -> list[Query[R]] | None:
@@ -510,29 +476,15 @@ async def _run_incremental(
     client: Any, savers: Any, query: Query[R], priority: int, bypass: bool
 ) -> R:
     budget = int(client.limits.cost_per_window)
-    pieces = plan_incremental(query, budget, savers.policy.last_settled_day())
-    found: list[R | None] = [None] * len(pieces)
-    if not bypass:
-        found = await savers.lookup([p.whole for p in pieces])
-    missed = [p for p, r in zip(pieces, found, strict=True) if r is None and p.parts]
-    found_parts = await savers.lookup([q for p in missed for q in p.parts]) if missed else []
-    part_hits = iter(found_parts)
-    # Per chunk in date order: a cached result, or the query to send in its place.
-    slots: list[R | Query[R]] = []
-    for piece, result in zip(pieces, found, strict=True):
-        if result is not None:
-            slots.append(result)
-            continue
-        hits = [next(part_hits) for _ in piece.parts]
-        if any(hit is not None for hit in hits):
-            slots.extend(q if h is None else h for q, h in zip(piece.parts, hits, strict=True))
-        else:
-            slots.append(piece.whole)
-    send = [slot for slot in slots if isinstance(slot, Query)]
-    used = [slot for slot in slots if not isinstance(slot, Query)]
-    savers.record_hits(len(used), query.cost // _span(query) * _days_of(pieces, slots))
-    sent = iter(await _run_all(client, send, priority, bypass))
-    parts = [next(sent) if isinstance(slot, Query) else slot for slot in slots]
+    chunks = plan_incremental(query, budget)
+    found: list[R | None] = [None] * len(chunks) if bypass else await savers.lookup(chunks)
+    missing = [chunk for chunk, hit in zip(chunks, found, strict=True) if hit is None]
+    hits = len(chunks) - len(missing)
+    savers.record_hits(
+        hits, sum(c.cost for c, h in zip(chunks, found, strict=True) if h is not None)
+    )
+    sent = iter(await _run_all(client, missing, priority, bypass))
+    parts = [next(sent) if hit is None else hit for hit in found]
     try:
         return merge_results(query, parts, budget=budget)
     except QueryTooExpensive:
@@ -540,16 +492,6 @@ async def _run_incremental(
         if query.cost > budget:
             raise
         return await _run_chunk(client, query, priority, bypass)
-
-
-def _days_of(pieces: Sequence[Piece[Any]], slots: Sequence[Any]) -> int:
-    """Days answered from the cache: every piece's days less those left to send."""
-    total = sum(_span(p.whole) for p in pieces)
-    return total - sum(_span(s) for s in slots if isinstance(s, Query))
-
-
-def _span(query: Query[Any]) -> int:
-    return query.days if isinstance(query, DatedQuery) else 0
 
 
 async def run_split(

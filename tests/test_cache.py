@@ -9,11 +9,13 @@ import warnings
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import attrs
 import pytest
 from localserver import RecordingServer
 from redisserver import RedisServer
 
 from amplitude_async import (
+    WEEKLY,
     ActiveUsers,
     AmplitudeClient,
     AverageSessionLength,
@@ -25,6 +27,7 @@ from amplitude_async import (
     Funnel,
     Limits,
     MemoryCache,
+    QueryTooExpensive,
     RealtimeActiveUsers,
     RedisCache,
     Retention,
@@ -319,24 +322,25 @@ async def test_redis_down_degrades_to_no_cache(
 # -- incremental refresh ----------------------------------------------------------------------
 
 
-def test_incremental_plan_cuts_on_calendar_weeks_and_days() -> None:
-    # 2026-09-06 is a Sunday.
+def test_incremental_plan_cuts_on_calendar_buckets() -> None:
     query = EventSegmentation(["A"], date(2026, 9, 3), date(2026, 9, 30), metric="totals")
-    pieces = plan_incremental(query, 1000, last_settled=date(2026, 9, 24))
-    ranges = [(p.whole.start, p.whole.end) for p in pieces]  # type: ignore[attr-defined]
-    assert ranges[:3] == [(date(2026, 9, 3),) * 2, (date(2026, 9, 4),) * 2, (date(2026, 9, 5),) * 2]
-    assert ranges[3:6] == [
-        (date(2026, 9, 6), date(2026, 9, 12)),
-        (date(2026, 9, 13), date(2026, 9, 19)),
-        (date(2026, 9, 20), date(2026, 9, 20)),
+    chunks = plan_incremental(query, 1000)
+    assert [(c.start, c.end) for c in chunks] == [  # type: ignore[attr-defined]
+        (date(2026, 9, d), date(2026, 9, d)) for d in range(3, 31)
     ]
-    assert len(pieces[3].parts) == 7
-    assert all(len(p.parts) == 0 for p in pieces[5:])
-    assert ranges[-1] == (date(2026, 9, 30),) * 2
-    # The same days, whatever the range around them.
-    later = plan_incremental(query.with_range(date(2026, 9, 4), date(2026, 10, 1)), 1000,
-                             last_settled=date(2026, 9, 25))  # fmt: skip
-    assert {p.whole for p in pieces[1:]} <= {p.whole for p in later}
+    # The same chunks, whatever the range around them.
+    later = plan_incremental(query.with_range(date(2026, 9, 4), date(2026, 10, 1)), 1000)
+    assert set(chunks[1:]) <= set(later)
+    # Weekly buckets start on Sundays (2026-09-06 is one); the first may be partial.
+    weekly = plan_incremental(attrs.evolve(query, interval=WEEKLY), 1000)
+    assert [(c.start, c.end) for c in weekly][:2] == [  # type: ignore[attr-defined]
+        (date(2026, 9, 3), date(2026, 9, 5)),
+        (date(2026, 9, 6), date(2026, 9, 12)),
+    ]
+    with pytest.raises(QueryTooExpensive, match="cannot split"):
+        plan_incremental(attrs.evolve(query, metric="uniques"), 1000)
+    with pytest.raises(QueryTooExpensive, match="bucket"):
+        plan_incremental(attrs.evolve(query, interval=WEEKLY), 6)
 
 
 DAY = timedelta(days=1)
@@ -396,17 +400,22 @@ async def test_incremental_refresh_equals_a_fresh_unsplit_query(
 
 
 @pytest.mark.amplitude_emulator(**DASHBOARD_DATASET)
-async def test_a_settled_week_is_read_from_its_cached_days(amplitude_emulator: Emulator) -> None:
-    cache = MemoryCache()
-    today = date(2026, 9, 30)
-    # 2026-09-06..12 is a week; first asked as days (a range ending mid-week) ...
-    short = EventSegmentation(["View Item"], date(2026, 9, 6), date(2026, 9, 9), metric="totals")
-    await refresh(amplitude_emulator, cache, today, short)
-    # ... then whole: only its other three days are sent.
-    week = short.with_range(date(2026, 9, 6), date(2026, 9, 12))
-    result, cost = await refresh(amplitude_emulator, cache, today, week)
-    assert cost == 3 * (week.cost // 7)
-    assert result == await fresh(amplitude_emulator, week)
+async def test_a_sliding_window_buys_three_days_a_day_across_weeks(
+    amplitude_emulator: Emulator,
+) -> None:
+    ticks = Ticks()
+    cache = MemoryCache(clock=ticks)
+    today = date(2026, 9, 10)
+    await refresh(
+        amplitude_emulator, cache, today, ActiveUsers(today - 29 * DAY, today, metric="new")
+    )
+    for _ in range(9):  # the window's start crosses a Sunday on the way
+        today += DAY
+        ticks.now += 86_400
+        query = ActiveUsers(today - 29 * DAY, today, metric="new")
+        result, cost = await refresh(amplitude_emulator, cache, today, query)
+        assert cost == 3 * (query.cost // 30)
+    assert result == await fresh(amplitude_emulator, query)
 
 
 @pytest.mark.amplitude_emulator(**DASHBOARD_DATASET)
