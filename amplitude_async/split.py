@@ -272,8 +272,19 @@ def plan_incremental(query: Query[R], budget: int) -> list[Query[R]]:
             f"one {bucket}-day bucket costs up to {per_day * bucket}"
             ": use a shorter interval, or fewer segments, conditions or group-bys",
         )
-    ranges = chunk_ranges(query.start, query.end, interval, bucket)
-    return [query.with_range(a, b) for a, b in ranges]
+    return [query.with_range(a, b) for a, b in _buckets(query.start, query.end, interval)]
+
+
+def _buckets(start: date, end: date, interval: int) -> list[tuple[date, date]]:
+    """``[start, end]`` cut at every bucket boundary of ``interval``."""
+    starts = [start]
+    day = start + timedelta(days=1)
+    while day <= end:
+        if _is_boundary(day, interval):
+            starts.append(day)
+        day += timedelta(days=1)
+    ends = [later - timedelta(days=1) for later in starts[1:]] + [end]
+    return list(zip(starts, ends, strict=True))
 
 
 def _halves(query: Query[R]) -> list[Query[R]] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import subprocess
 import sys
 import warnings
@@ -11,10 +12,14 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from localserver import RecordingServer
 from redisserver import RedisServer
 
 from amplitude_async import (
+    DAILY,
+    MONTHLY,
     WEEKLY,
     ActiveUsers,
     AmplitudeClient,
@@ -35,6 +40,7 @@ from amplitude_async import (
     UserSearch,
 )
 from amplitude_async.cache import cache_key, cache_ttl, open_cache
+from amplitude_async.queries import period_start
 from amplitude_async.split import plan_incremental
 from amplitude_async.testing.emulator import Emulator
 from amplitude_async.testing.pytest_plugin import TEST_LIMITS
@@ -433,3 +439,58 @@ async def test_bypass_cache_refreshes_every_chunk(amplitude_emulator: Emulator) 
     assert accepted_cost(amplitude_emulator) - before == query.cost
     _, cost = await refresh(amplitude_emulator, cache, today, query)
     assert cost == 0
+
+
+# -- properties and the store suite ------------------------------------------------------------
+
+_DAYS = st.dates(min_value=date(2025, 1, 1), max_value=date(2027, 12, 31))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    start=_DAYS,
+    length=st.integers(1, 120),
+    shift=st.integers(0, 60),
+    interval=st.sampled_from([DAILY, WEEKLY, MONTHLY]),
+)
+def test_incremental_chunks_cover_the_range_and_agree_between_ranges(
+    start: date, length: int, shift: int, interval: int
+) -> None:
+    end = start + timedelta(days=length - 1)
+    query = EventSegmentation(["A"], start, end, metric="totals", interval=interval)
+    chunks = plan_incremental(query, 10_000)
+    spans = [(c.start, c.end) for c in chunks]  # type: ignore[attr-defined]
+    assert spans[0][0] == start
+    assert spans[-1][1] == end
+    for (_, before_end), (after_start, _) in itertools.pairwise(spans):
+        assert after_start == before_end + timedelta(days=1)
+        assert period_start(after_start, interval) == after_start
+    assert sum(c.cost for c in chunks) == query.cost
+    # A range moved by ``shift`` days cuts its shared whole buckets the same way.
+    moved = query.with_range(start + timedelta(days=shift), end + timedelta(days=shift))
+    other = set(plan_incremental(moved, 10_000))
+    for chunk in chunks[1:-1]:
+        inside = moved.start <= chunk.start and chunk.end <= moved.end  # type: ignore[attr-defined]
+        if inside and period_start(chunk.start, interval) == chunk.start:  # type: ignore[attr-defined]
+            assert chunk in other
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
+    if request.param == "memory":
+        return MemoryCache()
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return RedisCache(server.url, prefix=f"test:{tmp_path.name}:")
+
+
+async def test_every_store_keeps_overwrites_and_misses(store: Any) -> None:
+    try:
+        assert await store.get("a") is None
+        await store.set("a", b"one", 60)
+        await store.set("b", b"two", 60)
+        await store.set("a", b"three", 60)
+        assert await store.get("a") == b"three"
+        assert await store.get_many(["b", "missing", "a"]) == [b"two", None, b"three"]
+        assert await store.get_many([]) == []
+    finally:
+        await store.aclose()
