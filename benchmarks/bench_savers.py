@@ -7,7 +7,8 @@ Two workloads, each run with and without each saver (a fresh emulator and client
    (exponent ``--zipf``), in bursts of ``--burst`` concurrent callers (viewers opening the same
    dashboards at once). Reported: requests sent, cost spent against the cost of the distinct work,
    and per-call latency p50/p95. Then hit and miss latencies, measured one call at a time: each
-   distinct query asked cold (a miss: scheduler, HTTP, decoding, storing) and again (a hit).
+   distinct query asked cold (a miss: scheduler, HTTP, decoding, storing), then all of them again
+   ``--hit-rounds`` times (hits).
 2. **Hourly refresh.** ``--charts`` 30-day charts (ending today) refreshed every hour for a
    simulated week: the date advances every 24 refreshes, the cache's clock by an hour per
    refresh. Reported: requests and cost in all, and the cost of one refresh in days of the chart
@@ -19,7 +20,7 @@ is installed). The refresh runs with ``split=True`` (the incremental plan needs 
 ``none-unsplit``, the plain query, and ``cache-unsplit``, which caches the whole query; it uses
 the memory cache only, whose clock follows the simulated hours (Redis expires in real time).
 
-    python benchmarks/bench_savers.py [--distinct 40] [--calls 2000] [--burst 50]
+    python benchmarks/bench_savers.py [--distinct 40] [--calls 2000] [--burst 50] [--hit-rounds 10]
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ async def dashboard(
     queries: list[Query[Any]],
     draws: list[int],
     burst: int,
+    hit_rounds: int,
 ) -> dict[str, Any]:
     policy = CachePolicy(today=lambda: TODAY)
     async with Emulator(dataset, limits=LIMITS) as emulator:
@@ -167,11 +169,13 @@ async def dashboard(
                     began_one = time.perf_counter()
                     await c.run(query)
                     cold.append(time.perf_counter() - began_one)
-                for query in queries:
-                    began_one = time.perf_counter()
-                    await c.run(query)
-                    warm.append(time.perf_counter() - began_one)
-                assert c.statistics().savings.cache_hits == len(queries), "hits expected"
+                for _ in range(hit_rounds):
+                    for query in queries:
+                        began_one = time.perf_counter()
+                        await c.run(query)
+                        warm.append(time.perf_counter() - began_one)
+                hits = c.statistics().savings.cache_hits
+                assert hits == hit_rounds * len(queries), "hits expected"
     return {
         "saver": name,
         "requests": requests,
@@ -252,6 +256,7 @@ async def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--burst", type=int, default=50)
     parser.add_argument("--zipf", type=float, default=1.1)
+    parser.add_argument("--hit-rounds", type=int, default=10)
     parser.add_argument("--charts", type=int, default=5)
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--users", type=int, default=300)
@@ -303,7 +308,9 @@ async def main() -> None:
             )
             print("|---|---|---|---|---|---|---|---|---|---|")
             for name, coalesce, factory in savers:
-                row = await dashboard(dataset, name, coalesce, factory, queries, draws, args.burst)
+                row = await dashboard(
+                    dataset, name, coalesce, factory, queries, draws, args.burst, args.hit_rounds
+                )
                 print(
                     f"| {row['saver']} | {row['requests']} | {row['cost']} "
                     f"| {row['cost'] / distinct_cost:.2f} | {row['hits']} | {row['coalesced']} "
