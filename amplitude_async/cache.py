@@ -23,7 +23,7 @@ import hashlib
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast, runtime_checkable
 from zoneinfo import ZoneInfo
@@ -272,7 +272,9 @@ class RedisCache:
     Needs the ``redis`` extra (``pip install 'amplitude-async[redis]'``). ``client`` may be an
     existing ``redis.asyncio.Redis`` (for instance the shared budget's), which is then not
     closed by :meth:`aclose`. ``timeout`` bounds every call, so a Redis that hangs costs a query
-    at most that long before it goes uncached.
+    at most that long before it goes uncached. After a failure, calls fail at once without
+    touching the network for ``retry_after`` seconds (on ``clock``, ``time.monotonic`` by
+    default), so a Redis that is down does not slow every query by a timeout.
     """
 
     def __init__(
@@ -282,6 +284,8 @@ class RedisCache:
         client: Redis | None = None,
         prefix: str = "amplitude-async:result:",
         timeout: float = 1.0,
+        retry_after: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if (url is None) == (client is None):
             raise ConfigurationError("url", "give exactly one of url= and client=")
@@ -302,25 +306,38 @@ class RedisCache:
             self._owns_client = False
         self._redis = client
         self.prefix = prefix
+        self.retry_after = retry_after
+        self._clock = clock
+        self._down_until = -math.inf
 
     def __repr__(self) -> str:
         return f"<RedisCache prefix={self.prefix!r}>"
 
+    async def _call(self, command: Callable[[], Awaitable[Any]]) -> Any:
+        if self._clock() < self._down_until:
+            raise ConnectionError(f"skipped: Redis failed less than {self.retry_after:g} s ago")
+        try:
+            return await command()
+        except Exception:
+            self._down_until = self._clock() + self.retry_after
+            raise
+
     async def get(self, key: str) -> bytes | None:
         """The body stored under ``key``, or ``None``."""
-        value = await self._redis.get(self.prefix + key)
+        value = await self._call(lambda: self._redis.get(self.prefix + key))
         return cast("bytes | None", value)
 
     async def get_many(self, keys: list[str]) -> list[bytes | None]:
         """Several bodies in one round trip."""
         if not keys:
             return []
-        values = await self._redis.mget([self.prefix + k for k in keys])
+        values = await self._call(lambda: self._redis.mget([self.prefix + k for k in keys]))
         return cast("list[bytes | None]", values)
 
     async def set(self, key: str, body: bytes, ttl: float) -> None:
         """Store ``body`` with an expiry of ``ttl`` seconds (rounded up to milliseconds)."""
-        await self._redis.set(self.prefix + key, body, px=max(1, math.ceil(ttl * 1000)))
+        px = max(1, math.ceil(ttl * 1000))
+        await self._call(lambda: self._redis.set(self.prefix + key, body, px=px))
 
     async def aclose(self) -> None:
         """Close the connection pool if this cache created it."""

@@ -309,7 +309,8 @@ async def test_redis_down_degrades_to_no_cache(
     redis_server: RedisServer, amplitude_emulator: Emulator
 ) -> None:
     policy = CachePolicy(today=Today(date(2026, 12, 1)))
-    cache = RedisCache(redis_server.url, timeout=5.0)
+    ticks = Ticks()
+    cache = RedisCache(redis_server.url, timeout=5.0, retry_after=30.0, clock=ticks)
     async with client_for(amplitude_emulator, cache=cache, cache_policy=policy) as client:
         expected = await client.run(CHART)
         redis_server.kill()
@@ -317,12 +318,17 @@ async def test_redis_down_degrades_to_no_cache(
             assert await client.run(CHART) == expected
         assert client.statistics().savings.cache_errors >= 1
         assert len(amplitude_emulator.requests) == 2
-        redis_server.start()  # back, empty: the cache is used again
+        redis_server.start()  # back, empty
+        # Within retry_after of the failure, the cache is not even tried.
+        with pytest.warns(CacheUnavailable, match="skipped"):
+            await client.run(CHART)
+        assert len(amplitude_emulator.requests) == 3
+        ticks.now = 31.0  # then it is used again
         with warnings.catch_warnings():
             warnings.simplefilter("error", CacheUnavailable)
             await client.run(CHART)
             await client.run(CHART)
-        assert len(amplitude_emulator.requests) == 3
+        assert len(amplitude_emulator.requests) == 4
 
 
 # -- incremental refresh ----------------------------------------------------------------------
