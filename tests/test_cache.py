@@ -500,3 +500,18 @@ async def test_every_store_keeps_overwrites_and_misses(store: Any) -> None:
         assert await store.get_many([]) == []
     finally:
         await store.aclose()
+
+
+async def test_redis_cache_can_share_a_client_it_does_not_close(redis_server: RedisServer) -> None:
+    from redis.asyncio import Redis
+
+    shared = Redis.from_url(redis_server.url)
+    try:
+        cache = RedisCache(client=shared, prefix="budget-neighbour:")
+        await cache.set("k", b"v", 60)
+        await cache.aclose()
+        assert await shared.get("budget-neighbour:k") == b"v"  # still open, same server
+    finally:
+        await shared.aclose()
+    with pytest.raises(ConfigurationError, match="url"):
+        RedisCache()
