@@ -8,6 +8,7 @@ exceeded. ``amplitude_async.testing`` holds an emulator of the API for offline u
 from __future__ import annotations
 
 from .budget import BudgetStore, InMemoryBudgetStore
+from .cache import CachePolicy, MemoryCache, RedisCache, ResultCache
 from .client import AmplitudeClient
 from .clock import Clock, LoopClock
 from .converter import structure_result, unstructure_result
@@ -16,6 +17,7 @@ from .errors import (
     APIError,
     AuthenticationError,
     BadRequest,
+    CacheUnavailable,
     ConfigurationError,
     InvalidQuery,
     NotFound,
@@ -69,6 +71,7 @@ from .results import (
     UserSearchResult,
 )
 from .retry import RetryPolicy
+from .savers import ClientStatistics, SavingsStatistics
 from .scheduler import Scheduler, SchedulerStatistics
 from .values import Event, GroupBy, InCohort, PerformedEvent, PropertyFilter, Segment, Where
 
@@ -90,10 +93,13 @@ __all__ = [
     "AverageSessionLengthResult",
     "BadRequest",
     "BudgetStore",
+    "CachePolicy",
+    "CacheUnavailable",
     "ChartCSV",
     "ChartCSVResult",
     "ChartQuery",
     "ChartQueryResult",
+    "ClientStatistics",
     "Clock",
     "ConfigurationError",
     "Event",
@@ -109,6 +115,7 @@ __all__ = [
     "InvalidQuery",
     "Limits",
     "LoopClock",
+    "MemoryCache",
     "NotFound",
     "PerformedEvent",
     "Pool",
@@ -118,13 +125,16 @@ __all__ = [
     "RateLimited",
     "RealtimeActiveUsers",
     "RealtimeActiveUsersResult",
+    "RedisCache",
     "ResponseValidationError",
+    "ResultCache",
     "Retention",
     "RetentionResult",
     "RetryPolicy",
     "RevenueLTV",
     "RevenueLTVResult",
     "Row",
+    "SavingsStatistics",
     "Scheduler",
     "SchedulerStatistics",
     "Segment",

@@ -95,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--region", choices=("us", "eu"), default="us", help="data region (us)")
     group.add_argument("--base-url", help="another API host (a proxy, a running emulator)")
     group.add_argument(
+        "--cache-url",
+        help="keep answers in a result cache shared by runs, redis://HOST:PORT/DB "
+        "(default: $AMPLITUDE_CACHE_URL)",
+    )
+    group.add_argument(
         "--emulator",
         action="store_true",
         help="use the built-in emulator in-process (also the default without credentials)",
@@ -279,7 +284,8 @@ async def _emulated(
         yield _Target(emulator.api_key, emulator.secret_key, emulator.url, "us", limits, time_scale)
 
 
-def _client(target: _Target) -> Any:
+def _client(target: _Target, cache_url: str | None = None) -> Any:
+    from .cache import open_cache
     from .client import AmplitudeClient
     from .retry import RetryPolicy
 
@@ -292,7 +298,16 @@ def _client(target: _Target) -> Any:
         base_url=target.base_url,
         limits=target.limits,
         retry_policy=policy,
+        cache=open_cache(cache_url) if cache_url else None,
     )
+
+
+def _cache_url(args: argparse.Namespace) -> str | None:
+    """The result cache's URL, checked before anything is sent."""
+    url: str | None = args.cache_url or os.environ.get("AMPLITUDE_CACHE_URL") or None
+    if url is not None and not url.startswith(("redis://", "rediss://", "unix://", "memory://")):
+        raise _Fail(EXIT_BAD_INPUT, f"--cache-url: expected redis://HOST:PORT/DB, got {url!r}")
+    return url
 
 
 def _real_target(args: argparse.Namespace) -> _Target:
@@ -334,11 +349,17 @@ async def _run_query(args: argparse.Namespace, query: Query[Any], out: TextIO) -
     from .converter import unstructure_result
     from .split import run_split
 
+    cache_url = _cache_url(args)
+
     async def go(target: _Target) -> Any:
-        async with _client(target) as client:
+        async with _client(target, cache_url) as client:
             if args.split:
-                return await run_split(client, query)
-            return await client.run(query)
+                result = await run_split(client, query)
+            else:
+                result = await client.run(query)
+            if cache_url:
+                print(client.statistics().savings.line(), file=sys.stderr)
+            return result
 
     if _wants_emulator(args):
         # Say so on stderr: a user who forgot their keys must not mistake synthetic numbers
@@ -447,6 +468,7 @@ async def _backfill(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .backfill import CheckpointStore, load_job, plan_job, run_backfill, write_outputs
 
     job = load_job(args.job)
+    cache_url = _cache_url(args)
     use_emulator = _wants_emulator(args)
     settings = job.emulator
     limits = DEFAULT_LIMITS.scaled(settings.time_scale) if use_emulator else DEFAULT_LIMITS
@@ -493,10 +515,12 @@ async def _backfill(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         with CheckpointStore(job.output) as store:
             store.begin(plan, restart=args.restart)
             try:
-                async with target() as where, _client(where) as client:
+                async with target() as where, _client(where, cache_url) as client:
                     report = await run_backfill(
                         plan, client, store, priority=job.priority, stop=stop, on_progress=printer
                     )
+                    if cache_url:
+                        print(client.statistics().savings.line(), file=err)
             finally:
                 printer.finish()
                 files = write_outputs(job, plan, store)

@@ -8,15 +8,16 @@ and decodes the answer into the query's typed result.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, cast, overload
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
 import aiohttp
 import attrs
 
+from .cache import CachePolicy, ResultCache
 from .clock import Clock
-from .converter import structure_result
 from .errors import AmplitudeError, ConfigurationError, RateLimited
 from .limits import Limits
 from .queries import (
@@ -39,7 +40,8 @@ from .queries import (
 )
 from .retry import Attempts, RetryPolicy
 from .sansio import BASE_URLS, basic_auth, build_request, check_credentials, decipher
-from .scheduler import Scheduler, SchedulerStatistics
+from .savers import ClientStatistics, Savers
+from .scheduler import Scheduler
 from .split import run_split
 from .transport import AiohttpTransport, Transport
 
@@ -77,6 +79,11 @@ class AmplitudeClient:
     are the project's budgets (Amplitude's documented values by default). The client owns its
     aiohttp session unless ``session`` is given. Use it as an async context manager, or call
     :meth:`aclose`.
+
+    Identical queries in flight at once are sent once (``coalesce=False`` turns it off).
+    ``cache`` (a :class:`~amplitude_async.cache.MemoryCache` or
+    :class:`~amplitude_async.cache.RedisCache`) keeps answers for as long as ``cache_policy``
+    says; the client closes it in :meth:`aclose`. See :mod:`amplitude_async.savers`.
     """
 
     def __init__(
@@ -94,6 +101,9 @@ class AmplitudeClient:
         scheduler: Scheduler | None = None,
         transport: Transport | None = None,
         retry_policy: RetryPolicy | None = None,
+        coalesce: bool = True,
+        cache: ResultCache | None = None,
+        cache_policy: CachePolicy | None = None,
     ) -> None:
         api_key = api_key if api_key is not None else os.environ.get("AMPLITUDE_API_KEY")
         secret_key = (
@@ -119,6 +129,13 @@ class AmplitudeClient:
         policy = retry_policy or RetryPolicy(max_retries=max_retries)
         self.retry_policy = attrs.evolve(policy, window=self.limits.window)
         self._transport: Transport = transport or AiohttpTransport(session=session, timeout=timeout)
+        # Keys hash the host with the credentials: projects never share an answer.
+        self.savers = Savers(
+            f"{self.base_url}\n{self._authorization}",
+            cache=cache,
+            policy=cache_policy,
+            coalesce=coalesce,
+        )
 
     def __repr__(self) -> str:
         return f"<AmplitudeClient base_url={self.base_url!r} limits={self.limits!r}>"
@@ -132,12 +149,21 @@ class AmplitudeClient:
     async def aclose(self) -> None:
         """Close the transport (and the aiohttp session, if the client created it)."""
         await self._transport.aclose()
+        if self.savers.cache is not None:
+            await self.savers.cache.aclose()
 
-    def statistics(self) -> SchedulerStatistics:
-        """An immutable snapshot of the budgets, queues and counters."""
-        return self.scheduler.statistics()
+    def statistics(self) -> ClientStatistics:
+        """An immutable snapshot of the budgets, queues and counters, and the ``savings``."""
+        return ClientStatistics.of(self.scheduler.statistics(), self.savers.statistics())
 
-    async def run(self, query: Query[R], *, priority: int = 0, split: bool = False) -> R:
+    async def run(
+        self,
+        query: Query[R],
+        *,
+        priority: int = 0,
+        split: bool = False,
+        bypass_cache: bool = False,
+    ) -> R:
         """Send ``query`` once the budgets admit it and return its typed result.
 
         Raises :class:`~amplitude_async.errors.QueryTooExpensive` before waiting if the query
@@ -145,16 +171,24 @@ class AmplitudeClient:
         into chunks that fit and their results merged (see :mod:`amplitude_async.split`), where
         the merge is exact. Transient failures are retried with backoff; a 429 pauses the
         query's pool and retries the same query, so nothing is lost. Higher ``priority`` runs
-        sooner (interactive work before a backfill).
+        sooner (interactive work before a backfill). ``bypass_cache=True`` sends the query even
+        if the cache holds it, and stores the fresh answer.
         """
         if split:
-            return await run_split(self, query, priority=priority)
+            return await run_split(self, query, priority=priority, bypass_cache=bypass_cache)
         pool, cost = query.pool, query.cost
         self.scheduler.check(pool, cost)
-        return await self._run(query, cost, priority)
+        return await self._run(query, cost, priority, bypass_cache=bypass_cache)
 
-    async def _run(self, query: Query[R], cost: int, priority: int) -> R:
+    async def _run(
+        self, query: Query[R], cost: int, priority: int, *, bypass_cache: bool = False
+    ) -> R:
         """:meth:`run` for a query whose ``cost`` has been computed and checked."""
+        send = functools.partial(self._send, query, cost, priority)
+        return await self.savers.run(query, cost, send, bypass_cache=bypass_cache)
+
+    async def _send(self, query: Query[Any], cost: int, priority: int) -> tuple[bytes, Any]:
+        """Send ``query`` through the scheduler, with retries: its raw body and decoded JSON."""
         pool = query.pool
         request = build_request(self.base_url, query, authorization=self._authorization)
         attempts = Attempts()
@@ -171,8 +205,7 @@ class AmplitudeClient:
                 else:
                     error = None
             if error is None:
-                # result_type is the R of Query[R]; a ClassVar cannot say so to the type checker.
-                return cast(R, structure_result(body, query.result_type, path=request.path))
+                return response.body, body
             attempts = attempts.after(error)
             decision = self.retry_policy.decide(attempts, error)
             if isinstance(error, RateLimited):

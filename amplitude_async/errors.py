@@ -15,6 +15,8 @@ Every exception derives from :class:`AmplitudeError`::
         ├── RateLimited                       429
         └── ServerError                       5xx
 
+Warnings: :class:`CacheUnavailable` (a result cache failed; the query was answered without it).
+
 No exception text ever contains credentials: API errors carry the request *path* only.
 """
 
@@ -27,6 +29,7 @@ __all__ = [
     "AmplitudeError",
     "AuthenticationError",
     "BadRequest",
+    "CacheUnavailable",
     "ConfigurationError",
     "InvalidQuery",
     "NotFound",
@@ -163,3 +166,8 @@ class RateLimited(APIError):
 
 class ServerError(APIError):
     """HTTP 5xx: a transient failure on Amplitude's side (504 may mean the query is too big)."""
+
+
+class CacheUnavailable(AmplitudeError, UserWarning):
+    """A warning, never raised: the result cache failed (Redis down, say); queries went on
+    without it."""

@@ -41,6 +41,15 @@ why, when it would have to be split:
 
 :func:`chunk_ranges` (interval-aligned date chunks) is also what the backfill plans with; a
 backfill stores each chunk's rows as they are and needs no merge.
+
+**Incremental refresh.** When the client has a result cache, :func:`run_split` cuts every
+splittable query into single buckets (days; weeks or months for those intervals), whatever its
+budget (:func:`plan_incremental`). Bucket boundaries are fixed calendar dates, so the chunks of
+two overlapping ranges are the same queries: a chart refreshed every hour finds its settled
+days in the cache and sends only the unsettled ones (and the day that settled since). Larger
+cached blocks would not survive a sliding range: once its start moves into a block, the block's
+remaining days would have to be bought again. So a first fetch takes more requests (never more
+cost), and every later one only what changed.
 """
 
 from __future__ import annotations
@@ -76,6 +85,7 @@ __all__ = [
     "period_days",
     "period_start",
     "plan_chunks",
+    "plan_incremental",
     "run_split",
     "split_refusal",
 ]
@@ -235,6 +245,46 @@ def plan_chunks(query: Query[R], budget: int, *, chunk_days: int | None = None) 
             ": use a shorter interval, or fewer segments, conditions or group-bys",
         ) from None
     return [query.with_range(a, b) for a, b in ranges]
+
+
+def plan_incremental(query: Query[R], budget: int) -> list[Query[R]]:
+    """Cut a splittable dated ``query`` into its buckets, on calendar boundaries (see the
+    module doc), in date order.
+
+    Raises :class:`~amplitude_async.errors.QueryTooExpensive` when ``query`` cannot be split
+    exactly or one bucket costs more than ``budget``.
+    """
+    if not isinstance(query, DatedQuery):
+        raise QueryTooExpensive(
+            query.cost, budget, _BUDGET_NAME, f"{query.endpoint} has no date range to split"
+        )
+    reason = split_refusal(query)
+    if reason is not None:
+        raise QueryTooExpensive(query.cost, budget, _BUDGET_NAME, f"cannot split it: {reason}")
+    interval = _interval_of(query)
+    per_day = query.cost // query.days
+    bucket = period_days(interval)
+    if per_day * bucket > budget:
+        raise QueryTooExpensive(
+            query.cost,
+            budget,
+            _BUDGET_NAME,
+            f"one {bucket}-day bucket costs up to {per_day * bucket}"
+            ": use a shorter interval, or fewer segments, conditions or group-bys",
+        )
+    return [query.with_range(a, b) for a, b in _buckets(query.start, query.end, interval)]
+
+
+def _buckets(start: date, end: date, interval: int) -> list[tuple[date, date]]:
+    """``[start, end]`` cut at every bucket boundary of ``interval``."""
+    starts = [start]
+    day = start + timedelta(days=1)
+    while day <= end:
+        if _is_boundary(day, interval):
+            starts.append(day)
+        day += timedelta(days=1)
+    ends = [later - timedelta(days=1) for later in starts[1:]] + [end]
+    return list(zip(starts, ends, strict=True))
 
 
 def _halves(query: Query[R]) -> list[Query[R]] | None:
@@ -405,15 +455,17 @@ def _too_heavy(error: Exception) -> bool:
     return isinstance(error, TransportError) and error.timeout
 
 
-async def _run_chunk(client: Any, query: Query[R], priority: int) -> R:
+async def _run_chunk(client: Any, query: Query[R], priority: int, bypass: bool = False) -> R:
     try:
-        result: R = await client.run(query, priority=priority)
+        # Only a forced refresh says so: any client with run(query, priority=) will do.
+        extra = {"bypass_cache": True} if bypass else {}
+        result: R = await client.run(query, priority=priority, **extra)
         return result
     except (ServerError, TransportError) as exc:
         halves = _halves(query) if _too_heavy(exc) else None
         if halves is None:
             raise
-    parts = await _run_all(client, halves, priority)
+    parts = await _run_all(client, halves, priority, bypass)
     return merge_results(query, parts, budget=client.limits.cost_per_window)
 
 
@@ -422,27 +474,63 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return _first_error(error) if isinstance(error, BaseExceptionGroup) else error
 
 
-async def _run_all(client: Any, queries: Sequence[Query[R]], priority: int) -> list[R]:
+async def _run_all(
+    client: Any, queries: Sequence[Query[R]], priority: int, bypass: bool = False
+) -> list[R]:
     try:
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(_run_chunk(client, q, priority)) for q in queries]
+            tasks = [group.create_task(_run_chunk(client, q, priority, bypass)) for q in queries]
     except BaseExceptionGroup as failed:
         # One failure is what callers handle; its siblings were cancelled because of it.
         raise _first_error(failed) from None
     return [task.result() for task in tasks]
 
 
-async def run_split(client: Any, query: Query[R], *, priority: int = 0) -> R:
+async def _run_incremental(
+    client: Any, savers: Any, query: Query[R], priority: int, bypass: bool
+) -> R:
+    budget = int(client.limits.cost_per_window)
+    chunks = plan_incremental(query, budget)
+    found: list[R | None] = [None] * len(chunks) if bypass else await savers.lookup(chunks)
+    missing = [chunk for chunk, hit in zip(chunks, found, strict=True) if hit is None]
+    hits = len(chunks) - len(missing)
+    savers.record_hits(
+        hits, sum(c.cost for c, h in zip(chunks, found, strict=True) if h is not None)
+    )
+    sent = iter(await _run_all(client, missing, priority, bypass))
+    parts = [next(sent) if hit is None else hit for hit in found]
+    try:
+        return merge_results(query, parts, budget=budget)
+    except QueryTooExpensive:
+        # A day reached the group limit where the whole range did not have to: ask it whole.
+        if query.cost > budget:
+            raise
+        return await _run_chunk(client, query, priority, bypass)
+
+
+async def run_split(
+    client: Any, query: Query[R], *, priority: int = 0, bypass_cache: bool = False
+) -> R:
     """Run ``query`` through ``client`` (an :class:`~amplitude_async.client.AmplitudeClient`),
     split by date into chunks that fit the window budget, and return the merged result.
 
     A chunk the server answers with 504 or a timeout (after the client's retries) is split in
     two and tried again, down to single buckets. Raises
     :class:`~amplitude_async.errors.QueryTooExpensive` when ``query`` needs splitting but
-    cannot be split exactly (the hint says why).
+    cannot be split exactly (the hint says why). With a result cache on the client, a
+    splittable query is cut on calendar boundaries and its cached chunks reused (see the module
+    doc); ``bypass_cache=True`` sends every chunk afresh and stores the answers.
     """
+    savers = getattr(client, "savers", None)
+    if (
+        savers is not None
+        and savers.cache is not None
+        and isinstance(query, DatedQuery)
+        and split_refusal(query) is None
+    ):
+        return await _run_incremental(client, savers, query, priority, bypass_cache)
     chunks = plan_chunks(query, int(client.limits.cost_per_window))
     if len(chunks) == 1:
-        return await _run_chunk(client, chunks[0], priority)
-    parts = await _run_all(client, chunks, priority)
+        return await _run_chunk(client, chunks[0], priority, bypass_cache)
+    parts = await _run_all(client, chunks, priority, bypass_cache)
     return merge_results(query, parts, budget=client.limits.cost_per_window)

@@ -566,7 +566,8 @@ async def test_fan_out_through_the_scheduler_draws_no_429(reading: str) -> None:
         processing_time=(0.0, 0.005),
         seed=11,
     )
-    async with emulator, client_for(emulator) as client:
+    # Every query must reach the emulator, repeated realtime queries included: no coalescing.
+    async with emulator, client_for(emulator, coalesce=False) as client:
         seen = [query async for query, _ in client.as_completed(queries)]
         client_stats = client.statistics()
     assert sorted(map(repr, seen)) == sorted(map(repr, queries))

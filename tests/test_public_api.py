@@ -26,6 +26,9 @@ EXPECTED = {
     "AmplitudeClient", "Limits", "Pool", "Scheduler", "SchedulerStatistics", "RetryPolicy",
     "BudgetStore", "InMemoryBudgetStore", "Clock", "LoopClock",
     "__version__",
+    # coalescing and the result cache
+    "CachePolicy", "CacheUnavailable", "ClientStatistics", "MemoryCache", "RedisCache",
+    "ResultCache", "SavingsStatistics",
 }  # fmt: skip
 
 

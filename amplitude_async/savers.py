@@ -1,0 +1,216 @@
+"""Spending budget once: the client's coalescing and result cache, and what they saved.
+
+:class:`Savers` sits between :meth:`~amplitude_async.client.AmplitudeClient.run` and the
+scheduler. For each query it
+
+1. joins an identical query already in flight (same target, credentials, path and parameters),
+   if coalescing is on (:mod:`amplitude_async.coalesce`);
+2. otherwise answers from the cache when it holds the query (:mod:`amplitude_async.cache`),
+   before the scheduler, so a cached answer spends no budget;
+3. otherwise sends it through the scheduler and stores the raw answer, with a TTL from the
+   cache policy.
+
+A cache that fails (Redis down or slow) is skipped with a :class:`~.errors.CacheUnavailable`
+warning: the query is answered as if there were no cache. :class:`SavingsStatistics` counts
+hits, misses, coalesced callers and the cost each saved.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar, cast
+
+import attrs
+from attrs import field, frozen
+
+from .cache import CachePolicy, ResultCache, cache_key, cache_ttl
+from .coalesce import Coalescer
+from .converter import structure_result
+from .errors import AmplitudeError, CacheUnavailable
+from .queries import Query
+from .scheduler import SchedulerStatistics
+
+__all__ = ["ClientStatistics", "Savers", "SavingsStatistics", "Send"]
+
+R = TypeVar("R")
+
+Send = Callable[[], Awaitable[tuple[bytes, Any]]]
+"""Send a query through the scheduler: its raw body and decoded JSON."""
+
+
+@frozen
+class SavingsStatistics:
+    """What coalescing and the cache saved (see :meth:`Savers.statistics`).
+
+    ``cache_hits`` / ``cache_misses`` count cache look-ups (a query the policy does not cache
+    is neither); ``refreshed`` the ``bypass_cache=True`` answers; ``cache_errors`` the store
+    failures that were skipped; ``coalesced`` the callers that joined a query in flight.
+    ``cost_saved_by_cache`` and ``cost_saved_by_coalescing`` are the costs not spent.
+    """
+
+    cache_hits: int = 0
+    cache_misses: int = 0
+    refreshed: int = 0
+    cache_errors: int = 0
+    coalesced: int = 0
+    cost_saved_by_cache: int = 0
+    cost_saved_by_coalescing: int = 0
+
+    @property
+    def cost_saved(self) -> int:
+        """Cost not spent thanks to both."""
+        return self.cost_saved_by_cache + self.cost_saved_by_coalescing
+
+    def line(self) -> str:
+        """One line for people."""
+        return (
+            f"cache: {self.cache_hits} hit(s), {self.cache_misses} miss(es), "
+            f"{self.refreshed} refreshed, {self.cache_errors} error(s); "
+            f"coalesced: {self.coalesced} caller(s); cost saved: {self.cost_saved} "
+            f"({self.cost_saved_by_cache} by the cache, {self.cost_saved_by_coalescing} by "
+            "coalescing)"
+        )
+
+
+@frozen
+class ClientStatistics(SchedulerStatistics):
+    """The scheduler's snapshot with the client's :class:`SavingsStatistics` beside it."""
+
+    savings: SavingsStatistics = field(factory=SavingsStatistics)
+
+    @classmethod
+    def of(cls, scheduler: SchedulerStatistics, savings: SavingsStatistics) -> ClientStatistics:
+        """Attach ``savings`` to a scheduler snapshot."""
+        values = {a.name: getattr(scheduler, a.name) for a in attrs.fields(type(scheduler))}
+        return cls(**values, savings=savings)
+
+
+class Savers:
+    """Coalescing and the result cache for one client.
+
+    ``target`` names the host and credentials (it is hashed into every key, never stored);
+    ``cache`` is ``None`` for no cache; ``policy`` decides TTLs.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        cache: ResultCache | None = None,
+        policy: CachePolicy | None = None,
+        coalesce: bool = True,
+    ) -> None:
+        self._target = target
+        self.cache = cache
+        self.policy = policy or CachePolicy()
+        self._coalescer = Coalescer() if coalesce else None
+        self._counts = SavingsStatistics()
+
+    def __repr__(self) -> str:
+        return f"<Savers cache={self.cache!r} coalesce={self._coalescer is not None}>"
+
+    def statistics(self) -> SavingsStatistics:
+        """An immutable snapshot of the counters."""
+        return self._counts
+
+    def _count(self, **deltas: int) -> None:
+        counts = self._counts
+        self._counts = attrs.evolve(
+            counts, **{name: getattr(counts, name) + n for name, n in deltas.items()}
+        )
+
+    def key(self, query: Query[Any]) -> str:
+        """The cache key of ``query`` for this client."""
+        return cache_key(self._target, query)
+
+    def ttl(self, query: Query[Any]) -> float | None:
+        """Seconds the policy keeps ``query``'s answer today (``None``: not cached)."""
+        return cache_ttl(query, self.policy, self.policy.current_day())
+
+    async def run(self, query: Query[R], cost: int, send: Send, *, bypass_cache: bool = False) -> R:
+        """``query``'s result: joined, cached or sent with ``send`` (see the module doc)."""
+        key = self.key(query)
+        if self._coalescer is None:
+            result, _ = await self._answer(query, key, cost, send, bypass_cache)
+            return result
+        # A forced refresh never joins a flight that may answer from the cache.
+        flight = (key, bypass_cache)
+        joined = self._coalescer.waiters(flight) > 0
+        if joined:
+            self._count(coalesced=1)
+        result, sent = await self._coalescer.run(
+            flight, lambda: self._answer(query, key, cost, send, bypass_cache)
+        )
+        if joined and sent:
+            self._count(cost_saved_by_coalescing=cost)
+        return result
+
+    async def _answer(
+        self, query: Query[R], key: str, cost: int, send: Send, bypass_cache: bool
+    ) -> tuple[R, bool]:
+        ttl = self.ttl(query) if self.cache is not None else None
+        if ttl is not None and not bypass_cache:
+            cached = await self._get([key])
+            result = self._decode(query, cached[0])
+            if result is not None:
+                self._count(cache_hits=1, cost_saved_by_cache=cost)
+                return result, False
+            self._count(cache_misses=1)
+        elif ttl is not None:
+            self._count(refreshed=1)
+        body, decoded = await send()
+        result = cast(R, structure_result(decoded, query.result_type, path=query.path))
+        if ttl is not None:
+            await self._set(key, body, ttl)
+        return result, True
+
+    async def lookup(self, queries: Sequence[Query[R]]) -> list[R | None]:
+        """Cached results of ``queries`` (``None`` where missing), in one round trip.
+
+        Nothing is counted: :meth:`record_hits` counts the ones the caller uses.
+        """
+        if self.cache is None:
+            return [None] * len(queries)
+        bodies = await self._get([self.key(q) for q in queries])
+        return [self._decode(q, b) for q, b in zip(queries, bodies, strict=True)]
+
+    def record_hits(self, hits: int, cost: int) -> None:
+        """Count ``hits`` answers used from :meth:`lookup`, worth ``cost``."""
+        self._count(cache_hits=hits, cost_saved_by_cache=cost)
+
+    def _decode(self, query: Query[R], body: bytes | None) -> R | None:
+        if body is None:
+            return None
+        try:
+            return cast(R, structure_result(json.loads(body), query.result_type, path=query.path))
+        except (ValueError, AmplitudeError):
+            # An entry written by another version, or damaged: a miss, overwritten below.
+            return None
+
+    async def _get(self, keys: list[str]) -> list[bytes | None]:
+        assert self.cache is not None
+        try:
+            return await self.cache.get_many(keys)
+        except Exception as exc:
+            self._failed(exc)
+            return [None] * len(keys)
+
+    async def _set(self, key: str, body: bytes, ttl: float) -> None:
+        assert self.cache is not None
+        try:
+            await self.cache.set(key, body, ttl)
+        except Exception as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        # Any store failure (connection refused, timeout, a full Redis) only costs the saving.
+        self._count(cache_errors=1)
+        warnings.warn(
+            CacheUnavailable(
+                f"result cache {self.cache!r} failed ({type(exc).__name__}: {exc}); "
+                "answering without it"
+            ),
+            stacklevel=2,
+        )
