@@ -674,7 +674,7 @@ def test_chart_csv_names_segments_and_events(ds: SyntheticDataset) -> None:
         segments=[Segment(), Segment(Where("country", "is", ["Germany"]))],
     )
     local = SyntheticDataset(seed=3, users=50, days=DAYS, start=START)
-    local.charts["two"] = chart
+    local.charts = {**local.charts, "two": chart}
     body = answer(q.ChartCSV("two"), local, NOW)["data"]
     names = [r[0] for r in csv.reader(io.StringIO(body)) if len(r) > 1][1:]
     assert names == [

@@ -144,7 +144,9 @@ def test_no_label_is_a_bare_index() -> None:
         ("sessions_peruser", SessionsPerUserResult, "Sessions per User"),
     ],
 )
-def test_midnight_x_values_are_days(name: str, cls: type, label: str) -> None:
+def test_midnight_x_values_are_days(
+    name: str, cls: type[AverageSessionLengthResult | SessionsPerUserResult], label: str
+) -> None:
     result = structure_result(load(name), cls)
     assert result.x_values[0] == "2024-01-01T00:00:00"  # kept as sent
     rows = result.rows()
@@ -167,7 +169,8 @@ def test_unknown_user_decodes_to_an_empty_page() -> None:
     data = result.user_data
     assert data.user_id is None
     assert data.num_events == 0
-    assert data.merged_amplitude_ids == data.device_ids == ()
+    assert data.merged_amplitude_ids == ()
+    assert data.device_ids == ()
     assert data.properties == {}
     assert data.first_used is None
     assert data.extra == {"cohort_ids": None}
@@ -351,10 +354,14 @@ async def test_emulated_segmentation_rows_name_things(client: AmplitudeClient) -
 
 
 async def test_emulated_sessions_and_unknown_user(client: AmplitudeClient) -> None:
-    for query in (AverageSessionLength(START, END), SessionsPerUser(START, END)):
-        result = await client.run(query)
+    average = AverageSessionLength(START, END)
+    per_user = SessionsPerUser(START, END)
+    for result, rows in (
+        (a := await client.run(average), a.rows(average)),
+        (p := await client.run(per_user), p.rows(per_user)),
+    ):
         assert result.x_values[0] == f"{START}T00:00:00"
-        assert result.rows(query)[0].x_value == START
+        assert rows[0].x_value == START
     nobody = await client.run(UserActivity(1))
     assert nobody.events == ()
     assert nobody.user_data.num_events == 0
