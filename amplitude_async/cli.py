@@ -16,14 +16,15 @@ import os
 import signal
 import sys
 import time
-import tomllib
 from collections.abc import AsyncIterator, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any, Final, NoReturn, TextIO
+from urllib.parse import urlsplit
 
 from attrs import frozen
 
+from .backfill.job import MAX_EMULATOR_DAYS
 from .errors import (
     AmplitudeError,
     AuthenticationError,
@@ -46,6 +47,7 @@ EXIT_BAD_INPUT: Final = 2
 EXIT_AUTH: Final = 3
 EXIT_PARTIAL: Final = 4
 EXIT_INTERRUPTED: Final = 130
+EXIT_PIPE: Final = 141
 
 EXIT_CODES: Final = {
     EXIT_OK: "success",
@@ -54,13 +56,14 @@ EXIT_CODES: Final = {
     EXIT_AUTH: "authentication failed (wrong keys, missing permission or wrong region)",
     EXIT_PARTIAL: "partial failure: some backfill chunks failed (run again to retry them)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); a backfill resumes when run again",
+    EXIT_PIPE: "standard output was closed early (e.g. piped into head)",
 }
 
 _EPILOG = (
     "exit codes:\n"
     + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_CODES.items())
     + "\n\ncredentials: AMPLITUDE_API_KEY / AMPLITUDE_SECRET_KEY, or --api-key/--secret-key.\n"
-    "Without credentials, backfill and query run against the built-in emulator."
+    'Synthetic data only when asked: --emulator, or source = "emulator" in a job file.'
 )
 
 _EMULATOR_DEFAULTS: Final = {"seed": 1, "users": 2000, "days": 90}
@@ -96,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--emulator",
         action="store_true",
-        help="use the built-in emulator in-process (also the default without credentials)",
+        help="answer from the built-in emulator in-process (synthetic data, no credentials)",
     )
 
     parser = _Parser(
@@ -212,25 +215,23 @@ def _field_pairs(extra: Sequence[str]) -> dict[str, object]:
 
 
 def _query_from(args: argparse.Namespace, extra: Sequence[str]) -> Query[Any]:
-    from .backfill.job import build_query
+    from .backfill.job import build_query, parse_json, parse_toml
 
     table: dict[str, object] = {}
     endpoint = args.endpoint
     if args.file is not None:
         try:
-            loaded = tomllib.loads(args.file.read_text(encoding="utf-8"))
+            text = args.file.read_text(encoding="utf-8")
         except OSError as exc:
             raise _Fail(EXIT_BAD_INPUT, f"cannot read {args.file}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise _Fail(EXIT_BAD_INPUT, f"{args.file} is not valid TOML: {exc}") from None
+        except UnicodeDecodeError:
+            raise _Fail(EXIT_BAD_INPUT, f"{args.file} is not a text file (not UTF-8)") from None
+        loaded = parse_toml(text, str(args.file), "--file")
         file_endpoint = loaded.pop("endpoint", None)
         endpoint = endpoint or file_endpoint
         table.update(loaded)
     if args.json_fields is not None:
-        try:
-            fields = json.loads(args.json_fields)
-        except ValueError as exc:
-            raise _Fail(EXIT_BAD_INPUT, f"--json is not valid JSON: {exc}") from None
+        fields = parse_json(args.json_fields, "--json")
         if not isinstance(fields, dict):
             raise _Fail(EXIT_BAD_INPUT, "--json must be a JSON object of query fields")
         endpoint = endpoint or fields.pop("endpoint", None)
@@ -245,40 +246,85 @@ def _query_from(args: argparse.Namespace, extra: Sequence[str]) -> Query[Any]:
 
 
 @frozen
-class _Target:
+class _Connection:
     """Where requests go: a URL with keys and the limits to schedule by."""
 
-    api_key: str | None
-    secret_key: str | None
-    base_url: str | None
+    api_key: str
+    secret_key: str
+    base_url: str
     region: str
     limits: Limits
     time_scale: float = 1.0
 
 
-def _wants_emulator(args: argparse.Namespace) -> bool:
-    if args.emulator:
-        return True
-    has_keys = (args.api_key or os.environ.get("AMPLITUDE_API_KEY")) and (
-        args.secret_key or os.environ.get("AMPLITUDE_SECRET_KEY")
+def _credentials(args: argparse.Namespace, *, job: bool = False) -> tuple[str, str]:
+    """The API and secret keys, or a one-line error naming every way forward."""
+    api_key = args.api_key or os.environ.get("AMPLITUDE_API_KEY")
+    secret_key = args.secret_key or os.environ.get("AMPLITUDE_SECRET_KEY")
+    if api_key and secret_key:
+        return api_key, secret_key
+    missing = " and ".join(
+        name
+        for name, value in (("AMPLITUDE_API_KEY", api_key), ("AMPLITUDE_SECRET_KEY", secret_key))
+        if not value
     )
-    return not has_keys and args.base_url is None
+    synthetic = "pass --emulator" + (' or set source = "emulator" in the job file' if job else "")
+    raise _Fail(
+        EXIT_BAD_INPUT,
+        f"no credentials: set {missing} (or --api-key/--secret-key), "
+        f"or {synthetic} for synthetic data from the built-in emulator",
+    )
+
+
+def _base_url(args: argparse.Namespace) -> str:
+    """``--base-url`` checked as an http(s) URL (before anything is sent), or the region's."""
+    from .sansio import BASE_URLS
+
+    if args.base_url is None:
+        return BASE_URLS[args.region].rstrip("/")
+    text: str = args.base_url
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or any(c.isspace() or not c.isprintable() for c in text)
+    ):
+        raise _Fail(
+            EXIT_BAD_INPUT,
+            f"--base-url {text!r} is not an http(s) URL (e.g. http://127.0.0.1:8787)",
+        )
+    return text.rstrip("/")
+
+
+def _check_emulator_flags(args: argparse.Namespace, why: str = "--emulator") -> None:
+    if args.base_url is not None:
+        raise _Fail(
+            EXIT_BAD_INPUT,
+            f"--base-url and {why} exclude each other: the emulator runs in-process",
+        )
 
 
 @contextlib.asynccontextmanager
 async def _emulated(
     seed: int, users: int, start: date, days: int, time_scale: float
-) -> AsyncIterator[_Target]:
+) -> AsyncIterator[_Connection]:
     from .testing.dataset import SyntheticDataset
     from .testing.emulator import Emulator
 
     dataset = SyntheticDataset(seed=seed, users=users, days=days, start=start)
     limits = DEFAULT_LIMITS.scaled(time_scale)
     async with Emulator(dataset, limits=limits) as emulator:
-        yield _Target(emulator.api_key, emulator.secret_key, emulator.url, "us", limits, time_scale)
+        yield _Connection(
+            emulator.api_key, emulator.secret_key, emulator.url, "us", limits, time_scale
+        )
 
 
-def _client(target: _Target) -> Any:
+def _client(target: _Connection) -> Any:
     from .client import AmplitudeClient
     from .retry import RetryPolicy
 
@@ -294,8 +340,10 @@ def _client(target: _Target) -> Any:
     )
 
 
-def _real_target(args: argparse.Namespace) -> _Target:
-    return _Target(args.api_key, args.secret_key, args.base_url, args.region, DEFAULT_LIMITS)
+def _real_connection(args: argparse.Namespace, *, job: bool = False) -> _Connection:
+    base_url = _base_url(args)
+    api_key, secret_key = _credentials(args, job=job)
+    return _Connection(api_key, secret_key, base_url, args.region, DEFAULT_LIMITS)
 
 
 # -- query and cost -------------------------------------------------------------------------
@@ -328,24 +376,26 @@ async def _run_query(args: argparse.Namespace, query: Query[Any], out: TextIO) -
     from .converter import unstructure_result
     from .split import run_split
 
-    async def go(target: _Target) -> Any:
+    async def go(target: _Connection) -> Any:
         async with _client(target) as client:
             if args.split:
                 return await run_split(client, query)
             return await client.run(query)
 
-    if _wants_emulator(args):
-        # Say so on stderr: a user who forgot their keys must not mistake synthetic numbers
-        # for their project's.
-        if not args.emulator:
-            print("no credentials set: answering from the built-in emulator", file=sys.stderr)
+    if args.emulator:
+        _check_emulator_flags(args)
         start, end = (query.start, query.end) if isinstance(query, DatedQuery) else (None, None)
         first = start or date(2026, 9, 1)
         days = max(_EMULATOR_DEFAULTS["days"], ((end or first) - first).days + 1)
+        if days > MAX_EMULATOR_DAYS:
+            raise _Fail(
+                EXIT_BAD_INPUT,
+                f"the emulator serves at most {MAX_EMULATOR_DAYS} days; the query spans {days}",
+            )
         async with _emulated(_EMULATOR_DEFAULTS["seed"], 500, first, days, 0.01) as target:
             result = await go(target)
     else:
-        result = await go(_real_target(args))
+        result = await go(_real_connection(args))
     if args.format == "json":
         print(json.dumps(unstructure_result(result), indent=2, default=str), file=out)
     else:
@@ -437,67 +487,114 @@ def _plan_summary(job: Any, plan: Any, done: set[tuple[str, int]], limits: Limit
     return "\n".join(lines)
 
 
+def _emulator_range(job: Any, plan: Any) -> tuple[date, int]:
+    """The first day and length of the dataset the emulator serves for ``job``."""
+    settings = job.emulator
+    first: date = settings.start or min(job.start, *_starts(plan))
+    last: date = max(job.end, *_ends(plan))
+    days: int = settings.days or (last - first).days + 1
+    if days > MAX_EMULATOR_DAYS:
+        raise _Fail(
+            EXIT_BAD_INPUT,
+            f"the emulator serves at most {MAX_EMULATOR_DAYS} days, the job needs {days}; "
+            "shorten the range or set [emulator] start and days",
+        )
+    return first, days
+
+
 async def _backfill(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from .backfill import CheckpointStore, load_job, plan_job, run_backfill, write_outputs
+    from .backfill import (
+        CheckpointStore,
+        Target,
+        load_job,
+        plan_job,
+        remove_outputs,
+        run_backfill,
+        write_outputs,
+    )
 
     job = load_job(args.job)
-    use_emulator = _wants_emulator(args)
+    use_emulator = args.emulator or job.data_source == "emulator"
     settings = job.emulator
+    if use_emulator:
+        _check_emulator_flags(args, "--emulator" if args.emulator else 'source = "emulator"')
     limits = DEFAULT_LIMITS.scaled(settings.time_scale) if use_emulator else DEFAULT_LIMITS
     plan = plan_job(job, limits)
-    existing = None if args.restart else CheckpointStore.existing(job.output)
-    done: set[tuple[str, int]] = set()
-    if existing is not None:
-        with existing:
-            existing.check(plan)
-            done = existing.done()
+    connection: _Connection | None = None
+    first, days = job.start, 0
     if use_emulator:
-        print(
-            "target: the built-in emulator (in-process, limits on a clock "
-            f"{1 / settings.time_scale:g}x fast)"
-            + ("" if args.emulator else "; no credentials set"),
-            file=out,
+        first, days = _emulator_range(job, plan)
+        target: Target | None = Target.emulator(
+            seed=settings.seed, users=settings.users, start=first, days=days
         )
-    print(_plan_summary(job, plan, done, limits), file=out, flush=True)
+        why = "--emulator" if args.emulator else 'source = "emulator" in the job file'
+        where = (
+            f"target: the built-in emulator ({why}; synthetic data, limits on a clock "
+            f"{1 / settings.time_scale:g}x fast)"
+        )
+    elif args.dry_run and not (
+        (args.api_key or os.environ.get("AMPLITUDE_API_KEY"))
+        and (args.secret_key or os.environ.get("AMPLITUDE_SECRET_KEY"))
+    ):
+        # A plan costs nothing to show; the run itself will ask for credentials.
+        target = None
+        where = f"target: {_base_url(args)} (no credentials set: a run needs them)"
+    else:
+        connection = _real_connection(args, job=True)
+        target = Target.api(connection.base_url, connection.api_key)
+        where = f"target: {target.describe()}"
+    command = f"{PROG} backfill {args.job}"
+
     if args.dry_run:
+        done: set[tuple[str, int]] = set()
+        existing = None if args.restart else CheckpointStore.existing(job.output)
+        if existing is not None:
+            with existing:
+                if target is not None:
+                    existing.check(plan, target)
+                done = existing.done()
+        print(where, file=out)
+        print(_plan_summary(job, plan, done, limits), file=out, flush=True)
         return EXIT_OK
 
     @contextlib.asynccontextmanager
-    async def target() -> AsyncIterator[_Target]:
-        if use_emulator:
-            first = settings.start or min(job.start, *_starts(plan))
-            last = max(job.end, *_ends(plan))
-            days = settings.days or (last - first).days + 1
+    async def connect() -> AsyncIterator[_Connection]:
+        if connection is not None:
+            yield connection
+        else:
             async with _emulated(
                 settings.seed, settings.users, first, days, settings.time_scale
-            ) as t:
-                yield t
-        else:
-            yield _real_target(args)
+            ) as emulated:
+                yield emulated
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    handled = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-            handled.append(sig)
-    printer = _ProgressPrinter(err)
-    try:
-        with CheckpointStore(job.output) as store:
-            store.begin(plan, restart=args.restart)
+    # The lock is taken and the checkpoint checked (readable, same target, same plan) before
+    # anything is sent: a refusal spends nothing.
+    with CheckpointStore(job.output, restart=args.restart, owner=str(args.job.resolve())) as store:
+        if args.restart:
+            remove_outputs(job)
+        store.begin(plan, target=target, restart=args.restart)
+        print(where, file=out)
+        print(_plan_summary(job, plan, store.done(), limits), file=out, flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        handled = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+                handled.append(sig)
+        printer = _ProgressPrinter(err)
+        try:
             try:
-                async with target() as where, _client(where) as client:
+                async with connect() as where_to, _client(where_to) as client:
                     report = await run_backfill(
                         plan, client, store, priority=job.priority, stop=stop, on_progress=printer
                     )
             finally:
                 printer.finish()
                 files = write_outputs(job, plan, store)
-    finally:
-        for sig in handled:
-            loop.remove_signal_handler(sig)
-    command = f"{PROG} backfill {args.job}"
+        finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
     if report.interrupted:
         print(
             f"interrupted: {report.done} of {report.total} chunks saved in {job.output}; "
@@ -537,10 +634,19 @@ def _ends(plan: Any) -> list[date]:
 
 
 def _emulator(args: argparse.Namespace) -> int:
+    from .backfill import EmulatorSettings
     from .testing.emulator import serve
 
-    if args.time_scale <= 0:
-        raise _Fail(EXIT_BAD_INPUT, "--time-scale must be positive")
+    try:
+        # The job file's [emulator] table and these options share one validation.
+        EmulatorSettings(
+            seed=args.seed, users=args.users, days=args.days, time_scale=args.time_scale
+        )
+    except InvalidQuery as exc:
+        option = "--" + exc.field.removeprefix("emulator.").replace("_", "-")
+        raise _Fail(EXIT_BAD_INPUT, f"{option}: {exc.message}") from None
+    if not 0 <= args.port <= 65535:
+        raise _Fail(EXIT_BAD_INPUT, f"--port: expected 0 to 65535, got {args.port}")
     try:
         asyncio.run(
             serve(
@@ -582,10 +688,17 @@ def _describe(exc: BaseException) -> tuple[int, str]:
         return EXIT_AUTH, f"authentication failed: {exc} (check the keys and --region)"
     if isinstance(exc, BadRequest | NotFound):
         return EXIT_BAD_INPUT, f"the API refused the query: {exc}"
-    from .backfill import JobChanged
+    from .backfill import (
+        CheckpointLocked,
+        CorruptCheckpoint,
+        JobChanged,
+        TargetChanged,
+    )
 
-    if isinstance(exc, JobChanged):
+    if isinstance(exc, JobChanged | TargetChanged | CheckpointLocked | CorruptCheckpoint):
         return EXIT_BAD_INPUT, str(exc)
+    if isinstance(exc, RecursionError):
+        return EXIT_BAD_INPUT, "the input is nested too deeply to read"
     if isinstance(exc, AmplitudeError):
         return EXIT_ERROR, str(exc)
     if isinstance(exc, OSError):
@@ -617,7 +730,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``amplitude-async`` with ``argv`` (default: the process's); return the exit code."""
     out, err = sys.stdout, sys.stderr
     try:
-        return _dispatch(sys.argv[1:] if argv is None else argv, out, err)
+        code = _dispatch(sys.argv[1:] if argv is None else argv, out, err)
+        # Flushed here, not at exit, so that a closed pipe is handled below.
+        out.flush()
+        return code
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly. Point stdout at /dev/null so the
+        # interpreter's final flush cannot fail again (the Python documentation's recipe).
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, out.fileno())
+        return EXIT_PIPE
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=err)
         return EXIT_INTERRUPTED

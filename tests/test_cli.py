@@ -172,7 +172,7 @@ def test_backfill_dry_run_of_the_example_shows_the_plan(tmp_path: Path) -> None:
     shutil.copy(EXAMPLE, tmp_path / "job.toml")
     done = cli("backfill", "job.toml", "--dry-run", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "no credentials set" in done.stdout
+    assert 'target: the built-in emulator (source = "emulator" in the job file' in done.stdout
     assert "total cost" in done.stdout
     assert "ETA" in done.stdout
     assert not (tmp_path / "backfill-output").exists()
