@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from backfillprocess import PATIENCE, committed, run, start, wait_for_progress
 
 from amplitude_async.backfill import (
     CheckpointStore,
@@ -380,49 +377,43 @@ time_scale = 0.001
 """
 
 
-def run_cli(directory: Path, *args: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AMPLITUDE_")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "amplitude_async", "backfill", "job.toml", "--emulator", *args],
-        cwd=directory,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-
-
-def test_sigkill_at_random_moments_then_resume_loses_and_repeats_nothing(
+def test_sigkill_after_observed_progress_then_resume_loses_and_repeats_nothing(
     tmp_path: Path,
 ) -> None:
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     for directory in (reference, killed):
         directory.mkdir()
         write_job(directory, KILL_JOB)
-    began = time.monotonic()
-    clean = run_cli(reference)
-    assert clean.wait(timeout=60) == 0, clean.communicate()[1].decode()
-    duration = time.monotonic() - began
-    rng = random.Random(20260901)
-    total = len(plan_job(load_job(killed / "job.toml"), Limits().scaled(0.001)).tasks)
-    done_after_kill = []
-    for _ in range(3):
-        process = run_cli(killed)
-        time.sleep(rng.uniform(0.3, 0.5 * duration))
+    code, _out, err = run(reference, "--emulator")
+    assert code == 0, err
+    plan = plan_job(load_job(killed / "job.toml"), Limits().scaled(0.001))
+    total = len(plan.tasks)
+    seed = random.randrange(2**32)  # shown on failure, to replay the same kill points
+    rng = random.Random(seed)
+    # Each kill waits for a random number of newly committed chunks, so it lands mid-run
+    # however long the start-up takes; the run needs several 0.3 s windows, so it is still
+    # going when the signal arrives.
+    after_kill = []
+    for low, high in (
+        (1, total // 4),
+        (total // 4 + 1, total // 2),
+        (total // 2 + 1, 3 * total // 4),
+    ):
+        process = start(killed, "--emulator")
+        wait_for_progress(process, killed / "out", rng.randint(low, high))
         process.send_signal(signal.SIGKILL)
-        process.communicate(timeout=60)
-        if (killed / "out").exists():
-            with CheckpointStore(killed / "out") as store:
-                done_after_kill.append(len(store.done()))
-    # At least one kill landed mid-run (after some chunks were committed, before the last).
-    assert any(0 < n < total for n in done_after_kill), (done_after_kill, total)
-    final = run_cli(killed)
-    _out, err = final.communicate(timeout=60)
-    assert final.returncode == 0, err.decode()
+        process.communicate(timeout=PATIENCE)
+        assert process.returncode == -signal.SIGKILL, seed
+        after_kill.append(committed(killed / "out"))
+    assert after_kill == sorted(after_kill), seed
+    assert 0 < after_kill[0] < total, (after_kill, total, seed)
+    code, out, err = run(killed, "--emulator")
+    assert code == 0, err
+    assert f"({after_kill[-1]} from earlier runs)" in out
     expected = read_rows(reference / "out" / "rows.jsonl")
     assert read_rows(killed / "out" / "rows.jsonl") == expected
     assert (killed / "out" / "rows.csv").read_text() == (reference / "out" / "rows.csv").read_text()
     # The store agrees with the files: one row per stored row, every chunk done once.
     with CheckpointStore(killed / "out") as store:
-        plan = plan_job(load_job(killed / "job.toml"), Limits().scaled(0.001))
         assert store.done() == {t.key for t in plan.tasks}
         assert sum(1 for _ in store.rows(plan.names)) == len(expected)
