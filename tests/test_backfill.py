@@ -569,3 +569,19 @@ def test_the_source_setting(tmp_path: Path) -> None:
     with pytest.raises(InvalidQuery, match="expected one of amplitude, emulator") as caught:
         load_job(write_job(tmp_path, 'source = "synthetic"\n' + JOB))
     assert caught.value.field == "source"
+
+
+def test_a_daily_job_longer_than_a_year_is_planned_in_chunks() -> None:
+    # A backfill exists to cover ranges no single request may (daily segmentation: a year).
+    job = parse_job(
+        {
+            "start": date(2024, 1, 1),
+            "end": date(2025, 12, 31),
+            "chunk_days": 30,
+            "queries": [{"name": "p", "endpoint": "event_segmentation", "events": ["Purchase"]}],
+        }
+    )
+    plan = plan_job(job, Limits())
+    assert plan.tasks[0].start == date(2024, 1, 1)
+    assert plan.tasks[-1].end == date(2025, 12, 31)
+    assert all(t.start and t.end and (t.end - t.start).days < 30 for t in plan.tasks)
