@@ -161,6 +161,11 @@ def test_without_credentials_a_backfill_exits_2_naming_every_way(tmp_path: Path)
     for words in ("AMPLITUDE_API_KEY", "AMPLITUDE_SECRET_KEY", "--emulator", 'source = "emulator"'):
         assert words in line
     assert not (tmp_path / "out").exists()
+    # The plan alone costs nothing: a dry run shows it, and says a run needs credentials.
+    code, out, err = run(tmp_path, "--dry-run")
+    assert code == 0, err
+    assert "target: https://amplitude.com (no credentials set: a run needs them)" in out
+    assert "total cost" in out
     # Asked for, either way, it runs.
     code, out, err = run(tmp_path, "--emulator")
     assert code == 0, err

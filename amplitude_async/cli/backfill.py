@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import signal
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -28,6 +27,7 @@ from .common import (
     check_emulator_flags,
     client_for,
     emulated,
+    has_credentials,
     real_connection,
 )
 
@@ -145,10 +145,7 @@ async def _backfill(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             f"target: the built-in emulator ({why}; synthetic data, limits on a clock "
             f"{1 / settings.time_scale:g}x fast)"
         )
-    elif args.dry_run and not (
-        (args.api_key or os.environ.get("AMPLITUDE_API_KEY"))
-        and (args.secret_key or os.environ.get("AMPLITUDE_SECRET_KEY"))
-    ):
+    elif args.dry_run and not has_credentials(args):
         # A plan costs nothing to show; the run itself will ask for credentials.
         target = None
         where = f"target: {base_url(args)} (no credentials set: a run needs them)"

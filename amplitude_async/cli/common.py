@@ -99,10 +99,20 @@ class Connection:
     time_scale: float = 1.0
 
 
-def credentials(args: argparse.Namespace, *, job: bool = False) -> tuple[str, str]:
-    """The API and secret keys, or a one-line error naming every way forward."""
+def _keys(args: argparse.Namespace) -> tuple[str | None, str | None]:
     api_key = args.api_key or os.environ.get("AMPLITUDE_API_KEY")
     secret_key = args.secret_key or os.environ.get("AMPLITUDE_SECRET_KEY")
+    return api_key, secret_key
+
+
+def has_credentials(args: argparse.Namespace) -> bool:
+    """Whether both keys are given (options or environment)."""
+    return all(_keys(args))
+
+
+def credentials(args: argparse.Namespace, *, job: bool = False) -> tuple[str, str]:
+    """The API and secret keys, or a one-line error naming every way forward."""
+    api_key, secret_key = _keys(args)
     if api_key and secret_key:
         return api_key, secret_key
     missing = " and ".join(
