@@ -12,6 +12,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any, TextIO
 
+from attrs import frozen
+
 from ..backfill.job import MAX_EMULATOR_DAYS
 from ..limits import DEFAULT_LIMITS, Limits
 from .common import (
@@ -115,10 +117,56 @@ def _emulator_range(job: Any, plan: Any) -> tuple[date, int]:
     return first, days
 
 
+@frozen
+class _Where:
+    """Where a backfill's requests go (``connection``, or the in-process emulator over
+    ``first``/``days``), the :class:`~amplitude_async.backfill.Target` the checkpoint records
+    (``None`` for a dry run without credentials) and the line that says so."""
+
+    target: Any
+    line: str
+    connection: Connection | None = None
+    first: date | None = None
+    days: int = 0
+
+
+def _where(args: argparse.Namespace, job: Any, plan: Any) -> _Where:
+    from ..backfill import Target
+
+    settings = job.emulator
+    if args.emulator or job.data_source == "emulator":
+        first, days = _emulator_range(job, plan)
+        why = "--emulator" if args.emulator else 'source = "emulator" in the job file'
+        return _Where(
+            Target.emulator(seed=settings.seed, users=settings.users, start=first, days=days),
+            f"target: the built-in emulator ({why}; synthetic data, limits on a clock "
+            f"{1 / settings.time_scale:g}x fast)",
+            first=first,
+            days=days,
+        )
+    if args.dry_run and not has_credentials(args):
+        # A plan costs nothing to show; the run itself will ask for credentials.
+        return _Where(None, f"target: {base_url(args)} (no credentials set: a run needs them)")
+    connection = real_connection(args, job=True)
+    target = Target.api(connection.base_url, connection.api_key)
+    return _Where(target, f"target: {target.describe()}", connection)
+
+
+@contextlib.asynccontextmanager
+async def _connect(where: _Where, settings: Any) -> AsyncIterator[Connection]:
+    if where.connection is not None:
+        yield where.connection
+        return
+    assert where.first is not None
+    async with emulated(
+        settings.seed, settings.users, where.first, where.days, settings.time_scale
+    ) as in_process:
+        yield in_process
+
+
 async def _backfill(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ..backfill import (
         CheckpointStore,
-        Target,
         load_job,
         plan_job,
         remove_outputs,
@@ -127,63 +175,33 @@ async def _backfill(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     )
 
     job = load_job(args.job)
-    use_emulator = args.emulator or job.data_source == "emulator"
     settings = job.emulator
+    use_emulator = args.emulator or job.data_source == "emulator"
     if use_emulator:
         check_emulator_flags(args, "--emulator" if args.emulator else 'source = "emulator"')
     limits = DEFAULT_LIMITS.scaled(settings.time_scale) if use_emulator else DEFAULT_LIMITS
     plan = plan_job(job, limits)
-    connection: Connection | None = None
-    first, days = job.start, 0
-    if use_emulator:
-        first, days = _emulator_range(job, plan)
-        target: Target | None = Target.emulator(
-            seed=settings.seed, users=settings.users, start=first, days=days
-        )
-        why = "--emulator" if args.emulator else 'source = "emulator" in the job file'
-        where = (
-            f"target: the built-in emulator ({why}; synthetic data, limits on a clock "
-            f"{1 / settings.time_scale:g}x fast)"
-        )
-    elif args.dry_run and not has_credentials(args):
-        # A plan costs nothing to show; the run itself will ask for credentials.
-        target = None
-        where = f"target: {base_url(args)} (no credentials set: a run needs them)"
-    else:
-        connection = real_connection(args, job=True)
-        target = Target.api(connection.base_url, connection.api_key)
-        where = f"target: {target.describe()}"
-    command = f"{PROG} backfill {args.job}"
+    where = _where(args, job, plan)
 
     if args.dry_run:
         done: set[tuple[str, int]] = set()
         existing = None if args.restart else CheckpointStore.existing(job.output)
         if existing is not None:
             with existing:
-                if target is not None:
-                    existing.check(plan, target)
+                if where.target is not None:
+                    existing.check(plan, where.target)
                 done = existing.done()
-        print(where, file=out)
+        print(where.line, file=out)
         print(_plan_summary(job, plan, done, limits), file=out, flush=True)
         return EXIT_OK
-
-    @contextlib.asynccontextmanager
-    async def connect() -> AsyncIterator[Connection]:
-        if connection is not None:
-            yield connection
-        else:
-            async with emulated(
-                settings.seed, settings.users, first, days, settings.time_scale
-            ) as in_process:
-                yield in_process
 
     # The lock is taken and the checkpoint checked (readable, same target, same plan) before
     # anything is sent: a refusal spends nothing.
     with CheckpointStore(job.output, restart=args.restart, owner=str(args.job.resolve())) as store:
         if args.restart:
             remove_outputs(job)
-        store.begin(plan, target=target, restart=args.restart)
-        print(where, file=out)
+        store.begin(plan, target=where.target, restart=args.restart)
+        print(where.line, file=out)
         print(_plan_summary(job, plan, store.done(), limits), file=out, flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -195,7 +213,7 @@ async def _backfill(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         printer = _ProgressPrinter(err)
         try:
             try:
-                async with connect() as where_to, client_for(where_to) as client:
+                async with _connect(where, settings) as to, client_for(to) as client:
                     report = await run_backfill(
                         plan, client, store, priority=job.priority, stop=stop, on_progress=printer
                     )
@@ -205,6 +223,13 @@ async def _backfill(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         finally:
             for sig in handled:
                 loop.remove_signal_handler(sig)
+    return _conclude(report, files, job, f"{PROG} backfill {args.job}", out, err)
+
+
+def _conclude(
+    report: Any, files: list[Path], job: Any, command: str, out: TextIO, err: TextIO
+) -> int:
+    """Say how the run ended; return its exit code."""
     if report.interrupted:
         print(
             f"interrupted: {report.done} of {report.total} chunks saved in {job.output}; "
