@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from backfillprocess import PATIENCE, committed, run, start, wait_for_progress
 
 from amplitude_async.backfill import (
+    CHECKPOINT_NAME,
+    MAX_CHUNKS,
+    CheckpointLocked,
     CheckpointStore,
+    CorruptCheckpoint,
     JobChanged,
+    Target,
+    TargetChanged,
+    TidyRow,
+    key_fingerprint,
     load_job,
     parse_job,
     plan_job,
@@ -380,49 +388,200 @@ time_scale = 0.001
 """
 
 
-def run_cli(directory: Path, *args: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AMPLITUDE_")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "amplitude_async", "backfill", "job.toml", "--emulator", *args],
-        cwd=directory,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-
-
-def test_sigkill_at_random_moments_then_resume_loses_and_repeats_nothing(
+def test_sigkill_after_observed_progress_then_resume_loses_and_repeats_nothing(
     tmp_path: Path,
 ) -> None:
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     for directory in (reference, killed):
         directory.mkdir()
         write_job(directory, KILL_JOB)
-    began = time.monotonic()
-    clean = run_cli(reference)
-    assert clean.wait(timeout=60) == 0, clean.communicate()[1].decode()
-    duration = time.monotonic() - began
-    rng = random.Random(20260901)
-    total = len(plan_job(load_job(killed / "job.toml"), Limits().scaled(0.001)).tasks)
-    done_after_kill = []
-    for _ in range(3):
-        process = run_cli(killed)
-        time.sleep(rng.uniform(0.3, 0.5 * duration))
+    code, _out, err = run(reference, "--emulator")
+    assert code == 0, err
+    plan = plan_job(load_job(killed / "job.toml"), Limits().scaled(0.001))
+    total = len(plan.tasks)
+    seed = random.randrange(2**32)  # shown on failure, to replay the same kill points
+    rng = random.Random(seed)
+    # Each kill waits for a random number of newly committed chunks, so it lands mid-run
+    # however long the start-up takes; the run needs several 0.3 s windows, so it is still
+    # going when the signal arrives.
+    after_kill = []
+    for low, high in (
+        (1, total // 4),
+        (total // 4 + 1, total // 2),
+        (total // 2 + 1, 3 * total // 4),
+    ):
+        process = start(killed, "--emulator")
+        wait_for_progress(process, killed / "out", rng.randint(low, high))
         process.send_signal(signal.SIGKILL)
-        process.communicate(timeout=60)
-        if (killed / "out").exists():
-            with CheckpointStore(killed / "out") as store:
-                done_after_kill.append(len(store.done()))
-    # At least one kill landed mid-run (after some chunks were committed, before the last).
-    assert any(0 < n < total for n in done_after_kill), (done_after_kill, total)
-    final = run_cli(killed)
-    _out, err = final.communicate(timeout=60)
-    assert final.returncode == 0, err.decode()
+        process.communicate(timeout=PATIENCE)
+        assert process.returncode == -signal.SIGKILL, seed
+        after_kill.append(committed(killed / "out"))
+    assert after_kill == sorted(after_kill), seed
+    assert 0 < after_kill[0] < total, (after_kill, total, seed)
+    code, out, err = run(killed, "--emulator")
+    assert code == 0, err
+    assert f"({after_kill[-1]} from earlier runs)" in out
     expected = read_rows(reference / "out" / "rows.jsonl")
     assert read_rows(killed / "out" / "rows.jsonl") == expected
     assert (killed / "out" / "rows.csv").read_text() == (reference / "out" / "rows.csv").read_text()
     # The store agrees with the files: one row per stored row, every chunk done once.
     with CheckpointStore(killed / "out") as store:
-        plan = plan_job(load_job(killed / "job.toml"), Limits().scaled(0.001))
         assert store.done() == {t.key for t in plan.tasks}
         assert sum(1 for _ in store.rows(plan.names)) == len(expected)
+
+
+# -- the checkpoint store under misuse ---------------------------------------------------------
+
+
+def test_one_writer_per_checkpoint_and_the_lock_names_its_holder(tmp_path: Path) -> None:
+    with CheckpointStore(tmp_path, owner="first.toml") as store:
+        with pytest.raises(CheckpointLocked) as caught:
+            CheckpointStore(tmp_path, owner="second.toml")
+        assert caught.value.pid == os.getpid()
+        assert caught.value.job == "first.toml"
+        # Not even to start over.
+        with pytest.raises(CheckpointLocked):
+            CheckpointStore(tmp_path, restart=True)
+        # Readers need no lock.
+        reader = CheckpointStore.existing(tmp_path)
+        assert reader is not None
+        reader.close()
+        store.done()
+    with CheckpointStore(tmp_path, owner="second.toml"):
+        pass
+
+
+def test_a_checkpoint_is_bound_to_its_target(tmp_path: Path) -> None:
+    job = load_job(write_job(tmp_path))
+    plan = plan_job(job, LIMITS)
+    emulated = Target.emulator(seed=1, users=300, start=START, days=61)
+    api = Target.api("https://amplitude.com/", "key-1")
+    assert api.settings["key_sha256"] == key_fingerprint("key-1") != key_fingerprint("key-2")
+    assert "key-1" not in api.to_json()
+    with CheckpointStore(job.output) as store:
+        store.begin(plan, target=emulated)
+        # No chunk done yet: another target may still take it over.
+        store.begin(plan, target=api)
+        store.complete(plan.tasks[0], [])
+        for other in (emulated, Target.api("https://amplitude.com", "key-2"), None):
+            with pytest.raises(TargetChanged, match="--restart") as caught:
+                store.begin(plan, target=other)
+            assert caught.value.old == api
+            assert caught.value.done == 1
+        store.begin(plan, target=Target.api("https://amplitude.com", "key-1"))
+        store.begin(plan, target=emulated, restart=True)
+        assert store.target() == emulated
+        assert store.done() == set()
+
+
+def spoil_garbage(path: Path) -> None:
+    path.write_bytes(os.urandom(4096))
+
+
+def spoil_truncated(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def spoil_foreign(path: Path) -> None:
+    path.unlink()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE rows (x)")
+        db.commit()
+
+
+@pytest.mark.parametrize("spoil", [spoil_garbage, spoil_truncated, spoil_foreign])
+def test_a_corrupt_checkpoint_is_refused_on_open_and_restart_recovers(
+    tmp_path: Path, spoil: Callable[[Path], None]
+) -> None:
+    job = load_job(write_job(tmp_path))
+    plan = plan_job(job, LIMITS)
+    rows = [TidyRow(t.name, "x" * 200, "2026-09-01", "m", i) for i, t in enumerate(plan.tasks)]
+    with CheckpointStore(job.output) as store:
+        store.begin(plan)
+        for task in plan.tasks:
+            store.complete(task, rows * 5)
+    spoil(job.output / CHECKPOINT_NAME)
+    with pytest.raises(CorruptCheckpoint) as caught:
+        CheckpointStore(job.output)
+    assert caught.value.path == job.output / CHECKPOINT_NAME
+    assert "--restart" in str(caught.value)
+    # The failed open left the lock free.
+    with CheckpointStore(job.output, restart=True) as store:
+        store.begin(plan)
+        assert store.done() == set()
+
+
+def test_ranges_and_plans_are_capped_before_planning(tmp_path: Path) -> None:
+    base = {
+        "start": "00010101",
+        "end": "99991231",
+        "queries": [{"name": "d", "endpoint": "active_users"}],
+    }
+    with pytest.raises(InvalidQuery, match="at most 7305") as caught:
+        parse_job(base)
+    assert caught.value.field == "end"
+    own = {**base, "start": START, "end": START}
+    own["queries"] = [{**base["queries"][0], "start": "20000101", "end": "20500101"}]
+    with pytest.raises(InvalidQuery, match="at most 7305"):
+        parse_job(own)
+    many = {
+        "start": date(2000, 1, 1),
+        "end": date(2019, 12, 31),
+        "chunk_days": 1,
+        "queries": [
+            {"name": f"q{i}", "endpoint": "active_users"} for i in range(MAX_CHUNKS // 7000)
+        ],
+    }
+    with pytest.raises(InvalidQuery, match=f"more than {MAX_CHUNKS} chunks") as caught:
+        plan_job(parse_job(many), Limits())
+    assert caught.value.field == "chunk_days"
+
+
+@pytest.mark.parametrize(
+    ("table", "field"),
+    [
+        ({"time_scale": float("nan")}, "emulator.time_scale"),
+        ({"time_scale": float("inf")}, "emulator.time_scale"),
+        ({"time_scale": 0}, "emulator.time_scale"),
+        ({"users": 0}, "emulator.users"),
+        ({"users": 10**9}, "emulator.users"),
+        ({"days": 10**6}, "emulator.days"),
+        ({"seed": 1.5}, "emulator.seed"),
+    ],
+)
+def test_emulator_settings_are_checked(table: dict[str, object], field: str) -> None:
+    data: dict[str, Any] = {
+        "start": START,
+        "end": START,
+        "queries": [{"name": "d", "endpoint": "active_users"}],
+        "emulator": table,
+    }
+    with pytest.raises(InvalidQuery) as caught:
+        parse_job(data)
+    assert caught.value.field == field
+
+
+def test_the_source_setting(tmp_path: Path) -> None:
+    assert load_job(write_job(tmp_path)).data_source == "amplitude"
+    emulated = load_job(write_job(tmp_path, 'source = "emulator"\n' + JOB))
+    assert emulated.data_source == "emulator"
+    with pytest.raises(InvalidQuery, match="expected one of amplitude, emulator") as caught:
+        load_job(write_job(tmp_path, 'source = "synthetic"\n' + JOB))
+    assert caught.value.field == "source"
+
+
+def test_a_daily_job_longer_than_a_year_is_planned_in_chunks() -> None:
+    # A backfill exists to cover ranges no single request may (daily segmentation: a year).
+    job = parse_job(
+        {
+            "start": date(2024, 1, 1),
+            "end": date(2025, 12, 31),
+            "chunk_days": 30,
+            "queries": [{"name": "p", "endpoint": "event_segmentation", "events": ["Purchase"]}],
+        }
+    )
+    plan = plan_job(job, Limits())
+    assert plan.tasks[0].start == date(2024, 1, 1)
+    assert plan.tasks[-1].end == date(2025, 12, 31)
+    assert all(t.start and t.end and (t.end - t.start).days < 30 for t in plan.tasks)

@@ -9,10 +9,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import backfillprocess
 import pytest
 
 from amplitude_async.limits import Limits
@@ -27,14 +27,16 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("AMPLITUDE_")}
 
 
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "amplitude_async", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
-        env=clean_env(),
-        timeout=60,
+        env=clean_env() if env is None else env,
+        timeout=120,
     )
 
 
@@ -147,6 +149,19 @@ def test_cost_says_whether_a_query_fits() -> None:
         (("backfill", "missing.toml"), "cannot read"),
         (("backfill", "x.toml", "--bogus"), "unrecognized arguments"),
         (("frobnicate",), "invalid choice"),
+        (("query", "active_users", *WEEK), "pass --emulator for synthetic data"),
+        (("query", "active_users", *WEEK, "--emulator", "--base-url", "http://h"), "exclude"),
+        (("cost", "event_segmentation", "--json", "[" * 100_000), "--json: nested too deeply"),
+        (
+            ("cost", "event_segmentation", *WEEK, "--events", "[" * 50_000 + "]" * 50_000),
+            "events: JSON nested too deeply",
+        ),
+        (("emulator", "--time-scale", "nan"), "--time-scale: expected a positive finite number"),
+        (("emulator", "--time-scale", "inf"), "--time-scale: expected a positive finite number"),
+        (("emulator", "--time-scale", "-1"), "--time-scale: expected a positive finite number"),
+        (("emulator", "--users", "0"), "--users: expected a positive integer"),
+        (("emulator", "--days", "100000"), "--days: at most 3660"),
+        (("emulator", "--port", "70000"), "--port: expected 0 to 65535"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(args: tuple[str, ...], words: str) -> None:
@@ -157,6 +172,66 @@ def test_bad_input_is_one_line_and_exit_code_2(args: tuple[str, ...], words: str
     assert lines[0].startswith("amplitude-async")
     assert words in lines[0]
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "url", ["not a url", "ftp://example.com", "http://", "http://host:99999", "http://a b"]
+)
+def test_a_bad_base_url_is_refused_before_any_request(url: str) -> None:
+    env = clean_env() | {"AMPLITUDE_API_KEY": "k", "AMPLITUDE_SECRET_KEY": "s"}
+    done = cli("query", "active_users", *WEEK, "--base-url", url, env=env)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert f"--base-url {url!r} is not an http(s) URL" in line
+
+
+DEEP_TOML = "a = " + "[" * 100_000 + "]" * 100_000 + "\n"
+YEARS_TOML = """
+start = 0001-01-01
+end = 9999-12-31
+chunk_days = 1
+[[queries]]
+name = "dau"
+endpoint = "active_users"
+"""
+MANY_CHUNKS_TOML = "start = 2000-01-01\nend = 2019-12-31\nchunk_days = 1\n" + "".join(
+    f'[[queries]]\nname = "q{i}"\nendpoint = "active_users"\n' for i in range(20)
+)
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (bytes(range(256)) * 8, "job.toml is not a text file"),
+        (DEEP_TOML.encode(), "job.toml is nested too deeply to read"),
+        (YEARS_TOML.encode(), "spans 3652059 days; a backfill covers at most 7305"),
+        (MANY_CHUNKS_TOML.encode(), "the plan would have more than 100000 chunks"),
+    ],
+)
+def test_hostile_job_files_are_bad_input(tmp_path: Path, content: bytes, words: str) -> None:
+    (tmp_path / "job.toml").write_bytes(content)
+    for extra in ((), ("--dry-run", "--emulator")):
+        done = cli("backfill", "job.toml", *extra, cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        (line,) = done.stderr.strip().splitlines()
+        assert words in line
+        assert "unexpected" not in line
+    assert not (tmp_path / "backfill-output").exists()
+
+
+def test_output_into_a_closed_pipe_ends_quietly() -> None:
+    # Like "| head": the reader is gone before the answer is printed.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "amplitude_async", "query", "active_users", *WEEK, "--emulator"],
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    process.stdout.close()
+    _out, err = process.communicate(timeout=120)
+    assert err == b""
+    assert process.returncode == 141
 
 
 def test_a_bad_job_file_names_the_field(tmp_path: Path) -> None:
@@ -172,7 +247,7 @@ def test_backfill_dry_run_of_the_example_shows_the_plan(tmp_path: Path) -> None:
     shutil.copy(EXAMPLE, tmp_path / "job.toml")
     done = cli("backfill", "job.toml", "--dry-run", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "no credentials set" in done.stdout
+    assert 'target: the built-in emulator (source = "emulator" in the job file' in done.stdout
     assert "total cost" in done.stdout
     assert "ETA" in done.stdout
     assert not (tmp_path / "backfill-output").exists()
@@ -180,32 +255,27 @@ def test_backfill_dry_run_of_the_example_shows_the_plan(tmp_path: Path) -> None:
 
 def test_example_job_runs_and_ctrl_c_resumes(tmp_path: Path) -> None:
     shutil.copy(EXAMPLE, tmp_path / "job.toml")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "amplitude_async", "backfill", "job.toml"],
-        cwd=tmp_path,
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    # Wait until some chunk is committed, then interrupt.
-    checkpoint = tmp_path / "backfill-output" / "checkpoint.sqlite3"
-    deadline = time.monotonic() + 30
-    while not checkpoint.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)
+    process = backfillprocess.start(tmp_path)
+    # Interrupt after the first committed chunk: the job needs three budget windows, so the
+    # run is still going when the signal arrives.
+    output = tmp_path / "backfill-output"
+    backfillprocess.wait_for_progress(process, output, 1)
     process.send_signal(signal.SIGINT)
-    _out, err = process.communicate(timeout=60)
-    if process.returncode == 130:
-        assert "run 'amplitude-async backfill job.toml' again to resume" in err
-    else:  # it finished before the signal arrived
-        assert process.returncode == 0, err
+    _out, err = process.communicate(timeout=backfillprocess.PATIENCE)
+    assert process.returncode == 130, err
+    assert "run 'amplitude-async backfill job.toml' again to resume" in err
+    saved = backfillprocess.committed(output)
+    assert f"interrupted: {saved} of 49 chunks saved" in err
+    assert 0 < saved < 49
     done = cli("backfill", "job.toml", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "done: 49/49 chunks" in done.stdout
-    rows = (tmp_path / "backfill-output" / "rows.jsonl").read_text().splitlines()
+    assert f"done: 49/49 chunks ({saved} from earlier runs)" in done.stdout
+    rows = (output / "rows.jsonl").read_text().splitlines()
     assert rows
     assert all(json.loads(r).keys() == {"query", "label", "date", "metric", "value"} for r in rows)
+    manifest = json.loads((output / "manifest.json").read_text())
+    assert manifest["target"]["kind"] == "emulator"
+    assert manifest["files"] == {"rows.jsonl": len(rows), "rows.csv": len(rows)}
 
 
 @pytest.fixture

@@ -15,7 +15,10 @@ A job file::
     metric = "totals"
     group_by = ["country"]
 
-    [emulator]                  # optional: the data the built-in emulator serves (--emulator)
+    source = "emulator"         # optional: always run against the built-in emulator
+                                # (default "amplitude": the API, with credentials)
+
+    [emulator]                  # optional: the data the emulator serves (source or --emulator)
     seed = 1
     users = 1000
     time_scale = 0.001          # limits' windows scaled by this (a fast clock)
@@ -28,16 +31,21 @@ are numbers or ``"daily"``, ``"weekly"``, ``"monthly"``, ``"hourly"``, ``"realti
 may state its own ``start``/``end``. Strings are accepted for numbers and dates too, which is
 how the CLI passes ``--param value`` pairs. Parquet output is not offered: no well-kept
 library writes it without a heavy dependency.
+
+Limits: a job spans at most :data:`MAX_RANGE_DAYS` days and its plan at most
+:data:`~.plan.MAX_CHUNKS` chunks; the emulator's dataset at most :data:`MAX_EMULATOR_USERS`
+users over :data:`MAX_EMULATOR_DAYS` days.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import attrs
 from attrs import field, frozen
@@ -60,6 +68,10 @@ from ..values import Event, GroupBy, InCohort, PerformedEvent, PropertyFilter, S
 
 __all__ = [
     "FORMATS",
+    "MAX_EMULATOR_DAYS",
+    "MAX_EMULATOR_USERS",
+    "MAX_RANGE_DAYS",
+    "SOURCES",
     "EmulatorSettings",
     "Job",
     "JobQuery",
@@ -71,6 +83,18 @@ __all__ = [
 FORMATS: Final = ("jsonl", "csv")
 """Output formats a job may ask for."""
 
+SOURCES: Final = ("amplitude", "emulator")
+"""Where a job's rows come from: the API (with credentials) or the built-in emulator."""
+
+MAX_RANGE_DAYS: Final = 7305
+"""The longest date range a job (or one of its queries) may span: 20 years."""
+
+MAX_EMULATOR_USERS: Final = 1_000_000
+"""The most users the emulator's synthetic dataset may have."""
+
+MAX_EMULATOR_DAYS: Final = 3660
+"""The most days the emulator's synthetic dataset may span."""
+
 INTERVAL_NAMES: Final = {
     "daily": DAILY,
     "weekly": WEEKLY,
@@ -80,7 +104,16 @@ INTERVAL_NAMES: Final = {
 }
 
 _UNTABULAR: Final = (UserActivity, UserSearch, ChartCSV)
-_JOB_KEYS: Final = ("start", "end", "chunk_days", "output", "formats", "priority", "queries")
+_JOB_KEYS: Final = (
+    "start",
+    "end",
+    "chunk_days",
+    "output",
+    "formats",
+    "priority",
+    "source",
+    "queries",
+)
 _EMULATOR_KEYS: Final = ("seed", "users", "start", "days", "time_scale")
 
 
@@ -92,6 +125,39 @@ class JobQuery:
     query: Query[Any]
 
 
+def _check_seed(_instance: object, _attribute: object, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidQuery("emulator.seed", f"expected an integer, got {value!r}")
+
+
+def _check_users(_instance: object, _attribute: object, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidQuery("emulator.users", f"expected a positive integer, got {value!r}")
+    if value > MAX_EMULATOR_USERS:
+        raise InvalidQuery("emulator.users", f"at most {MAX_EMULATOR_USERS}, got {value}")
+
+
+def _check_days(_instance: object, _attribute: object, value: int | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidQuery("emulator.days", f"expected a positive integer, got {value!r}")
+    if value > MAX_EMULATOR_DAYS:
+        raise InvalidQuery("emulator.days", f"at most {MAX_EMULATOR_DAYS}, got {value}")
+
+
+def _check_scale(_instance: object, _attribute: object, value: object) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise InvalidQuery(
+            "emulator.time_scale", f"expected a positive finite number, got {value!r}"
+        )
+
+
 @frozen
 class EmulatorSettings:
     """What the built-in emulator serves when a job runs with ``--emulator``.
@@ -100,11 +166,11 @@ class EmulatorSettings:
     windows (0.001: a 300 s window lasts 0.3 s).
     """
 
-    seed: int = 1
-    users: int = 1000
+    seed: int = field(default=1, validator=_check_seed)
+    users: int = field(default=1000, validator=_check_users)
     start: date | None = None
-    days: int | None = None
-    time_scale: float = 0.001
+    days: int | None = field(default=None, validator=_check_days)
+    time_scale: float = field(default=0.001, validator=_check_scale)
 
 
 @frozen
@@ -120,6 +186,7 @@ class Job:
     priority: int = 0
     emulator: EmulatorSettings = field(factory=EmulatorSettings)
     source: Path | None = None
+    data_source: Literal["amplitude", "emulator"] = "amplitude"
 
 
 # -- scalar coercion ------------------------------------------------------------------------
@@ -154,25 +221,27 @@ def _interval(value: object, name: str) -> object:
     return _int(value, name)
 
 
-def _maybe_json(value: object) -> object:
+def _maybe_json(value: object, name: str) -> object:
     # On the command line, tables and lists arrive as JSON text.
     if isinstance(value, str) and value.strip()[:1] in ("{", "["):
         try:
             return json.loads(value)
         except ValueError:
             return value
+        except RecursionError:
+            raise InvalidQuery(name, "JSON nested too deeply to read") from None
     return value
 
 
 def _table(value: object, name: str) -> Mapping[str, object]:
-    value = _maybe_json(value)
+    value = _maybe_json(value, name)
     if not isinstance(value, Mapping):
         raise InvalidQuery(name, f"expected a table, got {type(value).__name__} {value!r}")
     return value
 
 
 def _list(value: object, name: str) -> list[object]:
-    value = _maybe_json(value)
+    value = _maybe_json(value, name)
     if isinstance(value, list | tuple):
         return list(value)
     raise InvalidQuery(name, f"expected a list, got {type(value).__name__} {value!r}")
@@ -257,20 +326,20 @@ def _condition(value: object, name: str) -> Where | InCohort | PerformedEvent:
 
 
 def _segment(value: object, name: str) -> Segment:
-    value = _maybe_json(value)
+    value = _maybe_json(value, name)
     # A lone condition table is a one-condition segment.
     items = [value] if isinstance(value, Mapping) else _list(value, name)
     return Segment(*(_condition(c, f"{name}[{i}]") for i, c in enumerate(items)))
 
 
 def _events(value: object, name: str) -> list[Event]:
-    value = _maybe_json(value)
+    value = _maybe_json(value, name)
     items = [value] if isinstance(value, str | Mapping) else _list(value, name)
     return [_event(e, f"{name}[{i}]") for i, e in enumerate(items)]
 
 
 def _segments(value: object, name: str) -> list[Segment]:
-    value = _maybe_json(value)
+    value = _maybe_json(value, name)
     items = _list(value, name)
     # [[cond, cond], [cond]] is several segments; [cond, cond] (tables) is one.
     if items and all(isinstance(item, Mapping) for item in items):
@@ -279,12 +348,12 @@ def _segments(value: object, name: str) -> list[Segment]:
 
 
 def _group_bys(value: object, name: str) -> object:
-    value = _maybe_json(value)
+    value = _maybe_json(value, name)
     return value
 
 
 def _brackets(value: object, name: str) -> object:
-    return _maybe_json(value)
+    return _maybe_json(value, name)
 
 
 _FIELD_CONVERTERS: Final[dict[str, Any]] = {
@@ -359,20 +428,12 @@ def _emulator(value: object) -> EmulatorSettings:
     kwargs: dict[str, Any] = {}
     for key in ("seed", "users", "days"):
         if key in table:
-            kwargs[key] = (
-                _positive_int(table[key], f"emulator.{key}")
-                if key != "seed"
-                else _int(table[key], "emulator.seed")
-            )
-    if not isinstance(kwargs.get("seed", 0), int):
-        raise InvalidQuery("emulator.seed", "expected an integer")
+            kwargs[key] = _int(table[key], f"emulator.{key}")
     if "start" in table:
         kwargs["start"] = _date(table["start"], "emulator.start")
     if "time_scale" in table:
         scale = table["time_scale"]
-        if isinstance(scale, bool) or not isinstance(scale, int | float) or scale <= 0:
-            raise InvalidQuery("emulator.time_scale", f"expected a positive number, got {scale!r}")
-        kwargs["time_scale"] = float(scale)
+        kwargs["time_scale"] = float(scale) if type(scale) is int else scale
     return EmulatorSettings(**kwargs)
 
 
@@ -388,6 +449,7 @@ def parse_job(
     start, end = _date(data["start"], "start"), _date(data["end"], "end")
     if end < start:
         raise InvalidQuery("end", f"end {end} is before start {start}")
+    _check_span(start, end, "end")
     chunk_days = _positive_int(data.get("chunk_days", 30), "chunk_days")
     output = data.get("output", "backfill-output")
     if not isinstance(output, str) or not output:
@@ -415,6 +477,12 @@ def parse_job(
     if not queries:
         raise InvalidQuery("queries", "the job names no queries")
     emulator = _emulator(data["emulator"]) if "emulator" in data else EmulatorSettings()
+    raw_source = data.get("source", "amplitude")
+    if raw_source not in SOURCES:
+        raise InvalidQuery("source", f"expected one of {', '.join(SOURCES)}, got {raw_source!r}")
+    data_source: Literal["amplitude", "emulator"] = (
+        "emulator" if raw_source == "emulator" else "amplitude"
+    )
     return Job(
         queries=tuple(queries),
         start=start,
@@ -425,7 +493,18 @@ def parse_job(
         priority=priority,
         emulator=emulator,
         source=source,
+        data_source=data_source,
     )
+
+
+def _check_span(start: date, end: date, name: str) -> None:
+    days = (end - start).days + 1
+    if days > MAX_RANGE_DAYS:
+        raise InvalidQuery(
+            name,
+            f"{start}..{end} spans {days} days; a backfill covers at most {MAX_RANGE_DAYS} "
+            "(20 years)",
+        )
 
 
 def _job_query(
@@ -451,7 +530,10 @@ def _job_query(
             f"{where}.endpoint", f"{endpoint} results have no tabular form for a backfill"
         )
     label = f'queries[{index}] "{name}"'
-    return JobQuery(name, build_query(endpoint, fields, name=label))
+    query = build_query(endpoint, fields, name=label)
+    if isinstance(query, DatedQuery):
+        _check_span(query.start, query.end, f"{label}.end")
+    return JobQuery(name, query)
 
 
 def load_job(path: str | Path) -> Job:
@@ -461,8 +543,28 @@ def load_job(path: str | Path) -> Job:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InvalidQuery("job", f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidQuery("job", f"{path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise InvalidQuery("job", f"{path} is not a text file (not UTF-8)") from None
+    data = parse_toml(text, str(path))
     return parse_job(data, base=path.parent, source=path)
+
+
+def parse_toml(text: str, what: str, field: str = "job") -> dict[str, Any]:
+    """Decode TOML ``text`` (from ``what``); errors, including nesting too deep to decode, are
+    :class:`InvalidQuery` naming ``field``."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidQuery(field, f"{what} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise InvalidQuery(field, f"{what} is nested too deeply to read") from None
+
+
+def parse_json(text: str, what: str) -> object:
+    """Decode JSON ``text``; errors (syntax, nesting too deep to decode) name ``what``."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise InvalidQuery(what, "nested too deeply to read") from None
+    except ValueError as exc:
+        raise InvalidQuery(what, f"not valid JSON: {exc}") from None

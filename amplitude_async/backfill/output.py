@@ -43,7 +43,7 @@ from ..queries import (
 )
 from ..results import SeriesResult, Tabular
 
-__all__ = ["COLUMNS", "TidyRow", "tidy_rows", "write_csv", "write_jsonl"]
+__all__ = ["COLUMNS", "TidyRow", "atomic_write", "tidy_rows", "write_csv", "write_jsonl"]
 
 COLUMNS: Final = ("query", "label", "date", "metric", "value")
 """The columns of every output file, in order."""
@@ -110,7 +110,8 @@ def tidy_rows(name: str, query: Query[Any], result: Tabular) -> list[TidyRow]:
 # -- files ----------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, write: Any) -> Path:
+def atomic_write(path: Path, write: Any) -> Path:
+    """Write ``path`` through ``write(handle)`` to a temporary file renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -132,7 +133,7 @@ def write_jsonl(path: Path, rows: Iterable[TidyRow]) -> Path:
         for row in rows:
             handle.write(json.dumps(row.as_dict(), ensure_ascii=False) + "\n")
 
-    return _atomic_write(path, write)
+    return atomic_write(path, write)
 
 
 def _cell(value: object) -> object:
@@ -148,4 +149,4 @@ def write_csv(path: Path, rows: Iterable[TidyRow]) -> Path:
         for row in rows:
             out.writerow([_cell(v) for v in row.as_dict().values()])
 
-    return _atomic_write(path, write)
+    return atomic_write(path, write)

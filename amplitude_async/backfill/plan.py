@@ -16,17 +16,20 @@ import hashlib
 import json
 from collections.abc import Mapping
 from datetime import date
-from typing import Any
+from typing import Any, Final
 
 from attrs import frozen
 
-from ..errors import QueryTooExpensive
+from ..errors import InvalidQuery, QueryTooExpensive
 from ..limits import Limits
 from ..queries import DAILY, DatedQuery, Query
 from ..split import chunk_ranges, period_days
 from .job import Job
 
-__all__ = ["ChunkTask", "Plan", "describe_changes", "ideal_seconds", "plan_job"]
+__all__ = ["MAX_CHUNKS", "ChunkTask", "Plan", "describe_changes", "ideal_seconds", "plan_job"]
+
+MAX_CHUNKS: Final = 100_000
+"""The most chunks a plan may have (checked from the chunk sizes before any is made)."""
 
 
 @frozen
@@ -87,7 +90,9 @@ def _describe(name: str, query: Query[Any], chunks: list[Query[Any]]) -> dict[st
     return {"endpoint": query.endpoint, "params": params, "chunks": ranges}
 
 
-def _chunks(name: str, query: Query[Any], chunk_days: int, budget: int) -> list[Query[Any]]:
+def _chunks(
+    name: str, query: Query[Any], chunk_days: int, budget: int, room: int
+) -> list[Query[Any]]:
     if not isinstance(query, DatedQuery):
         if query.cost > budget:
             raise QueryTooExpensive(query.cost, budget, "cost_per_window", f"query {name!r}")
@@ -102,6 +107,15 @@ def _chunks(name: str, query: Query[Any], chunk_days: int, budget: int) -> list[
             budget,
             "cost_per_window",
             f"query {name!r}: one day costs {per_day}; use fewer segments, conditions or group-bys",
+        )
+    # Counted before any chunk is made: a range of centuries must not exhaust memory first.
+    estimate = -(-query.days // days) + 1
+    if estimate > room:
+        raise InvalidQuery(
+            "chunk_days",
+            f"the plan would have more than {MAX_CHUNKS} chunks, the most a backfill may have "
+            f"(query {name!r} alone needs about {estimate} of {days} day(s)); shorten the "
+            "range, raise chunk_days or split the job",
         )
     try:
         ranges = chunk_ranges(query.start, query.end, interval, days)
@@ -120,12 +134,14 @@ def plan_job(job: Job, limits: Limits) -> Plan:
     """Plan every chunk of ``job`` so that each fits ``limits.cost_per_window``.
 
     Raises :class:`~amplitude_async.errors.QueryTooExpensive` naming the query when a single
-    day (or bucket) of it exceeds the budget.
+    day (or bucket) of it exceeds the budget, and :class:`~amplitude_async.errors.InvalidQuery`
+    when the plan would exceed :data:`MAX_CHUNKS`.
     """
     tasks: list[ChunkTask] = []
     description: dict[str, Any] = {}
     for item in job.queries:
-        chunks = _chunks(item.name, item.query, job.chunk_days, limits.cost_per_window)
+        room = MAX_CHUNKS - len(tasks)
+        chunks = _chunks(item.name, item.query, job.chunk_days, limits.cost_per_window, room)
         description[item.name] = _describe(item.name, item.query, chunks)
         tasks.extend(ChunkTask(item.name, i, chunk) for i, chunk in enumerate(chunks))
     text = json.dumps(description, sort_keys=True, separators=(",", ":"))

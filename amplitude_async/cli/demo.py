@@ -1,0 +1,27 @@
+"""``amplitude-async demo``: a dashboard's worth of queries against the built-in emulator."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+
+def add_parser(commands: Any, connection: argparse.ArgumentParser) -> None:
+    """Add the ``demo`` command to ``commands``."""
+    demo = commands.add_parser(
+        "demo",
+        help="run a dashboard's worth of queries against the emulator",
+        description="Run a dashboard's worth of queries against the built-in emulator.",
+    )
+    demo.add_argument("--quick", action="store_true", help="a run of a few seconds")
+    demo.add_argument("--seed", type=int, default=1)
+
+
+def run(args: argparse.Namespace, extra: Sequence[str], out: TextIO, err: TextIO) -> int:
+    """Run the ``demo`` command."""
+    from .. import demo
+
+    argv = ["--seed", str(args.seed)] + (["--quick"] if args.quick else [])
+    code: int = demo.main(argv)
+    return code
