@@ -124,10 +124,10 @@ class _Call:
         self.sending = False
         self.cut = False
         self.cut_sending = False
-        self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.finished = False
 
     def cancel(self) -> None:
-        if not self.cut and not self.finished.done():
+        if not self.cut and not self.finished:
             self.cut = True
             self.cut_sending = self.sending
             self.task.cancel()
@@ -205,6 +205,7 @@ class AmplitudeClient:
         self._closed = False
         self._calls: set[_Call] = set()
         self._close_done = asyncio.Event()
+        self._idle = asyncio.Event()  # set when the client is closed and no call is left
 
     def __repr__(self) -> str:
         return f"<AmplitudeClient base_url={self.base_url!r} limits={self.limits!r}>"
@@ -238,17 +239,17 @@ class AmplitudeClient:
             return
         self._closed = True
         try:
-            calls = list(self._calls)
-            for call in calls:
+            for call in list(self._calls):
                 if not call.sending:
                     call.cancel()
-            if calls:
-                finished = [call.finished for call in calls]
-                _, pending = await asyncio.wait(finished, timeout=grace)
-                if pending:
-                    for call in calls:
+            if self._calls:
+                # No new call can start now; _settle sets _idle when the last one ends.
+                try:
+                    await asyncio.wait_for(self._idle.wait(), grace)
+                except TimeoutError:
+                    for call in list(self._calls):
                         call.cancel()
-                    await asyncio.wait(pending)
+                    await self._idle.wait()
         finally:
             # Even if this close is itself cancelled: cut whatever is left, close the session.
             for call in list(self._calls):
@@ -287,7 +288,54 @@ class AmplitudeClient:
         call = _Call(task)
         self._calls.add(call)
         try:
-            result = await self._attempts(query, cost, priority, call)
+            pool = query.pool
+            request = build_request(self.base_url, query, authorization=self._authorization)
+            attempts = Attempts()
+            error: AmplitudeError | None
+            while True:
+                call.sending = False
+                async with self.scheduler.slot(pool, cost, priority=priority):
+                    # From here until the answer is decoded, a close waits for this call.
+                    call.sending = True
+                    try:
+                        response = await self._transport.send(request)
+                        body = decipher(
+                            response.status,
+                            response.headers,
+                            response.body,
+                            path=request.path,
+                            redact=self._redact,
+                        )
+                    except AmplitudeError as exc:
+                        error = self._scrubbed(exc)
+                    else:
+                        error = None
+                if error is None:
+                    try:
+                        # result_type is the R of Query[R]; a ClassVar cannot say so to mypy.
+                        return cast(R, structure_result(body, query.result_type, path=request.path))
+                    except ResponseValidationError as exc:
+                        raise self._scrubbed(exc) from None
+                attempts = attempts.after(error)
+                decision = self.retry_policy.decide(attempts, error)
+                if isinstance(error, RateLimited):
+                    self.scheduler.record_rate_limited(pool)
+                if not decision.retry:
+                    raise error
+                if self._closed:
+                    # Sent before the close, failed after it: the close forbids sending it again.
+                    raise ClientClosed(
+                        "the client was closed; the failed request was not retried", path=query.path
+                    ) from error
+                call.sending = False
+                self.scheduler.record_retry(pool)
+                attempts = attempts.after_wait(decision.delay)
+                if decision.pause_pool:
+                    # Someone else spends this project's budget (or the server reads it
+                    # differently): hold the whole pool back, then send the same query again.
+                    self.scheduler.pause(pool, decision.delay)
+                elif decision.delay > 0:
+                    await self.scheduler.clock.sleep(decision.delay)
         except asyncio.CancelledError:
             # Only the close's own cancellation becomes ClientClosed (see _Call); another
             # cancellation of the caller's task, even at the same time, passes through.
@@ -295,16 +343,12 @@ class AmplitudeClient:
             if call.cut:
                 call.cut = False  # consumed here; _settle must not take it back again
                 closed_it = task.uncancel() <= call.cancelling
-            self._settle(call)
             if closed_it:
                 when = "during the request" if call.cut_sending else "before the request was sent"
                 raise ClientClosed(f"the client was closed {when}", path=query.path) from None
             raise
-        except BaseException:
+        finally:
             self._settle(call)
-            raise
-        self._settle(call)
-        return result
 
     def _settle(self, call: _Call) -> None:
         """Forget a finished call and tell a waiting :meth:`aclose`."""
@@ -313,59 +357,10 @@ class AmplitudeClient:
             # it): take it back, so it cannot surface later in the caller's own code.
             call.cut = False
             call.task.uncancel()
+        call.finished = True
         self._calls.discard(call)
-        if not call.finished.done():
-            call.finished.set_result(None)
-
-    async def _attempts(self, query: Query[R], cost: int, priority: int, call: _Call) -> R:
-        pool = query.pool
-        request = build_request(self.base_url, query, authorization=self._authorization)
-        attempts = Attempts()
-        error: AmplitudeError | None
-        while True:
-            call.sending = False
-            async with self.scheduler.slot(pool, cost, priority=priority):
-                # From here until the answer is decoded, a close waits for this call.
-                call.sending = True
-                try:
-                    response = await self._transport.send(request)
-                    body = decipher(
-                        response.status,
-                        response.headers,
-                        response.body,
-                        path=request.path,
-                        redact=self._redact,
-                    )
-                except AmplitudeError as exc:
-                    error = self._scrubbed(exc)
-                else:
-                    error = None
-            if error is None:
-                try:
-                    # result_type is the R of Query[R]; a ClassVar cannot say so to mypy.
-                    return cast(R, structure_result(body, query.result_type, path=request.path))
-                except ResponseValidationError as exc:
-                    raise self._scrubbed(exc) from None
-            attempts = attempts.after(error)
-            decision = self.retry_policy.decide(attempts, error)
-            if isinstance(error, RateLimited):
-                self.scheduler.record_rate_limited(pool)
-            if not decision.retry:
-                raise error
-            if self._closed:
-                # Sent before the close, failed after it: the close forbids sending it again.
-                raise ClientClosed(
-                    "the client was closed; the failed request was not retried", path=query.path
-                ) from error
-            call.sending = False
-            self.scheduler.record_retry(pool)
-            attempts = attempts.after_wait(decision.delay)
-            if decision.pause_pool:
-                # Someone else spends this project's budget (or the server reads it differently):
-                # hold the whole pool back, then send the same query again.
-                self.scheduler.pause(pool, decision.delay)
-            elif decision.delay > 0:
-                await self.scheduler.clock.sleep(decision.delay)
+        if self._closed and not self._calls:
+            self._idle.set()
 
     def _scrubbed(self, error: AmplitudeError) -> AmplitudeError:
         """``error`` with credentials redacted from its text. API errors are redacted when

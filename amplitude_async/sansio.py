@@ -215,9 +215,16 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# One decoder, built once: json.loads with options would build a new one on every call.
+_STRICT = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
 def _loads(body: bytes | str) -> Any:
     """Strict JSON: no NaN/Infinity (Python's json would accept them), no overflow to inf."""
-    return json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+    if not isinstance(body, str):
+        # As json.loads does: UTF-8, -16 or -32, told apart by the first bytes.
+        body = body.decode(json.detect_encoding(body), "surrogatepass")
+    return _STRICT.decode(body)
 
 
 def _envelope(

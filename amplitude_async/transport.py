@@ -133,6 +133,9 @@ class AiohttpTransport:
         if announced is not None and announced > limit:
             response.close()
             raise ResponseTooLarge(limit, path=request.path, content_length=announced)
+        if announced is not None:
+            # Announced and within the cap: aiohttp reads exactly that many bytes.
+            return await response.read()
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.content.iter_chunked(_CHUNK):
