@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import json
+import os
+import sys
 from datetime import date
 from typing import Any
 
@@ -47,8 +50,6 @@ class Scripted:
         self.times: list[float] = []
 
     async def handle(self, request: web.Request) -> web.Response:
-        import asyncio
-
         self.times.append(asyncio.get_running_loop().time())
         status, headers, body = self.answer(len(self.times))
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -233,3 +234,20 @@ async def test_non_finite_numbers_in_a_200_are_refused(number: bytes) -> None:
     async with serve(server.handle) as url, client(url) as c:
         with pytest.raises(ResponseValidationError, match="not JSON"):
             await c.run(ActiveUsers(START, START))
+
+
+async def test_command_line_stderr_does_not_show_echoed_credentials() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AMPLITUDE_")}
+    env.update(AMPLITUDE_API_KEY=KEY, AMPLITUDE_SECRET_KEY=SECRET)
+    async with serve(echo(400, "envelope")) as url:
+        process = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "amplitude_async", "query", "events_list", "--base-url", url),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        out, err = await process.communicate()
+    assert process.returncode != 0
+    assert "[REDACTED]" in err.decode()
+    for secret in CREDENTIALS:
+        assert secret not in out.decode() + err.decode()
