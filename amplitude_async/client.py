@@ -226,9 +226,10 @@ class AmplitudeClient:
 
         New calls raise :class:`~amplitude_async.errors.ClientClosed` from now on. Calls still
         waiting (queued in the scheduler, paused, or backing off before a retry) are cancelled
-        and raise ClientClosed; nothing of theirs is sent. Requests already sent are awaited (each
-        is bounded by the client's ``timeout``), so their callers get the answer (or the error; a failed one is not retried); after
-        ``grace`` seconds (default: no limit) those are cancelled too and raise ClientClosed.
+        and raise ClientClosed; nothing of theirs is sent. Requests already sent are awaited
+        (each is bounded by the client's ``timeout``), so their callers get the answer (or the
+        error; a failed one is not retried); after ``grace`` seconds (default: no limit) those
+        are cancelled too and raise ClientClosed.
         Then the transport is closed, with the aiohttp session if the client created it.
         Calling it again waits for the first close to finish.
         """

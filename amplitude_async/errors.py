@@ -17,9 +17,9 @@ Every exception derives from :class:`AmplitudeError`::
         ├── RateLimited                       429
         └── ServerError                       5xx
 
-No exception text ever contains credentials: API errors carry the request *path* only, and text
-taken from a server's answer passes :class:`amplitude_async.sansio.Redactor` first (a server that
-echoes the ``Authorization`` header cannot put the keys into a traceback).
+No exception text ever contains credentials: API errors carry the request *path* only, and
+text taken from a server's answer passes :class:`amplitude_async.sansio.Redactor` first (a
+server that echoes the ``Authorization`` header cannot put the keys into a traceback).
 """
 
 from __future__ import annotations
