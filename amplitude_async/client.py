@@ -345,8 +345,13 @@ class AmplitudeClient:
                 call.cut = False  # consumed here; _settle must not take it back again
                 closed_it = task.uncancel() <= call.cancelling
             if closed_it:
-                when = "during the request" if call.cut_sending else "before the request was sent"
-                raise ClientClosed(f"the client was closed {when}", path=query.path) from None
+                if call.cut_sending:
+                    what = " during the request"
+                elif attempts.errors or attempts.rate_limited:
+                    what = "; the failed request was not retried"
+                else:
+                    what = " before the request was sent"
+                raise ClientClosed(f"the client was closed{what}", path=query.path) from None
             raise
         finally:
             self._settle(call)

@@ -257,3 +257,24 @@ def test_grace_must_be_a_finite_non_negative_number() -> None:
     for bad in (-1.0, float("nan"), "5"):
         with pytest.raises(ConfigurationError, match="grace"):
             asyncio.run(client.aclose(grace=bad))  # type: ignore[arg-type]
+
+
+async def test_close_cuts_a_backoff_short_and_sends_nothing_more() -> None:
+    seen: list[str] = []
+
+    async def failing(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        return web.Response(status=503, body=b"unavailable")
+
+    # A 1000-second backoff floor: the test would hang if the close did not cut it.
+    policy = RetryPolicy(backoff_base=2000.0, backoff_cap=2000.0)
+    async with serve(failing) as url:
+        client = make(url, retry_policy=policy)
+        call = asyncio.create_task(client.run(queries(1)[0]))
+        # Poll the client's own counter: the retry is recorded just before the backoff starts.
+        while client.statistics().retries == 0:  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
+        await client.aclose()
+        with pytest.raises(ClientClosed, match="not retried"):
+            await call
+    assert len(seen) == 1
