@@ -45,7 +45,9 @@ class Transport(Protocol):
     """Anything that can send a request and be closed."""
 
     async def send(self, request: Request) -> Response:
-        """Send ``request`` and return the complete answer, or raise TransportError."""
+        """Send ``request`` and return the complete answer, or raise an
+        :class:`~amplitude_async.errors.AmplitudeError`: TransportError for a failed exchange,
+        ClientClosed once closed, ResponseTooLarge for a body over the transport's cap."""
         ...
 
     async def aclose(self) -> None:
