@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, cast, overload
 
 import aiohttp
@@ -425,7 +425,7 @@ class AmplitudeClient:
 
     async def as_completed(
         self, queries: Iterable[Query[Any]], *, priority: int = 0
-    ) -> AsyncIterator[tuple[Query[Any], Any]]:
+    ) -> AsyncGenerator[tuple[Query[Any], Any]]:
         """Yield ``(query, result)`` pairs as they complete; the first failure is raised.
 
         To stop early (``break``) without leaving requests running until the generator is
