@@ -3,22 +3,37 @@
 ``AmplitudeClient.run(query)`` checks the query's cost against the budgets, waits until the
 scheduler admits it, sends it, retries transient failures (and 429s, after pausing the pool),
 and decodes the answer into the query's typed result.
+
+Closing: :meth:`AmplitudeClient.aclose` refuses new calls at once, cancels the calls still
+waiting (in the scheduler's queue or between retries) and lets the requests already on the wire
+finish, for at most ``grace`` seconds if one is given; only then does it close the session.
+Every caller gets its result or :class:`~amplitude_async.errors.ClientClosed`; a request cut by
+the close is never sent again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
 import aiohttp
 import attrs
 
+from ._settings import check_number
 from .cache import CachePolicy, ResultCache
 from .clock import Clock
-from .errors import AmplitudeError, ConfigurationError, RateLimited
+from .errors import (
+    AmplitudeError,
+    ClientClosed,
+    ConfigurationError,
+    RateLimited,
+    ResponseValidationError,
+    TransportError,
+)
 from .limits import Limits
 from .queries import (
     ActiveUsers,
@@ -38,20 +53,31 @@ from .queries import (
     UserComposition,
     UserSearch,
 )
-from .retry import Attempts, RetryPolicy
-from .sansio import BASE_URLS, basic_auth, build_request, check_credentials, decipher
+from .retry import MAX_RETRIES, Attempts, RetryPolicy
+from .sansio import (
+    BASE_URLS,
+    Redactor,
+    basic_auth,
+    build_request,
+    check_base_url,
+    check_credentials,
+    decipher,
+)
 from .savers import ClientStatistics, Savers
 from .scheduler import Scheduler
 from .split import run_split
-from .transport import AiohttpTransport, Transport
+from .transport import DEFAULT_MAX_BODY_BYTES, AiohttpTransport, Transport
 
-__all__ = ["DEFAULT_LOOKAHEAD", "DEFAULT_TIMEOUT", "AmplitudeClient"]
+__all__ = ["DEFAULT_LOOKAHEAD", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_TIMEOUT", "AmplitudeClient"]
 
 R = TypeVar("R")
 P = ParamSpec("P")
 
 DEFAULT_TIMEOUT = 60.0
 """Seconds before one request is abandoned (Amplitude itself may hang ~30 s instead of a 429)."""
+
+TASK_NAME = "amplitude_async query #"
+"""Prefix of the names of the tasks :meth:`AmplitudeClient.gather` and ``as_completed`` start."""
 
 DEFAULT_LOOKAHEAD = 2048
 """How many queries of a batch wait in the scheduler at once: enough for tight packing, while a
@@ -71,6 +97,44 @@ def _endpoint(
     return method
 
 
+def _refuse_conflicts(given: dict[str, object], overridden_by: str) -> None:
+    """Raise ConfigurationError if an option is given beside the object that would ignore it."""
+    for name, value in given.items():
+        if value is not None:
+            raise ConfigurationError(
+                name,
+                f"cannot be combined with {overridden_by}= (which would ignore it); "
+                f"configure the {overridden_by} itself instead",
+            )
+
+
+class _Call:
+    """One :meth:`AmplitudeClient.run` in progress, as :meth:`AmplitudeClient.aclose` sees it.
+
+    ``sending`` is true while a request is on the wire (and until its answer is decoded); the
+    rest of the time the call only waits, and a close may cancel it without losing anything.
+    Cancellation follows :func:`asyncio.timeout`'s pattern: the close cancels the caller's task,
+    and the call turns exactly that cancellation (``uncancel``) into :class:`ClientClosed`,
+    while a cancellation from anyone else passes through unchanged.
+    """
+
+    __slots__ = ("cancelling", "cut", "cut_sending", "finished", "sending", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.cancelling = task.cancelling()
+        self.sending = False
+        self.cut = False
+        self.cut_sending = False
+        self.finished = False
+
+    def cancel(self) -> None:
+        if not self.cut and not self.finished:
+            self.cut = True
+            self.cut_sending = self.sending
+            self.task.cancel()
+
+
 class AmplitudeClient:
     """Cost-aware client for one Amplitude project.
 
@@ -84,6 +148,13 @@ class AmplitudeClient:
     ``cache`` (a :class:`~amplitude_async.cache.MemoryCache` or
     :class:`~amplitude_async.cache.RedisCache`) keeps answers for as long as ``cache_policy``
     says; the client closes it in :meth:`aclose`. See :mod:`amplitude_async.savers`.
+
+    ``timeout`` (seconds per request) and ``max_body_bytes`` (the largest response body read;
+    larger ones raise :class:`~amplitude_async.errors.ResponseTooLarge`) configure the built-in
+    transport. ``max_retries`` sets the default :class:`RetryPolicy`'s count. An option beside
+    the object that would ignore it (``max_retries`` with ``retry_policy``; ``session``,
+    ``timeout`` or ``max_body_bytes`` with ``transport``; ``limits`` or ``clock`` with
+    ``scheduler``) raises :class:`~amplitude_async.errors.ConfigurationError`.
     """
 
     def __init__(
@@ -94,9 +165,10 @@ class AmplitudeClient:
         region: Literal["us", "eu"] = "us",
         base_url: str | None = None,
         limits: Limits | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float | None = None,
         session: aiohttp.ClientSession | None = None,
-        max_retries: int = 3,
+        max_retries: int | None = None,
+        max_body_bytes: int | None = None,
         clock: Clock | None = None,
         scheduler: Scheduler | None = None,
         transport: Transport | None = None,
@@ -114,21 +186,32 @@ class AmplitudeClient:
             raise ConfigurationError(
                 "region", f"must be one of {sorted(BASE_URLS)}, got {region!r}"
             )
-        if timeout <= 0:
-            raise ConfigurationError("timeout", f"must be positive, got {timeout!r}")
-        if max_retries < 0:
-            raise ConfigurationError("max_retries", f"must not be negative, got {max_retries!r}")
+        if retry_policy is not None:
+            _refuse_conflicts({"max_retries": max_retries}, "retry_policy")
+        if transport is not None:
+            _refuse_conflicts(
+                {"session": session, "timeout": timeout, "max_body_bytes": max_body_bytes},
+                "transport",
+            )
+        if scheduler is not None:
+            _refuse_conflicts({"limits": limits, "clock": clock}, "scheduler")
         self.region = region
-        self.base_url = (base_url or BASE_URLS[region]).rstrip("/")
+        self.base_url = check_base_url(base_url if base_url is not None else BASE_URLS[region])
         self._authorization = basic_auth(key, secret)
+        self._redact = Redactor.for_keys(key, secret)
         if scheduler is None:
             scheduler = Scheduler(limits or Limits(), clock=clock)
         self.scheduler = scheduler
         self.limits = scheduler.limits
         # A "rate" 429 pauses the pool for one cost window: that window is the limits' own.
-        policy = retry_policy or RetryPolicy(max_retries=max_retries)
-        self.retry_policy = attrs.evolve(policy, window=self.limits.window)
-        self._transport: Transport = transport or AiohttpTransport(session=session, timeout=timeout)
+        if retry_policy is None:
+            retry_policy = RetryPolicy(
+                max_retries=MAX_RETRIES if max_retries is None else max_retries
+            )
+        self.retry_policy = attrs.evolve(retry_policy, window=self.limits.window)
+        self._transport: Transport = transport or _default_transport(
+            session, timeout, max_body_bytes
+        )
         # Keys hash the host with the credentials: projects never share an answer.
         self.savers = Savers(
             f"{self.base_url}\n{self._authorization}",
@@ -136,6 +219,10 @@ class AmplitudeClient:
             policy=cache_policy,
             coalesce=coalesce,
         )
+        self._closed = False
+        self._calls: set[_Call] = set()
+        self._close_done = asyncio.Event()
+        self._idle = asyncio.Event()  # set when the client is closed and no call is left
 
     def __repr__(self) -> str:
         return f"<AmplitudeClient base_url={self.base_url!r} limits={self.limits!r}>"
@@ -146,11 +233,51 @@ class AmplitudeClient:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def aclose(self) -> None:
-        """Close the transport (and the aiohttp session, if the client created it)."""
-        await self._transport.aclose()
-        if self.savers.cache is not None:
-            await self.savers.cache.aclose()
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`aclose` has been called: new calls raise ClientClosed."""
+        return self._closed
+
+    async def aclose(self, *, grace: float | None = None) -> None:
+        """Close the client: refuse new work, settle what is under way, close the transport.
+
+        New calls raise :class:`~amplitude_async.errors.ClientClosed` from now on. Calls still
+        waiting (queued in the scheduler, paused, or backing off before a retry) are cancelled
+        and raise ClientClosed; nothing of theirs is sent. Requests already sent are awaited
+        (each is bounded by the client's ``timeout``), so their callers get the answer (or the
+        error; a failed one is not retried); after ``grace`` seconds (default: no limit) those
+        are cancelled too and raise ClientClosed.
+        Then the transport is closed, with the aiohttp session if the client created it.
+        Calling it again waits for the first close to finish.
+        """
+        if grace is not None:
+            grace = check_number("grace", grace, allow_zero=True)
+        if self._closed:
+            await self._close_done.wait()
+            return
+        self._closed = True
+        try:
+            for call in list(self._calls):
+                if not call.sending:
+                    call.cancel()
+            if self._calls:
+                # No new call can start now; _settle sets _idle when the last one ends.
+                try:
+                    await asyncio.wait_for(self._idle.wait(), grace)
+                except TimeoutError:
+                    for call in list(self._calls):
+                        call.cancel()
+                    await self._idle.wait()
+        finally:
+            # Even if this close is itself cancelled: cut whatever is left, close the session.
+            for call in list(self._calls):
+                call.cancel()
+            try:
+                await self._transport.aclose()
+                if self.savers.cache is not None:
+                    await self.savers.cache.aclose()
+            finally:
+                self._close_done.set()
 
     def statistics(self) -> ClientStatistics:
         """An immutable snapshot of the budgets, queues and counters, and the ``savings``."""
@@ -184,41 +311,118 @@ class AmplitudeClient:
         self, query: Query[R], cost: int, priority: int, *, bypass_cache: bool = False
     ) -> R:
         """:meth:`run` for a query whose ``cost`` has been computed and checked."""
+        if self._closed:
+            raise ClientClosed(path=query.path)
         send = functools.partial(self._send, query, cost, priority)
-        return await self.savers.run(query, cost, send, bypass_cache=bypass_cache)
+        try:
+            return await self.savers.run(query, cost, send, bypass_cache=bypass_cache)
+        except ResponseValidationError as exc:
+            raise self._scrubbed(exc) from None
 
     async def _send(self, query: Query[Any], cost: int, priority: int) -> tuple[bytes, Any]:
-        """Send ``query`` through the scheduler, with retries: its raw body and decoded JSON."""
-        pool = query.pool
-        request = build_request(self.base_url, query, authorization=self._authorization)
-        attempts = Attempts()
-        error: AmplitudeError | None
-        while True:
-            async with self.scheduler.slot(pool, cost, priority=priority):
-                try:
-                    response = await self._transport.send(request)
-                    body = decipher(
-                        response.status, response.headers, response.body, path=request.path
-                    )
-                except AmplitudeError as exc:
-                    error = exc
+        """Send ``query`` through the scheduler, with retries: its raw body and decoded JSON.
+
+        With coalescing this runs in the flight's own task, so a close cuts the flight (and
+        every caller of it gets ClientClosed), not a caller.
+        """
+        if self._closed:
+            raise ClientClosed(path=query.path)
+        task = asyncio.current_task()
+        assert task is not None  # a coroutine awaited inside a running loop has a task
+        call = _Call(task)
+        self._calls.add(call)
+        try:
+            pool = query.pool
+            request = build_request(self.base_url, query, authorization=self._authorization)
+            attempts = Attempts()
+            error: AmplitudeError | None
+            while True:
+                call.sending = False
+                async with self.scheduler.slot(pool, cost, priority=priority):
+                    # From here until the answer is decoded, a close waits for this call.
+                    call.sending = True
+                    try:
+                        response = await self._transport.send(request)
+                        body = decipher(
+                            response.status,
+                            response.headers,
+                            response.body,
+                            path=request.path,
+                            redact=self._redact,
+                        )
+                    except AmplitudeError as exc:
+                        error = self._scrubbed(exc)
+                    else:
+                        error = None
+                if error is None:
+                    return response.body, body
+                attempts = attempts.after(error)
+                decision = self.retry_policy.decide(attempts, error)
+                if isinstance(error, RateLimited):
+                    self.scheduler.record_rate_limited(pool)
+                if not decision.retry:
+                    raise error
+                if self._closed:
+                    # Sent before the close, failed after it: the close forbids sending it again.
+                    raise ClientClosed(
+                        "the client was closed; the failed request was not retried", path=query.path
+                    ) from error
+                call.sending = False
+                self.scheduler.record_retry(pool)
+                attempts = attempts.after_wait(decision.delay)
+                if decision.pause_pool:
+                    # Someone else spends this project's budget (or the server reads it
+                    # differently): hold the whole pool back, then send the same query again.
+                    self.scheduler.pause(pool, decision.delay)
+                elif decision.delay > 0:
+                    await self.scheduler.clock.sleep(decision.delay)
+        except asyncio.CancelledError:
+            # Only the close's own cancellation becomes ClientClosed (see _Call); another
+            # cancellation of the caller's task, even at the same time, passes through.
+            closed_it = False
+            if call.cut:
+                call.cut = False  # consumed here; _settle must not take it back again
+                closed_it = task.uncancel() <= call.cancelling
+            if closed_it:
+                if call.cut_sending:
+                    what = " during the request"
+                elif attempts.errors or attempts.rate_limited:
+                    what = "; the failed request was not retried"
                 else:
-                    error = None
-            if error is None:
-                return response.body, body
-            attempts = attempts.after(error)
-            decision = self.retry_policy.decide(attempts, error)
-            if isinstance(error, RateLimited):
-                self.scheduler.record_rate_limited(pool)
-            if not decision.retry:
-                raise error
-            self.scheduler.record_retry(pool)
-            if decision.pause_pool:
-                # Someone else spends this project's budget (or the server reads it differently):
-                # hold the whole pool back, then send the same query again.
-                self.scheduler.pause(pool, decision.delay)
-            elif decision.delay > 0:
-                await self.scheduler.clock.sleep(decision.delay)
+                    what = " before the request was sent"
+                raise ClientClosed(f"the client was closed{what}", path=query.path) from None
+            raise
+        finally:
+            self._settle(call)
+
+    def _settle(self, call: _Call) -> None:
+        """Forget a finished call and tell a waiting :meth:`aclose`."""
+        if call.cut:
+            # The close's cancellation was absorbed somewhere below (the call ended without
+            # it): take it back, so it cannot surface later in the caller's own code.
+            call.cut = False
+            call.task.uncancel()
+        call.finished = True
+        self._calls.discard(call)
+        if self._closed and not self._calls:
+            self._idle.set()
+
+    def _scrubbed(self, error: AmplitudeError) -> AmplitudeError:
+        """``error`` with credentials redacted from its text. API errors are redacted when
+        deciphered; transport and decoding errors may quote a server too, so they are rebuilt
+        here when their text holds a secret."""
+        text = str(error)
+        if self._redact(text) == text:
+            return error
+        if isinstance(error, TransportError):
+            return TransportError(
+                self._redact(error.message), path=error.path, timeout=error.timeout
+            )
+        if isinstance(error, ResponseValidationError):
+            return ResponseValidationError(
+                self._redact(error.message), path=error.path, field=self._redact(error.field)
+            )
+        return AmplitudeError(self._redact(text))
 
     @overload
     async def gather(
@@ -252,21 +456,34 @@ class AmplitudeClient:
         """
         batch = list(queries)
         results: list[Any] = [None] * len(batch)
-        async for index, outcome in self._stream(batch, priority, capture=return_exceptions):
-            results[index] = outcome
+        stream = self._stream(batch, priority, capture=return_exceptions)
+        async with contextlib.aclosing(stream):
+            async for index, outcome in stream:
+                results[index] = outcome
         return results
 
     async def as_completed(
         self, queries: Iterable[Query[Any]], *, priority: int = 0
-    ) -> AsyncIterator[tuple[Query[Any], Any]]:
-        """Yield ``(query, result)`` pairs as they complete; the first failure is raised."""
+    ) -> AsyncGenerator[tuple[Query[Any], Any]]:
+        """Yield ``(query, result)`` pairs as they complete; the first failure is raised.
+
+        To stop early (``break``) without leaving requests running until the generator is
+        garbage-collected, close it: ``async with contextlib.aclosing(client.as_completed(qs))
+        as results: async for query, result in results: ...``. Closing cancels every query not
+        yet finished (nothing more of them is sent) and returns once they have stopped.
+        """
         batch = queries if isinstance(queries, list) else list(queries)
-        async for index, outcome in self._stream(batch, priority, capture=False):
-            yield batch[index], outcome
+        # aclosing: closing this generator closes the inner one at once, which cancels its
+        # tasks, instead of leaving that to the inner generator's own finalisation.
+        async with contextlib.aclosing(self._stream(batch, priority, capture=False)) as stream:
+            async for index, outcome in stream:
+                yield batch[index], outcome
 
     async def _stream(
         self, batch: list[Query[Any]], priority: int, *, capture: bool
-    ) -> AsyncIterator[tuple[int, Any]]:
+    ) -> AsyncGenerator[tuple[int, Any]]:
+        if self._closed:
+            raise ClientClosed()
         # Every cost is checked before anything is sent, so a hopeless query in a batch fails
         # the batch up front instead of after the others have spent budget.
         costs = [query.cost for query in batch]
@@ -292,7 +509,7 @@ class AmplitudeClient:
                 index = next(indices, None)
                 if index is None:
                     return
-                task = asyncio.create_task(one(index, batch[index]))
+                task = asyncio.create_task(one(index, batch[index]), name=f"{TASK_NAME}{index}")
                 pending.add(task)
                 task.add_done_callback(pending.discard)
 
@@ -327,3 +544,16 @@ class AmplitudeClient:
     revenue_ltv = _endpoint(RevenueLTV)
     chart_csv = _endpoint(ChartCSV)
     chart_query = _endpoint(ChartQuery)
+
+
+def _default_transport(
+    session: aiohttp.ClientSession | None, timeout: float | None, max_body_bytes: int | None
+) -> AiohttpTransport:
+    timeout = DEFAULT_TIMEOUT if timeout is None else check_number("timeout", timeout)
+    if max_body_bytes is None:
+        max_body_bytes = DEFAULT_MAX_BODY_BYTES
+    elif not isinstance(max_body_bytes, int) or isinstance(max_body_bytes, bool):
+        raise ConfigurationError("max_body_bytes", f"must be an integer, got {max_body_bytes!r}")
+    elif max_body_bytes < 1:
+        raise ConfigurationError("max_body_bytes", f"must be positive, got {max_body_bytes!r}")
+    return AiohttpTransport(session=session, timeout=timeout, max_body_bytes=max_body_bytes)

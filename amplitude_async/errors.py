@@ -6,7 +6,9 @@ Every exception derives from :class:`AmplitudeError`::
     ├── InvalidQuery (also ValueError)        bad input, raised before anything is sent
     ├── QueryTooExpensive                     cost above a whole budget, raised before sending
     ├── ConfigurationError (also ValueError)  bad client settings, such as missing credentials
+    ├── ClientClosed                          the client (or its session) was closed
     ├── ResponseValidationError               a response that cannot be decoded
+    ├── ResponseTooLarge                      a response body over the client's cap
     ├── TransportError                        connection failures and timeouts
     └── APIError                              the API answered with an error status
         ├── BadRequest                        400
@@ -17,7 +19,9 @@ Every exception derives from :class:`AmplitudeError`::
 
 Warnings: :class:`CacheUnavailable` (a result cache failed; the query was answered without it).
 
-No exception text ever contains credentials: API errors carry the request *path* only.
+No exception text ever contains credentials: API errors carry the request *path* only, and
+text taken from a server's answer passes :class:`amplitude_async.sansio.Redactor` first (a
+server that echoes the ``Authorization`` header cannot put the keys into a traceback).
 """
 
 from __future__ import annotations
@@ -30,12 +34,14 @@ __all__ = [
     "AuthenticationError",
     "BadRequest",
     "CacheUnavailable",
+    "ClientClosed",
     "ConfigurationError",
     "InvalidQuery",
     "NotFound",
     "QueryTooExpensive",
     "RateLimitKind",
     "RateLimited",
+    "ResponseTooLarge",
     "ResponseValidationError",
     "ServerError",
     "TransportError",
@@ -88,6 +94,35 @@ class ResponseValidationError(AmplitudeError):
         where = f" (field {field!r})" if field else ""
         on = f" from {path}" if path else ""
         super().__init__(f"cannot decode response{on}{where}: {message}")
+
+
+class ClientClosed(AmplitudeError):
+    """The client was closed (or the aiohttp session it was given was closed by its owner).
+
+    Raised for calls made after :meth:`AmplitudeClient.aclose
+    <amplitude_async.client.AmplitudeClient.aclose>`, for queued calls the close cancelled and
+    for retries the close prevented. A request cut by the close is never sent again.
+    """
+
+    def __init__(self, message: str = "the client is closed", *, path: str = "") -> None:
+        self.path = path
+        self.message = message
+        super().__init__(f"{message} ({path})" if path else message)
+
+
+class ResponseTooLarge(AmplitudeError):
+    """A response body exceeded the client's ``max_body_bytes``; the rest was not read.
+
+    ``limit`` is the cap in bytes; ``content_length`` the size the server announced, if any.
+    """
+
+    def __init__(self, limit: int, *, path: str = "", content_length: int | None = None) -> None:
+        self.limit = limit
+        self.path = path
+        self.content_length = content_length
+        size = f" ({content_length} bytes announced)" if content_length is not None else ""
+        on = f" from {path}" if path else ""
+        super().__init__(f"response body{on} exceeds max_body_bytes={limit}{size}")
 
 
 class TransportError(AmplitudeError):

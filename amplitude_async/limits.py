@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import enum
-from typing import Any
 
 import attrs
 from attrs import field, frozen
+
+from ._settings import check_factor, positive_int, positive_number
 
 __all__ = ["DEFAULT_LIMITS", "Limits", "Pool"]
 
@@ -20,27 +21,26 @@ class Pool(enum.StrEnum):
     """User activity and user search: their own concurrency and queries per hour."""
 
 
-def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"Limits.{attribute.name} must be positive, got {value!r}")
-
-
 @frozen
 class Limits:
-    """A project's budgets; defaults are Amplitude's documented values. Durations in seconds."""
+    """A project's budgets; defaults are Amplitude's documented values. Durations in seconds.
 
-    concurrent: int = field(default=5, validator=_positive)
-    cost_per_window: int = field(default=1000, validator=_positive)
-    window: float = field(default=300.0, validator=_positive)
-    cost_per_hour: int = field(default=108_000, validator=_positive)
-    hour: float = field(default=3600.0, validator=_positive)
-    user_concurrent: int = field(default=10, validator=_positive)
-    user_queries_per_hour: int = field(default=360, validator=_positive)
+    Counts must be positive integers and durations positive finite numbers; anything else raises
+    :class:`~amplitude_async.errors.ConfigurationError` naming the field (a ``ValueError``).
+    """
+
+    concurrent: int = field(default=5, validator=positive_int)
+    cost_per_window: int = field(default=1000, validator=positive_int)
+    window: float = field(default=300.0, validator=positive_number)
+    cost_per_hour: int = field(default=108_000, validator=positive_int)
+    hour: float = field(default=3600.0, validator=positive_number)
+    user_concurrent: int = field(default=10, validator=positive_int)
+    user_queries_per_hour: int = field(default=360, validator=positive_int)
 
     def scaled(self, factor: float) -> Limits:
-        """Return a copy with every duration multiplied by ``factor`` (a fast clock for tests)."""
-        if factor <= 0:
-            raise ValueError(f"scale factor must be positive, got {factor!r}")
+        """Return a copy with every duration multiplied by ``factor`` (a fast clock for tests);
+        ``factor`` must be a finite number above zero."""
+        factor = check_factor(factor)
         return attrs.evolve(self, window=self.window * factor, hour=self.hour * factor)
 
 

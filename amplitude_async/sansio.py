@@ -10,13 +10,14 @@ from __future__ import annotations
 import base64
 import email.utils
 import json
+import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-from attrs import frozen
+from attrs import field, frozen
 
 from .errors import (
     APIError,
@@ -32,10 +33,15 @@ from .errors import (
 
 __all__ = [
     "BASE_URLS",
+    "ERROR_BODY_LIMIT",
+    "MIN_SECRET_LENGTH",
+    "REDACTED",
+    "Redactor",
     "Region",
     "Request",
     "basic_auth",
     "build_request",
+    "check_base_url",
     "check_credentials",
     "decipher",
     "encode_params",
@@ -56,6 +62,60 @@ BASE_URLS: Final[Mapping[str, str]] = {
 _SAFE: Final = ""
 
 _RATE_COST = re.compile(r"query of cost\s+(\d+)", re.IGNORECASE)
+
+ERROR_BODY_LIMIT: Final = 64 * 1024
+"""Bytes of an error answer (non-2xx) worth reading: enough for any error envelope's message;
+a transport reads no further."""
+
+REDACTED: Final = "[REDACTED]"
+"""What a credential is replaced with in error text."""
+
+MIN_SECRET_LENGTH: Final = 8
+"""Keys shorter than this are not searched for as free text (they would match ordinary words;
+real Amplitude keys are 32 characters). Their ``key:secret`` and base64 forms always are."""
+
+# Any HTTP credential scheme followed by a token, ours or not: an echoed header is redacted
+# even when it was rewritten on the way (a proxy's own credentials, a different encoding).
+_AUTH_VALUE = re.compile(r"\b(Basic|Bearer|Digest|Api-Key)(\s+)[A-Za-z0-9+/=._~%-]{8,}", re.I)
+
+
+@frozen
+class Redactor:
+    """Removes one project's credentials from text that may have come from a server.
+
+    Build it with :meth:`for_keys`; calling it returns the text with the API key, the secret key,
+    ``key:secret``, its base64 form (the ``Authorization`` value) and their percent-encoded
+    spellings replaced by :data:`REDACTED`. Any ``Basic``/``Bearer`` token is redacted as well.
+    """
+
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    _pattern: re.Pattern[str] | None = field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        # Longest first, so "key:secret" is replaced whole rather than as "key" and "secret".
+        ordered = sorted({s for s in self.secrets if s}, key=len, reverse=True)
+        pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        object.__setattr__(self, "_pattern", pattern)
+
+    @classmethod
+    def for_keys(cls, api_key: str, secret_key: str) -> Redactor:
+        """The redactor for a project's ``api_key`` and ``secret_key``."""
+        pair = f"{api_key}:{secret_key}"
+        token = base64.b64encode(pair.encode()).decode("ascii")
+        forms = {pair, token, token.rstrip("=")}
+        forms.update(k for k in (api_key, secret_key) if len(k) >= MIN_SECRET_LENGTH)
+        forms.update([quote(form, safe="") for form in forms])
+        return cls(tuple(forms))
+
+    def __call__(self, text: str) -> str:
+        """Return ``text`` with every credential replaced by :data:`REDACTED`."""
+        if self._pattern is not None:
+            text = self._pattern.sub(REDACTED, text)
+        return _AUTH_VALUE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+
+
+def _no_redaction(text: str) -> str:
+    return text
 
 
 class _Wire(Protocol):
@@ -102,6 +162,28 @@ def build_request(base_url: str, query: _Wire, *, authorization: str) -> Request
     return Request(path=path, url=url, headers=headers)
 
 
+def check_base_url(url: object) -> str:
+    """Return ``url`` without a trailing slash, or raise :class:`ConfigurationError` unless it
+    is an absolute ``http``/``https`` URL with a host (and no query or fragment)."""
+    hint = "must be an http(s) URL such as https://amplitude.com"
+    if not isinstance(url, str):
+        raise ConfigurationError("base_url", f"{hint}, got {url!r}")
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range
+    except ValueError:
+        raise ConfigurationError("base_url", f"{hint}, got {url!r}") from None
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or url != url.strip()
+    ):
+        raise ConfigurationError("base_url", f"{hint}, got {url!r}")
+    return url.rstrip("/")
+
+
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
     if value is None:
@@ -122,12 +204,41 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, seconds)
 
 
-def _envelope(body: bytes) -> tuple[str | None, str | None, str | None]:
-    """Read ``(type, message, details)`` from Amplitude's error envelope, or the plain text."""
-    text = body.decode("utf-8", errors="replace").strip()
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+# One decoder, built once: json.loads with options would build a new one on every call.
+_STRICT = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def _loads(body: bytes | str) -> Any:
+    """Strict JSON: no NaN/Infinity (Python's json would accept them), no overflow to inf."""
+    if not isinstance(body, str):
+        # As json.loads does: UTF-8, -16 or -32, told apart by the first bytes.
+        body = body.decode(json.detect_encoding(body), "surrogatepass")
+    return _STRICT.decode(body)
+
+
+def _envelope(
+    body: bytes, redact: Callable[[str], str]
+) -> tuple[str | None, str | None, str | None]:
+    """Read ``(type, message, details)`` from Amplitude's error envelope, or the plain text.
+
+    The raw text is redacted before it is cut to length (so no half of a secret survives the
+    cut), and each field again after JSON decoding (which may have unescaped one).
+    """
+    text = redact(body[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace").strip())
     try:
-        payload = json.loads(text) if text else None
-    except ValueError:
+        payload = _loads(text) if text else None
+    except (ValueError, RecursionError):
         return None, text[:500] or None, None
     if isinstance(payload, Mapping):
         error = payload.get("error")
@@ -175,18 +286,25 @@ def decipher(
     *,
     path: str = "",
     now: datetime | None = None,
+    redact: Callable[[str], str] = _no_redaction,
 ) -> Any:
     """Turn an answer into decoded JSON, or raise the matching :class:`APIError`.
 
     ``headers`` must be case-insensitive for ``Retry-After`` lookups when it comes from a
-    real response; a plain dict is accepted with either spelling.
+    real response; a plain dict is accepted with either spelling. Text taken from an error body
+    passes ``redact`` (a :class:`Redactor`) before it goes into the exception. A 2xx body must
+    be strict JSON: ``NaN``, ``Infinity`` and numbers that overflow are refused.
     """
     if 200 <= status < 300:
         try:
-            return json.loads(body)
+            return _loads(body)
         except ValueError as exc:
             raise ResponseValidationError(f"body is not JSON: {exc}", path=path) from None
-    error_type, message, details = _envelope(body)
+        except RecursionError:
+            raise ResponseValidationError("body is nested too deeply", path=path) from None
+    error_type, message, details = (
+        None if text is None else redact(text) for text in _envelope(body, redact)
+    )
     message = message or details or f"HTTP {status}"
     kwargs: dict[str, Any] = {"details": details, "path": path, "error_type": error_type}
     if status == 429:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -52,3 +54,68 @@ class RecordingServer:
         return web.Response(
             status=status, headers=headers, body=body, content_type="application/json"
         )
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[str]:
+    """Serve ``handler`` for every GET on 127.0.0.1 (a free port); yield the base URL."""
+    app = web.Application()
+    app.router.add_route("GET", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+@define
+class Streamed:
+    """What a streaming handler managed to write before the client stopped reading."""
+
+    total: int
+    written: int = 0
+    completed: bool = False
+    error: BaseException | None = None
+
+
+@define
+class StreamingServer:
+    """Answers each GET with ``total`` bytes written in chunks (optionally announcing the size in
+    ``Content-Length``), recording for each request how far the writing got."""
+
+    status: int = 200
+    total: int = 200 * 1024 * 1024
+    announce: bool = False
+    head: bytes = b""
+    chunk: int = 1024 * 1024
+    streams: list[Streamed] = field(factory=list)
+    finished: asyncio.Event = field(factory=asyncio.Event)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        record = Streamed(self.total)
+        self.streams.append(record)
+        response = web.StreamResponse(status=self.status)
+        response.content_type = "application/json"
+        if self.announce:
+            response.content_length = self.total
+        try:
+            await response.prepare(request)
+            payload = self.head + b" " * (self.chunk - len(self.head))
+            while record.written < self.total:
+                piece = payload[: min(self.chunk, self.total - record.written)]
+                await response.write(piece)
+                record.written += len(piece)
+                payload = b" " * self.chunk
+            await response.write_eof()
+            record.completed = True
+        except ConnectionError as exc:
+            # The client went away: what the test wants to see.
+            record.error = exc
+        finally:
+            self.finished.set()
+        return response

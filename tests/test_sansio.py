@@ -22,7 +22,11 @@ from amplitude_async.errors import (
     ServerError,
 )
 from amplitude_async.sansio import (
+    ERROR_BODY_LIMIT,
+    REDACTED,
+    Redactor,
     basic_auth,
+    check_base_url,
     check_credentials,
     decipher,
     encode_params,
@@ -154,3 +158,144 @@ def test_retry_after_http_date() -> None:
     assert parse_retry_after("Thu, 01 Jan 2026 11:00:00 GMT", now=now) == 0.0
     assert parse_retry_after("soon", now=now) is None
     assert parse_retry_after(None) is None
+
+
+# -- redaction ---------------------------------------------------------------------------------
+
+KEY, SECRET = "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"
+
+
+def credential_forms(key: str, secret: str) -> list[str]:
+    auth = basic_auth(key, secret)
+    token = auth.removeprefix("Basic ")
+    pair = f"{key}:{secret}"
+    return [auth, token, token.rstrip("="), pair, quote_all(pair), quote_all(token)]
+
+
+def quote_all(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text, safe="")
+
+
+def test_redactor_removes_every_form_of_the_credentials() -> None:
+    redact = Redactor.for_keys(KEY, SECRET)
+    for form in [*credential_forms(KEY, SECRET), KEY, SECRET]:
+        text = redact(f"echo: <{form}> end")
+        assert text == f"echo: <{REDACTED}> end" or text == f"echo: <Basic {REDACTED}> end"
+    assert KEY not in repr(redact)
+    assert SECRET not in repr(redact)
+
+
+@given(
+    key=st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1),
+    secret=st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1),
+    before=st.text(max_size=20),
+    after=st.text(max_size=20),
+)
+def test_redactor_never_lets_the_header_value_through(
+    key: str, secret: str, before: str, after: str
+) -> None:
+    redact = Redactor.for_keys(key, secret)
+    auth = basic_auth(key, secret)
+    for form in (auth, auth.removeprefix("Basic "), f"{key}:{secret}"):
+        assert form not in redact(before + form + after)
+
+
+def test_short_keys_are_not_searched_as_free_text() -> None:
+    redact = Redactor.for_keys("key", "secret")
+    assert redact("Invalid API key or secret") == "Invalid API key or secret"
+    assert redact(basic_auth("key", "secret")) == f"Basic {REDACTED}"
+    assert redact("key:secret") == REDACTED
+
+
+def test_foreign_authorization_values_are_redacted_too() -> None:
+    redact = Redactor.for_keys(KEY, SECRET)
+    assert redact("got Authorization: Bearer abc.def.ghi-jkl") == (
+        f"got Authorization: Bearer {REDACTED}"
+    )
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 429, 500, 418])
+def test_decipher_redacts_error_text(status: int) -> None:
+    redact = Redactor.for_keys(KEY, SECRET)
+    auth = basic_auth(KEY, SECRET)
+    bodies = [
+        envelope(status, f"bad header {auth}", details=f"you sent {KEY}:{SECRET}"),
+        f"plain text {auth} and {SECRET}".encode(),
+        # The 500-character cut of plain text must not leave half a token behind.
+        ("x" * 480 + auth).encode(),
+    ]
+    for body in bodies:
+        with pytest.raises(APIError) as info:
+            decipher(status, {}, body, path="/api/2/events/list", redact=redact)
+        exc = info.value
+        for text in (str(exc), exc.message, exc.details or "", exc.error_type or ""):
+            for form in [*credential_forms(KEY, SECRET), KEY, SECRET]:
+                assert form not in text
+            assert auth.removeprefix("Basic ")[:12] not in text
+
+
+def test_error_bodies_are_read_only_up_to_the_limit() -> None:
+    body = b"first words " + b"x" * (ERROR_BODY_LIMIT * 4)
+    with pytest.raises(ServerError) as info:
+        decipher(500, {}, body)
+    assert info.value.message.startswith("first words")
+    assert len(info.value.message) <= 500
+
+
+# -- strict JSON -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body", [b"NaN", b"[Infinity]", b'{"a": -Infinity}', b"[1e400]", b"[" * 100_000]
+)
+def test_success_bodies_must_be_strict_finite_json(body: bytes) -> None:
+    with pytest.raises(ResponseValidationError):
+        decipher(200, {}, body)
+
+
+def test_deeply_nested_error_bodies_still_give_an_api_error() -> None:
+    with pytest.raises(BadRequest):
+        decipher(400, {}, b"[" * 60_000)
+
+
+def test_large_finite_numbers_stay_numbers() -> None:
+    assert decipher(200, {}, b"[1e308, -2.5, 3]") == [1e308, -2.5, 3]
+
+
+# -- base URL ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "not a url",
+        "",
+        "amplitude.com",
+        "ftp://amplitude.com",
+        "http://",
+        "https://amplitude.com?x=1",
+        "https://amplitude.com#top",
+        "http://127.0.0.1:99999",
+        " https://amplitude.com",
+        None,
+        42,
+    ],
+)
+def test_bad_base_urls_are_refused(url: object) -> None:
+    with pytest.raises(ConfigurationError, match="base_url"):
+        check_base_url(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://amplitude.com/", "https://amplitude.com"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("https://proxy.example/amplitude/", "https://proxy.example/amplitude"),
+        ("http://[::1]:9000", "http://[::1]:9000"),
+    ],
+)
+def test_good_base_urls_lose_only_the_trailing_slash(url: str, expected: str) -> None:
+    assert check_base_url(url) == expected

@@ -262,7 +262,10 @@ def max_groups_per_block(result: SeriesResult) -> int:
     for i, label in enumerate(result.series_labels):
         if isinstance(label, tuple):
             meta = result.series_meta[i] if i < len(result.series_meta) else None
-            block = (label[0], getattr(meta, "event_index", None))
+            # Labels lead with the event index (segmentation) or the segment (active users);
+            # the meta, when it has one, names the segment.
+            segment = getattr(meta, "segment_index", None)
+            block = (label[0] if segment is None else segment, getattr(meta, "event_index", None))
             counts[block] = counts.get(block, 0) + 1
     return max(counts.values(), default=0)
 

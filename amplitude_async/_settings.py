@@ -1,0 +1,75 @@
+"""Checks for configuration values (limits, retry policy, client options), in one place.
+
+Each check raises :class:`~amplitude_async.errors.ConfigurationError` naming the setting, so a
+bad value fails where it is given, not later as a ``TypeError`` deep inside the scheduler or as
+a ``NaN`` that quietly disables a budget.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+
+from .errors import ConfigurationError
+
+__all__ = [
+    "check_factor",
+    "check_number",
+    "non_negative_int",
+    "non_negative_number",
+    "positive_int",
+    "positive_number",
+]
+
+
+def _name(instance: object, attribute: attrs.Attribute[Any]) -> str:
+    return f"{type(instance).__name__}.{attribute.name}"
+
+
+def _check_int(name: str, value: object, *, minimum: int) -> None:
+    # bool is an int subclass, but True as a concurrency limit is surely a mistake.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigurationError(name, f"must be an integer, got {value!r}")
+    if value < minimum:
+        relation = "positive" if minimum == 1 else f"at least {minimum}"
+        raise ConfigurationError(name, f"must be {relation}, got {value!r}")
+
+
+def check_number(name: str, value: object, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as a float if it is a finite real number above zero (or equal to zero
+    with ``allow_zero``), else raise :class:`ConfigurationError` naming ``name``."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ConfigurationError(name, f"must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigurationError(name, f"must be finite, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        relation = "not negative" if allow_zero else "positive"
+        raise ConfigurationError(name, f"must be {relation}, got {value!r}")
+    return float(value)
+
+
+def check_factor(value: object) -> float:
+    """A ``scaled()`` factor: a finite number above zero."""
+    return check_number("factor", value)
+
+
+def positive_int(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """attrs validator: an ``int`` (not ``bool``) of at least 1."""
+    _check_int(_name(instance, attribute), value, minimum=1)
+
+
+def non_negative_int(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """attrs validator: an ``int`` (not ``bool``) of at least 0."""
+    _check_int(_name(instance, attribute), value, minimum=0)
+
+
+def positive_number(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """attrs validator: a finite real number above zero."""
+    check_number(_name(instance, attribute), value)
+
+
+def non_negative_number(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """attrs validator: a finite real number, zero or above."""
+    check_number(_name(instance, attribute), value, allow_zero=True)
