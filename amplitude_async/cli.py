@@ -20,7 +20,7 @@ import tomllib
 from collections.abc import AsyncIterator, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any, Final, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TextIO
 
 from attrs import frozen
 
@@ -35,6 +35,9 @@ from .errors import (
 )
 from .limits import DEFAULT_LIMITS, Limits
 from .queries import DatedQuery, Query
+
+if TYPE_CHECKING:
+    from .client import AmplitudeClient
 
 __all__ = ["EXIT_CODES", "build_parser", "main"]
 
@@ -212,7 +215,7 @@ def _field_pairs(extra: Sequence[str]) -> dict[str, object]:
 
 
 def _query_from(args: argparse.Namespace, extra: Sequence[str]) -> Query[Any]:
-    from .backfill.job import build_query
+    from .queries import build_query
 
     table: dict[str, object] = {}
     endpoint = args.endpoint
@@ -278,7 +281,7 @@ async def _emulated(
         yield _Target(emulator.api_key, emulator.secret_key, emulator.url, "us", limits, time_scale)
 
 
-def _client(target: _Target) -> Any:
+def _client(target: _Target) -> AmplitudeClient:
     from .client import AmplitudeClient
     from .retry import RetryPolicy
 

@@ -87,7 +87,13 @@ def _describe(name: str, query: Query[Any], chunks: list[Query[Any]]) -> dict[st
     return {"endpoint": query.endpoint, "params": params, "chunks": ranges}
 
 
-def _chunks(name: str, query: Query[Any], chunk_days: int, budget: int) -> list[Query[Any]]:
+def _chunks(
+    name: str,
+    query: Query[Any],
+    chunk_days: int,
+    budget: int,
+    span: tuple[date, date] | None = None,
+) -> list[Query[Any]]:
     if not isinstance(query, DatedQuery):
         if query.cost > budget:
             raise QueryTooExpensive(query.cost, budget, "cost_per_window", f"query {name!r}")
@@ -96,6 +102,9 @@ def _chunks(name: str, query: Query[Any], chunk_days: int, budget: int) -> list[
     per_day = query.cost // query.days
     most = budget // per_day
     days = min(most, max(chunk_days, period_days(interval)))
+    if query.max_days is not None:
+        # A daily range longer than one request may cover is cut, whatever the budget.
+        days = min(days, query.max_days)
     if days < 1:
         raise QueryTooExpensive(
             query.cost,
@@ -104,7 +113,8 @@ def _chunks(name: str, query: Query[Any], chunk_days: int, budget: int) -> list[
             f"query {name!r}: one day costs {per_day}; use fewer segments, conditions or group-bys",
         )
     try:
-        ranges = chunk_ranges(query.start, query.end, interval, days)
+        start, end = span or (query.start, query.end)
+        ranges = chunk_ranges(start, end, interval, days)
     except ValueError:
         raise QueryTooExpensive(
             query.cost,
@@ -125,7 +135,7 @@ def plan_job(job: Job, limits: Limits) -> Plan:
     tasks: list[ChunkTask] = []
     description: dict[str, Any] = {}
     for item in job.queries:
-        chunks = _chunks(item.name, item.query, job.chunk_days, limits.cost_per_window)
+        chunks = _chunks(item.name, item.query, job.chunk_days, limits.cost_per_window, item.span)
         description[item.name] = _describe(item.name, item.query, chunks)
         tasks.extend(ChunkTask(item.name, i, chunk) for i, chunk in enumerate(chunks))
     text = json.dumps(description, sort_keys=True, separators=(",", ":"))
