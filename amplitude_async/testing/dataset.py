@@ -27,7 +27,6 @@ Decisions kept here:
 
 from __future__ import annotations
 
-import gc
 import gzip
 import json
 import math
@@ -36,7 +35,6 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from itertools import accumulate, compress, islice, pairwise, repeat
 from operator import add, itemgetter, le, mul, ne, sub
@@ -54,7 +52,6 @@ __all__ = [
     "EventRecord",
     "SyntheticDataset",
     "as_number",
-    "collector_paused",
     "event_revenue",
     "user_property_key",
 ]
@@ -363,24 +360,6 @@ class _Builder:
         self.device.append(device)
         self.ustate.append(ustate)
         self.eprops.append(eprops)
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Pause Python's cycle collector for a block that allocates very many objects.
-
-    Building a dataset, or answering a query over a large one, allocates hundreds of
-    thousands of objects and no reference cycles; every automatic full collection would walk
-    all of them and the whole dataset again (tens of milliseconds each at a million events,
-    many times over). Garbage cycles made meanwhile are only collected later.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _ascending(column: array[int]) -> bool:
@@ -725,19 +704,18 @@ class Dataset:
     ) -> Dataset:
         """Index ``records`` (any order)."""
         builder = _Builder()
-        with collector_paused():
-            for r in records:
-                custom = {f"gp:{k}": v for k, v in r.user_properties.items()}
-                builder.add(
-                    _to_ms(r.event_time),
-                    builder.user_index(r.amplitude_id, r.user_id),
-                    builder.type_index(r.event_type),
-                    r.session_id,
-                    builder.device_index(r.device_id),
-                    builder.ustate_index({**r._builtins(), **custom}),
-                    builder.eprops_index(r.event_properties),
-                )
-            return cls(builder, tz=tz, cohorts=cohorts, charts=charts)
+        for r in records:
+            custom = {f"gp:{k}": v for k, v in r.user_properties.items()}
+            builder.add(
+                _to_ms(r.event_time),
+                builder.user_index(r.amplitude_id, r.user_id),
+                builder.type_index(r.event_type),
+                r.session_id,
+                builder.device_index(r.device_id),
+                builder.ustate_index({**r._builtins(), **custom}),
+                builder.eprops_index(r.event_properties),
+            )
+        return cls(builder, tz=tz, cohorts=cohorts, charts=charts)
 
     @classmethod
     def from_export(
@@ -938,10 +916,9 @@ class SyntheticDataset(Dataset):
         ]
         builder = _Builder()
         end = start + timedelta(days=days - 1)
-        with collector_paused():
-            _Generator(random.Random(seed), builder, midnights).run(users)
-            super().__init__(builder, tz=tz, start=start, end=end)
-            self.cohorts = {c.id: c for c in self._builtin_cohorts()}
+        _Generator(random.Random(seed), builder, midnights).run(users)
+        super().__init__(builder, tz=tz, start=start, end=end)
+        self.cohorts = {c.id: c for c in self._builtin_cohorts()}
         self.charts = builtin_charts(start, end)
 
     def _builtin_cohorts(self) -> list[Cohort]:
@@ -967,10 +944,13 @@ class SyntheticDataset(Dataset):
 
 
 def builtin_charts(start: date, end: date) -> dict[str, Any]:
-    """The saved charts of a synthetic project, as query objects over ``start``..``end``."""
+    """The saved charts of a synthetic project, as query objects over ``start``..``end`` (at
+    most its last 365 days)."""
     from amplitude_async import queries  # a cycle-free late import: queries never imports us
     from amplitude_async.values import Event
 
+    # A daily chart covers at most a year (the API's span limit): the last year of the data.
+    start = max(start, end - timedelta(days=queries.DAILY_MAX_DAYS - 1))
     return {
         "daily-signups": queries.EventSegmentation(
             events=(Event(SIGN_UP),), start=start, end=end, metric="uniques"

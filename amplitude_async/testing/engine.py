@@ -69,7 +69,6 @@ from amplitude_async.testing.dataset import (
     Dataset,
     Value,
     as_number,
-    collector_paused,
     user_property_key,
 )
 from amplitude_async.values import (
@@ -1842,5 +1841,4 @@ def answer(query: q.Query[Any], dataset: Dataset, now: datetime) -> JSON:
 
     Raises :class:`EngineError` (``status`` 400 or 404) for what cannot be answered.
     """
-    with collector_paused():
-        return _answer(_Scope(dataset, now), query)
+    return _answer(_Scope(dataset, now), query)
