@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, cast, overload
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
 import aiohttp
 import attrs
@@ -171,8 +171,7 @@ class AmplitudeClient:
                 else:
                     error = None
             if error is None:
-                # result_type is the R of Query[R]; a ClassVar cannot say so to the type checker.
-                return cast(R, structure_result(body, query.result_type, path=request.path))
+                return structure_result(body, query.result_type, path=request.path)
             attempts = attempts.after(error)
             decision = self.retry_policy.decide(attempts, error)
             if isinstance(error, RateLimited):

@@ -7,7 +7,7 @@ splitting and backfill plans.
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import aiohttp
 import attrs
@@ -59,7 +59,7 @@ class _Gadget(DatedQuery[ActiveUsersResult]):
     """A query made up here: one class body is all a new field needs."""
 
     endpoint: ClassVar[str] = "gadget"
-    result_type: ClassVar[type[Any]] = ActiveUsersResult
+    result_type = ActiveUsersResult
     _path: ClassVar[str] = "/api/2/gadget"
 
     start: date = field(metadata=wire("start", codec=DATE))
@@ -76,8 +76,9 @@ class _Gadget(DatedQuery[ActiveUsersResult]):
 def test_a_new_field_is_sent_parsed_named_and_read_from_tables() -> None:
     q = _Gadget(D1, D1, widgets=3)
     assert q.params() == (("start", "20240101"), ("end", "20240101"), ("w", "3"))
-    assert _Gadget(**from_params(_Gadget, WireParams(q.params()))) == q
-    assert _Gadget(**from_table(_Gadget, {"start": "2024-01-01", "end": D1, "widgets": "3"})) == q
+    build: Any = _Gadget
+    assert build(**from_params(_Gadget, WireParams(q.params()))) == q
+    assert build(**from_table(_Gadget, {"start": "2024-01-01", "end": D1, "widgets": "3"})) == q
     with pytest.raises(InvalidQuery) as info:
         _Gadget(D1, D1, widgets=0)
     assert wire_name(_Gadget, info.value).field == "w"

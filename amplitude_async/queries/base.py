@@ -59,7 +59,9 @@ class Query(Generic[R]):
 
     endpoint: ClassVar[str] = ""
     """The snake_case endpoint name (the key in :data:`ENDPOINTS`)."""
-    result_type: ClassVar[type[Any]]
+    # Not a ClassVar: a ClassVar cannot mention R, and this way ``query.result_type`` is
+    # ``type[R]`` to the type checker. Subclasses assign it in their class body.
+    result_type: type[R]
     """The results class a response is decoded into (``R`` at run time)."""
     pool: ClassVar[Pool] = Pool.STANDARD
     """The set of limits this query counts against."""

@@ -52,7 +52,7 @@ class ChartCSV(_SavedChart[ChartCSVResult]):
     """
 
     endpoint: ClassVar[str] = "chart_csv"
-    result_type: ClassVar[type[Any]] = ChartCSVResult
+    result_type = ChartCSVResult
     _format: ClassVar[str] = "csv"
 
 
@@ -64,5 +64,5 @@ class ChartQuery(_SavedChart[ChartQueryResult]):
     """
 
     endpoint: ClassVar[str] = "chart_query"
-    result_type: ClassVar[type[Any]] = ChartQueryResult
+    result_type = ChartQueryResult
     _format: ClassVar[str] = "query"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
-from typing import Any, ClassVar, Final, Literal, TypeAlias, get_args
+from typing import ClassVar, Final, Literal, TypeAlias, get_args
 
 from attrs import field, frozen
 
@@ -124,7 +124,7 @@ class EventsList(Query[EventsListResult]):
     """The project's visible events with this week's totals (``/api/2/events/list``)."""
 
     endpoint: ClassVar[str] = "events_list"
-    result_type: ClassVar[type[Any]] = EventsListResult
+    result_type = EventsListResult
     _path: ClassVar[str] = "/api/2/events/list"
 
     @property
@@ -143,7 +143,7 @@ class EventSegmentation(DatedQuery[EventSegmentationResult]):
     """
 
     endpoint: ClassVar[str] = "event_segmentation"
-    result_type: ClassVar[type[Any]] = EventSegmentationResult
+    result_type = EventSegmentationResult
     _path: ClassVar[str] = "/api/2/events/segmentation"
     _span_limits: ClassVar[Mapping[int, int]] = SPAN_LIMITS
 
@@ -218,7 +218,7 @@ class Funnel(DatedQuery[FunnelResult]):
     """
 
     endpoint: ClassVar[str] = "funnel"
-    result_type: ClassVar[type[Any]] = FunnelResult
+    result_type = FunnelResult
     _path: ClassVar[str] = "/api/2/funnels"
     _span_limits: ClassVar[Mapping[int, int]] = SPAN_LIMITS
 
@@ -278,7 +278,7 @@ class Retention(DatedQuery[RetentionResult]):
     """
 
     endpoint: ClassVar[str] = "retention"
-    result_type: ClassVar[type[Any]] = RetentionResult
+    result_type = RetentionResult
     _path: ClassVar[str] = "/api/2/retention"
 
     start_event: Event = field(converter=_to_start_event, metadata=wire("se", codec=EVENT))

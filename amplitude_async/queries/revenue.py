@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, ClassVar, Final, Literal, TypeAlias, get_args
+from typing import ClassVar, Final, Literal, TypeAlias, get_args
 
 from attrs import field, frozen
 
@@ -49,7 +49,7 @@ class RevenueLTV(DatedQuery[RevenueLTVResult]):
     """
 
     endpoint: ClassVar[str] = "revenue_ltv"
-    result_type: ClassVar[type[Any]] = RevenueLTVResult
+    result_type = RevenueLTVResult
     _path: ClassVar[str] = "/api/2/revenue/ltv"
 
     start: date = field(validator=date_validator, metadata=wire("start", codec=DATE))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, ClassVar, Literal, TypeAlias, TypeVar, get_args
+from typing import ClassVar, Literal, TypeAlias, TypeVar, get_args
 
 from attrs import field, frozen
 
@@ -34,7 +34,7 @@ class SessionLengthDistribution(DatedQuery[SessionLengthDistributionResult]):
     """
 
     endpoint: ClassVar[str] = "session_length_distribution"
-    result_type: ClassVar[type[Any]] = SessionLengthDistributionResult
+    result_type = SessionLengthDistributionResult
     _path: ClassVar[str] = "/api/2/sessions/length"
 
     start: date = field(validator=date_validator, metadata=wire("start", codec=DATE))
@@ -96,7 +96,7 @@ class AverageSessionLength(_DailySessionAverage[AverageSessionLengthResult]):
     """Average session length in seconds per day (``/api/2/sessions/average``)."""
 
     endpoint: ClassVar[str] = "average_session_length"
-    result_type: ClassVar[type[Any]] = AverageSessionLengthResult
+    result_type = AverageSessionLengthResult
     _path: ClassVar[str] = "/api/2/sessions/average"
 
 
@@ -105,5 +105,5 @@ class SessionsPerUser(_DailySessionAverage[SessionsPerUserResult]):
     """Average sessions per user per day (``/api/2/sessions/peruser``)."""
 
     endpoint: ClassVar[str] = "sessions_per_user"
-    result_type: ClassVar[type[Any]] = SessionsPerUserResult
+    result_type = SessionsPerUserResult
     _path: ClassVar[str] = "/api/2/sessions/peruser"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 from datetime import date
-from typing import Any, ClassVar, Final, Literal, TypeAlias, get_args
+from typing import ClassVar, Final, Literal, TypeAlias, get_args
 
 from attrs import field, frozen
 
@@ -44,7 +44,7 @@ class ActiveUsers(DatedQuery[ActiveUsersResult]):
     """Active or new users per interval (``/api/2/users``)."""
 
     endpoint: ClassVar[str] = "active_users"
-    result_type: ClassVar[type[Any]] = ActiveUsersResult
+    result_type = ActiveUsersResult
     _path: ClassVar[str] = "/api/2/users"
 
     start: date = field(validator=date_validator, metadata=wire("start", codec=DATE))
@@ -82,7 +82,7 @@ class UserComposition(DatedQuery[UserCompositionResult]):
     """
 
     endpoint: ClassVar[str] = "user_composition"
-    result_type: ClassVar[type[Any]] = UserCompositionResult
+    result_type = UserCompositionResult
     _path: ClassVar[str] = "/api/2/composition"
 
     start: date = field(validator=date_validator, metadata=wire("start", codec=DATE))
@@ -121,7 +121,7 @@ class UserActivity(Query[UserActivityResult]):
     """
 
     endpoint: ClassVar[str] = "user_activity"
-    result_type: ClassVar[type[Any]] = UserActivityResult
+    result_type = UserActivityResult
     pool: ClassVar[Pool] = Pool.USER
     _path: ClassVar[str] = "/api/2/useractivity"
 
@@ -156,7 +156,7 @@ class UserSearch(Query[UserSearchResult]):
     """Find users by Amplitude ID, device ID, user ID or user-ID prefix (user pool, not costed)."""
 
     endpoint: ClassVar[str] = "user_search"
-    result_type: ClassVar[type[Any]] = UserSearchResult
+    result_type = UserSearchResult
     pool: ClassVar[Pool] = Pool.USER
     _path: ClassVar[str] = "/api/2/usersearch"
 
@@ -172,7 +172,7 @@ class RealtimeActiveUsers(Query[RealtimeActiveUsersResult]):
     """Active users in 5-minute buckets over the last two days (``/api/2/realtime``)."""
 
     endpoint: ClassVar[str] = "realtime_active_users"
-    result_type: ClassVar[type[Any]] = RealtimeActiveUsersResult
+    result_type = RealtimeActiveUsersResult
     _path: ClassVar[str] = "/api/2/realtime"
 
     interval: int = field(default=REALTIME_ACTIVE_USERS_INTERVAL, metadata=wire("i", codec=INT))
