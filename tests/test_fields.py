@@ -7,7 +7,7 @@ splitting and backfill plans.
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import aiohttp
 import attrs
