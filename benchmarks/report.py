@@ -63,8 +63,18 @@ def commit() -> str:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
+        # The scripts' own outputs do not count as changes to the code measured.
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":!benchmarks/RESULTS.md",
+                ":!benchmarks/policies.png",
+            ],
             capture_output=True,
             text=True,
             check=True,
