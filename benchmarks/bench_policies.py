@@ -432,6 +432,7 @@ async def main(args: argparse.Namespace, out: Report) -> None:
     if args.png is not None:
         plot(outcomes, limits, args.png)
         out.print(f"\nplot: {args.png.name}")
+        out.attach(f"\n![the server's cost in the window over time, per policy]({args.png.name})")
 
 
 if __name__ == "__main__":

@@ -104,6 +104,7 @@ class Report:
         self.name = name
         self.title = title
         self.lines: list[str] = []
+        self.markdown: list[str] = []
         self.began = datetime.datetime.now(datetime.UTC)
         self.load_before = load()
         self.command = " ".join(["python", *[Path(sys.argv[0]).as_posix(), *sys.argv[1:]]])
@@ -113,6 +114,10 @@ class Report:
         """Print ``text`` and keep it for the section."""
         print(text, flush=True)
         self.lines.extend(text.split("\n"))
+
+    def attach(self, markdown: str) -> None:
+        """Markdown to put after the printed output in the section (a plot's image link)."""
+        self.markdown.append(markdown)
 
     def finish(self, *, write: bool) -> None:
         """Print the run's context; with ``write``, replace the script's RESULTS.md section."""
@@ -126,7 +131,9 @@ class Report:
         ]
         print("\n".join(["", *context]))
         if write:
-            body = "\n".join([f"## {self.title}", "", *context, "", "```", *self.lines, "```"])
+            body = "\n".join(
+                [f"## {self.title}", "", *context, "", "```", *self.lines, "```", *self.markdown]
+            )
             write_section(self.name, body)
             print(f"\nwritten to {RESULTS}")
 
