@@ -15,6 +15,7 @@ import pytest
 from attrs import field, frozen
 
 from amplitude_async.backfill import parse_job, plan_job
+from amplitude_async.client import AmplitudeClient
 from amplitude_async.cost import ChartKind
 from amplitude_async.errors import InvalidQuery
 from amplitude_async.limits import Limits
@@ -39,7 +40,7 @@ from amplitude_async.queries.fields import (
 )
 from amplitude_async.results import ActiveUsersResult
 from amplitude_async.sansio import basic_auth
-from amplitude_async.split import merge_results, plan_chunks
+from amplitude_async.split import merge_results, plan_chunks, run_split
 from amplitude_async.testing.dataset import SyntheticDataset
 from amplitude_async.testing.emulator import Emulator
 from amplitude_async.validation import int_validator
@@ -169,3 +170,31 @@ def test_merge_results_takes_the_template_query() -> None:
     template = EventSegmentation("a", D1, D1, metric="totals")
     with pytest.raises(ValueError, match="nothing to merge"):
         merge_results(template, [])
+
+
+async def test_run_split_runs_a_long_daily_range_as_capped_requests() -> None:
+    dataset = SyntheticDataset(seed=1, users=20, days=3, start=D1)
+    limits = Limits().scaled(0.001)
+    template = EventSegmentation("Sign Up", D1, D1, metric="totals")
+    end = D1 + timedelta(days=399)
+    async with (
+        Emulator(dataset, limits=limits) as emulator,
+        AmplitudeClient(
+            emulator.api_key, emulator.secret_key, base_url=emulator.url, limits=limits
+        ) as client,
+    ):
+        result = await run_split(client, template, start=D1, end=end)
+    assert len(result.x_values) == 400
+    assert [r.status for r in emulator.requests] == [200, 200]
+    spans = [dict(r.params)["start"] + ".." + dict(r.params)["end"] for r in emulator.requests]
+    assert sorted(spans) == ["20240101..20241230", "20241231..20250203"]
+    # The whole range's total is the three days of data, wherever the cut fell.
+    whole = EventSegmentation("Sign Up", D1, D1 + timedelta(days=2), metric="totals")
+    async with (
+        Emulator(dataset, limits=limits) as emulator,
+        AmplitudeClient(
+            emulator.api_key, emulator.secret_key, base_url=emulator.url, limits=limits
+        ) as client,
+    ):
+        short = await client.run(whole)
+    assert sum(result.series[0]) == sum(short.series[0]) > 0
