@@ -144,6 +144,7 @@ def _wire_values(obj: object, name: str) -> tuple[str, ...]:
 # -- event filters and group-bys ------------------------------------------------------------
 
 
+# PropertyFilter's wire keys, in the order they are sent; to_wire and from_wire both use it.
 _FILTER_WIRE: Final = {
     "type": "subprop_type",
     "key": "subprop_key",
@@ -167,10 +168,8 @@ class PropertyFilter:
     def to_wire(self) -> dict[str, Any]:
         """The filter object of an event definition."""
         return {
-            "subprop_type": self.type,
-            "subprop_key": self.key,
-            "subprop_op": self.op,
-            "subprop_value": list(self.values),
+            wire: list(self.values) if name == "values" else getattr(self, name)
+            for name, wire in _FILTER_WIRE.items()
         }
 
     @classmethod
@@ -179,9 +178,9 @@ class PropertyFilter:
         data = _mapping(obj)
         _unknown_keys(data, _FILTER_WIRE.values())
         try:
-            kind, key, op = (_get(data, k) for k in ("subprop_type", "subprop_key", "subprop_op"))
-            values = _wire_values(_get(data, "subprop_value"), "subprop_value")
-            return cls(key, op, values, kind)  # type: ignore[arg-type]
+            given = {name: _get(data, wire) for name, wire in _FILTER_WIRE.items()}
+            given["values"] = _wire_values(given["values"], _FILTER_WIRE["values"])
+            return cls(**given)  # type: ignore[arg-type]
         except InvalidQuery as exc:
             head, _, rest = exc.field.partition("[")
             wire = _FILTER_WIRE.get(head, head)
