@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import attrs
 from attrs import field, frozen
@@ -161,7 +161,7 @@ class Savers:
         elif ttl is not None:
             self._count(refreshed=1)
         body, decoded = await send()
-        result = cast(R, structure_result(decoded, query.result_type, path=query.path))
+        result = structure_result(decoded, query.result_type, path=query.path)
         if ttl is not None:
             await self._set(key, body, ttl)
         return result, True
@@ -184,7 +184,7 @@ class Savers:
         if body is None:
             return None
         try:
-            return cast(R, structure_result(json.loads(body), query.result_type, path=query.path))
+            return structure_result(json.loads(body), query.result_type, path=query.path)
         except (ValueError, AmplitudeError):
             # An entry written by another version, or damaged: a miss, overwritten below.
             return None

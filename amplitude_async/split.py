@@ -61,8 +61,10 @@ from typing import Any, Final, TypeVar
 
 import attrs
 
+from .cost import days_in_range
 from .errors import InvalidQuery, QueryTooExpensive, ServerError, TransportError
 from .limits import DEFAULT_LIMITS
+from .protocols import QueryRunner
 from .queries import (
     DAILY,
     MONTHLY,
@@ -194,36 +196,64 @@ def _interval_of(query: DatedQuery[Any]) -> int:
     return DAILY if interval is None else int(interval)
 
 
-def plan_chunks(query: Query[R], budget: int, *, chunk_days: int | None = None) -> list[Query[R]]:
+def plan_chunks(
+    query: Query[R],
+    budget: int,
+    *,
+    chunk_days: int | None = None,
+    start: date | None = None,
+    end: date | None = None,
+) -> list[Query[R]]:
     """The queries to run instead of ``query`` so that each costs at most ``budget``.
 
     Returns ``[query]`` when it fits (and ``chunk_days`` does not ask for smaller chunks);
-    otherwise interval-aligned date chunks, as long as the budget and ``chunk_days`` allow,
-    whose merged results equal ``query``'s. ``chunk_days`` is rounded up to one bucket (a week,
-    a month) where the interval needs it. Raises
+    otherwise interval-aligned date chunks, as long as the budget, ``chunk_days`` and the
+    interval's span limit allow, whose merged results equal ``query``'s. ``start``/``end``
+    plan ``query``'s fields over that range instead of its own; it may be longer than one
+    request may cover (a daily segmentation over more than 365 days). ``chunk_days`` is
+    rounded up to one bucket (a week, a month) where the interval needs it. Raises
     :class:`~amplitude_async.errors.QueryTooExpensive` when ``query`` does not fit and cannot be
     split (the hint says why), and :class:`~amplitude_async.errors.InvalidQuery` when only
-    ``chunk_days`` asks for a split that is not exact.
+    ``chunk_days`` or the span limit asks for a split that is not exact.
     """
     if chunk_days is not None and chunk_days < 1:
         raise InvalidQuery("chunk_days", f"must be at least 1, got {chunk_days}")
     cost = query.cost
     if not isinstance(query, DatedQuery):
+        if start is not None or end is not None:
+            raise InvalidQuery("start", f"{query.endpoint} has no date range")
         if cost > budget:
             raise QueryTooExpensive(
                 cost, budget, _BUDGET_NAME, f"{query.endpoint} has no date range to split"
             )
         return [query]
+    first = query.start if start is None else start
+    last = query.end if end is None else end
+    if last < first:
+        raise InvalidQuery("end", f"end {last} is before start {first}")
+    days = days_in_range(first, last)
     interval = _interval_of(query)
     per_day = cost // query.days
-    max_days = budget // per_day if per_day else query.days
+    cost = per_day * days
+    max_days = budget // per_day if per_day else days
     if chunk_days is not None:
         # A chunk size is a target: chunks still hold whole buckets, only the budget is firm.
         max_days = min(max_days, max(chunk_days, period_days(interval)))
-    if query.days <= max_days:
-        return [query]
+    span_limit = query.max_days
+    if span_limit is not None:
+        max_days = min(max_days, span_limit)
+    if days <= max_days:
+        return [
+            query if (first, last) == (query.start, query.end) else query.with_range(first, last)
+        ]
     reason = split_refusal(query)
     if reason is not None:
+        if span_limit is not None and days > span_limit:
+            raise InvalidQuery(
+                "interval",
+                f"one request covers at most {span_limit} days at this interval, and this "
+                f"query cannot be split by date: {reason}",
+            )
         if cost <= budget:
             raise InvalidQuery("chunk_days", f"this query cannot be split by date: {reason}")
         raise QueryTooExpensive(cost, budget, _BUDGET_NAME, f"cannot split it by date: {reason}")
@@ -235,7 +265,7 @@ def plan_chunks(query: Query[R], budget: int, *, chunk_days: int | None = None) 
             f"even one day costs {per_day}: use fewer segments, conditions or group-bys",
         )
     try:
-        ranges = chunk_ranges(query.start, query.end, interval, max_days)
+        ranges = chunk_ranges(first, last, interval, max_days)
     except ValueError:
         raise QueryTooExpensive(
             cost,
@@ -455,9 +485,11 @@ def _too_heavy(error: Exception) -> bool:
     return isinstance(error, TransportError) and error.timeout
 
 
-async def _run_chunk(client: Any, query: Query[R], priority: int, bypass: bool = False) -> R:
+async def _run_chunk(
+    client: QueryRunner, query: Query[R], priority: int, bypass: bool = False
+) -> R:
     try:
-        # Only a forced refresh says so: any client with run(query, priority=) will do.
+        # Only a forced refresh says so: any runner with run(query, priority=) will do.
         extra = {"bypass_cache": True} if bypass else {}
         result: R = await client.run(query, priority=priority, **extra)
         return result
@@ -475,7 +507,7 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 async def _run_all(
-    client: Any, queries: Sequence[Query[R]], priority: int, bypass: bool = False
+    client: QueryRunner, queries: Sequence[Query[R]], priority: int, bypass: bool = False
 ) -> list[R]:
     try:
         async with asyncio.TaskGroup() as group:
@@ -487,7 +519,7 @@ async def _run_all(
 
 
 async def _run_incremental(
-    client: Any, savers: Any, query: Query[R], priority: int, bypass: bool
+    client: QueryRunner, savers: Any, query: Query[R], priority: int, bypass: bool
 ) -> R:
     budget = int(client.limits.cost_per_window)
     chunks = plan_incremental(query, budget)
@@ -509,13 +541,21 @@ async def _run_incremental(
 
 
 async def run_split(
-    client: Any, query: Query[R], *, priority: int = 0, bypass_cache: bool = False
+    client: QueryRunner,
+    query: Query[R],
+    *,
+    priority: int = 0,
+    bypass_cache: bool = False,
+    start: date | None = None,
+    end: date | None = None,
 ) -> R:
     """Run ``query`` through ``client`` (an :class:`~amplitude_async.client.AmplitudeClient`),
     split by date into chunks that fit the window budget, and return the merged result.
 
-    A chunk the server answers with 504 or a timeout (after the client's retries) is split in
-    two and tried again, down to single buckets. Raises
+    ``start``/``end`` run ``query``'s fields over that range instead of its own, which may be
+    longer than one request may cover (a daily segmentation over more than 365 days). A chunk
+    the server answers with 504 or a timeout (after the client's retries) is split in two and
+    tried again, down to single buckets. Raises
     :class:`~amplitude_async.errors.QueryTooExpensive` when ``query`` needs splitting but
     cannot be split exactly (the hint says why). With a result cache on the client, a
     splittable query is cut on calendar boundaries and its cached chunks reused (see the module
@@ -525,11 +565,14 @@ async def run_split(
     if (
         savers is not None
         and savers.cache is not None
+        and start is None
+        and end is None
         and isinstance(query, DatedQuery)
         and split_refusal(query) is None
     ):
         return await _run_incremental(client, savers, query, priority, bypass_cache)
-    chunks = plan_chunks(query, int(client.limits.cost_per_window))
+    budget = int(client.limits.cost_per_window)
+    chunks = plan_chunks(query, budget, start=start, end=end)
     if len(chunks) == 1:
         return await _run_chunk(client, chunks[0], priority, bypass_cache)
     parts = await _run_all(client, chunks, priority, bypass_cache)

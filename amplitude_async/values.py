@@ -21,10 +21,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Literal, TypeAlias, TypeVar, get_args
 
-import attrs
 from attrs import field, frozen
 
 from amplitude_async.errors import InvalidQuery
+from amplitude_async.validation import (
+    as_list,
+    check_int,
+    describe,
+    nested,
+    one_of,
+    str_validator,
+)
 
 T = TypeVar("T")
 
@@ -81,86 +88,25 @@ COHORT_PROPERTY: Final = "userdata_cohort"
 MAX_EVENT_GROUP_BYS: Final = 2
 
 
-# -- validation helpers (shared with amplitude_async.queries) -------------------------------
-
-
-def _describe(value: object) -> str:
-    return f"{type(value).__name__} {value!r}"
-
-
-def nested(prefix: str, exc: InvalidQuery) -> InvalidQuery:
-    """Return ``exc`` re-rooted under ``prefix`` (``filters[0]`` + ``op`` → ``filters[0].op``)."""
-    if not prefix:
-        return exc
-    if not exc.field:
-        return InvalidQuery(prefix, exc.message)
-    sep = "" if exc.field.startswith("[") else "."
-    return InvalidQuery(f"{prefix}{sep}{exc.field}", exc.message)
-
-
-def check_str(value: object, name: str) -> str:
-    """Return ``value`` if it is a non-blank string, else raise InvalidQuery(name)."""
-    if not isinstance(value, str):
-        raise InvalidQuery(name, f"expected a string, got {_describe(value)}")
-    if not value.strip():
-        raise InvalidQuery(name, "must not be empty")
-    return value
-
-
-def check_int(value: object, name: str, *, minimum: int | None = None) -> int:
-    """Return ``value`` if it is an int (not a bool) of at least ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidQuery(name, f"expected an integer, got {_describe(value)}")
-    if minimum is not None and value < minimum:
-        raise InvalidQuery(name, f"must be at least {minimum}, got {value}")
-    return value
-
-
-def check_choice(value: object, choices: Iterable[object], name: str, what: str) -> None:
-    """Raise InvalidQuery(name) unless ``value`` is one of ``choices``."""
-    options = tuple(choices)
-    # bool == int would let True pass as 1
-    if isinstance(value, bool) or value not in options:
-        allowed = ", ".join(repr(c) for c in options)
-        raise InvalidQuery(name, f"unknown {what} {value!r}; expected one of {allowed}")
-
-
-def _one_of(choices: tuple[str, ...], what: str) -> Any:
-    def validate(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-        check_choice(value, choices, attribute.name, what)
-
-    return validate
-
-
-def _non_empty_str(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    check_str(value, attribute.name)
-
-
-def _as_list(value: object, name: str) -> list[object]:
-    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
-        raise InvalidQuery(name, f"expected a list, got {_describe(value)}")
-    return list(value)
-
-
 def _to_values(value: str | Iterable[str]) -> tuple[str, ...]:
-    items: list[object] = [value] if isinstance(value, str) else _as_list(value, "values")
+    items: list[object] = [value] if isinstance(value, str) else as_list(value, "values")
     if not items:
         raise InvalidQuery("values", "needs at least one value")
     for i, item in enumerate(items):
         if not isinstance(item, str):
-            raise InvalidQuery(f"values[{i}]", f"expected a string, got {_describe(item)}")
+            raise InvalidQuery(f"values[{i}]", f"expected a string, got {describe(item)}")
     return tuple(str(item) for item in items)
 
 
 def _mapping(obj: object, name: str = "") -> Mapping[str, object]:
     if not isinstance(obj, Mapping):
-        raise InvalidQuery(name, f"expected a JSON object, got {_describe(obj)}")
+        raise InvalidQuery(name, f"expected a JSON object, got {describe(obj)}")
     return obj
 
 
 def _wire_list(obj: object, name: str) -> list[object]:
     if not isinstance(obj, list):
-        raise InvalidQuery(name, f"expected a JSON list, got {_describe(obj)}")
+        raise InvalidQuery(name, f"expected a JSON list, got {describe(obj)}")
     return obj
 
 
@@ -191,13 +137,14 @@ def _wire_values(obj: object, name: str) -> tuple[str, ...]:
     items = _wire_list(obj, name)
     for i, item in enumerate(items):
         if not isinstance(item, str):
-            raise InvalidQuery(f"{name}[{i}]", f"expected a string, got {_describe(item)}")
+            raise InvalidQuery(f"{name}[{i}]", f"expected a string, got {describe(item)}")
     return tuple(str(item) for item in items)
 
 
 # -- event filters and group-bys ------------------------------------------------------------
 
 
+# PropertyFilter's wire keys, in the order they are sent; to_wire and from_wire both use it.
 _FILTER_WIRE: Final = {
     "type": "subprop_type",
     "key": "subprop_key",
@@ -213,18 +160,16 @@ class PropertyFilter:
     User properties use their built-in name (``country``) or ``gp:name`` for custom ones.
     """
 
-    key: str = field(validator=_non_empty_str)
-    op: FilterOperator = field(validator=_one_of(FILTER_OPERATORS, "operator"))
+    key: str = field(validator=str_validator())
+    op: FilterOperator = field(validator=one_of(FILTER_OPERATORS, "operator"))
     values: tuple[str, ...] = field(converter=_to_values)
-    type: PropertyType = field(default="event", validator=_one_of(PROPERTY_TYPES, "property type"))
+    type: PropertyType = field(default="event", validator=one_of(PROPERTY_TYPES, "property type"))
 
     def to_wire(self) -> dict[str, Any]:
         """The filter object of an event definition."""
         return {
-            "subprop_type": self.type,
-            "subprop_key": self.key,
-            "subprop_op": self.op,
-            "subprop_value": list(self.values),
+            wire: list(self.values) if name == "values" else getattr(self, name)
+            for name, wire in _FILTER_WIRE.items()
         }
 
     @classmethod
@@ -233,9 +178,9 @@ class PropertyFilter:
         data = _mapping(obj)
         _unknown_keys(data, _FILTER_WIRE.values())
         try:
-            kind, key, op = (_get(data, k) for k in ("subprop_type", "subprop_key", "subprop_op"))
-            values = _wire_values(_get(data, "subprop_value"), "subprop_value")
-            return cls(key, op, values, kind)  # type: ignore[arg-type]
+            given = {name: _get(data, wire) for name, wire in _FILTER_WIRE.items()}
+            given["values"] = _wire_values(given["values"], _FILTER_WIRE["values"])
+            return cls(**given)  # type: ignore[arg-type]
         except InvalidQuery as exc:
             head, _, rest = exc.field.partition("[")
             wire = _FILTER_WIRE.get(head, head)
@@ -246,8 +191,8 @@ class PropertyFilter:
 class GroupBy:
     """Group an event's results by a user property (default) or an event property."""
 
-    value: str = field(validator=_non_empty_str)
-    type: PropertyType = field(default="user", validator=_one_of(PROPERTY_TYPES, "property type"))
+    value: str = field(validator=str_validator())
+    type: PropertyType = field(default="user", validator=one_of(PROPERTY_TYPES, "property type"))
 
     def to_wire(self) -> dict[str, Any]:
         """The group-by object of an event definition."""
@@ -262,15 +207,15 @@ class GroupBy:
 
 
 def _to_filters(value: PropertyFilter | Iterable[PropertyFilter]) -> tuple[PropertyFilter, ...]:
-    items = [value] if isinstance(value, PropertyFilter) else _as_list(value, "filters")
+    items = [value] if isinstance(value, PropertyFilter) else as_list(value, "filters")
     for i, item in enumerate(items):
         if not isinstance(item, PropertyFilter):
-            raise InvalidQuery(f"filters[{i}]", f"expected a PropertyFilter, got {_describe(item)}")
+            raise InvalidQuery(f"filters[{i}]", f"expected a PropertyFilter, got {describe(item)}")
     return tuple(item for item in items if isinstance(item, PropertyFilter))
 
 
 def _to_group_bys(value: GroupBy | str | Iterable[GroupBy | str]) -> tuple[GroupBy, ...]:
-    items = [value] if isinstance(value, GroupBy | str) else _as_list(value, "group_by")
+    items = [value] if isinstance(value, GroupBy | str) else as_list(value, "group_by")
     result: list[GroupBy] = []
     for i, item in enumerate(items):
         if isinstance(item, str):
@@ -279,7 +224,7 @@ def _to_group_bys(value: GroupBy | str | Iterable[GroupBy | str]) -> tuple[Group
             except InvalidQuery as exc:
                 raise InvalidQuery(f"group_by[{i}]", exc.message) from None
         if not isinstance(item, GroupBy):
-            raise InvalidQuery(f"group_by[{i}]", f"expected a GroupBy, got {_describe(item)}")
+            raise InvalidQuery(f"group_by[{i}]", f"expected a GroupBy, got {describe(item)}")
         result.append(item)
     if len(result) > MAX_EVENT_GROUP_BYS:
         raise InvalidQuery(
@@ -297,7 +242,7 @@ class Event:
     ``unverified_revenue``. A plain ``str`` in ``group_by`` means ``GroupBy(str)`` (user property).
     """
 
-    event_type: str = field(validator=_non_empty_str)
+    event_type: str = field(validator=str_validator())
     filters: tuple[PropertyFilter, ...] = field(default=(), converter=_to_filters)
     group_by: tuple[GroupBy, ...] = field(default=(), converter=_to_group_bys)
 
@@ -329,7 +274,7 @@ def to_event(value: Event | str, name: str) -> Event:
             return Event(value)
         except InvalidQuery as exc:
             raise nested(name, exc) from None
-    raise InvalidQuery(name, f"expected an Event or an event type, got {_describe(value)}")
+    raise InvalidQuery(name, f"expected an Event or an event type, got {describe(value)}")
 
 
 # -- segment conditions ---------------------------------------------------------------------
@@ -344,8 +289,8 @@ class Where:
     ``paying``) or ``gp:name``. Cohort membership is :class:`InCohort`, not ``Where``.
     """
 
-    prop: str = field(validator=_non_empty_str)
-    op: FilterOperator = field(validator=_one_of(FILTER_OPERATORS, "operator"))
+    prop: str = field(validator=str_validator())
+    op: FilterOperator = field(validator=one_of(FILTER_OPERATORS, "operator"))
     values: tuple[str, ...] = field(converter=_to_values)
 
     def __attrs_post_init__(self) -> None:
@@ -371,7 +316,7 @@ class Where:
 class InCohort:
     """Membership of the cohort ``cohort_id``."""
 
-    cohort_id: str = field(validator=_non_empty_str)
+    cohort_id: str = field(validator=str_validator())
 
     def to_wire(self) -> dict[str, Any]:
         """The condition object ``{"prop": "userdata_cohort", "op": "is", "values": [id]}``."""
@@ -403,11 +348,11 @@ class PerformedEvent:
     needs ``time_value`` (days) and is the only one that takes it.
     """
 
-    event_type: str = field(validator=_non_empty_str)
-    op: CountOperator = field(default=">=", validator=_one_of(COUNT_OPERATORS, "count operator"))
+    event_type: str = field(validator=str_validator())
+    op: CountOperator = field(default=">=", validator=one_of(COUNT_OPERATORS, "count operator"))
     value: int = field(default=1)
     filters: tuple[PropertyFilter, ...] = field(default=(), converter=_to_filters)
-    time_type: TimeType = field(default="allTime", validator=_one_of(TIME_TYPES, "time type"))
+    time_type: TimeType = field(default="allTime", validator=one_of(TIME_TYPES, "time type"))
     time_value: int | None = field(default=None)
 
     def __attrs_post_init__(self) -> None:
@@ -488,7 +433,7 @@ class Segment:
             if not isinstance(condition, Where | InCohort | PerformedEvent):
                 raise InvalidQuery(
                     f"conditions[{i}]",
-                    f"expected Where, InCohort or PerformedEvent, got {_describe(condition)}",
+                    f"expected Where, InCohort or PerformedEvent, got {describe(condition)}",
                 )
         self.__attrs_init__(tuple(conditions))
 

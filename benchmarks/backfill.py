@@ -1,20 +1,24 @@
 """A 365-day backfill of 20 queries against the in-process emulator, at a fast clock.
 
-Run: ``python benchmarks/backfill.py [time_scale]`` (default 0.001: the 5-minute window lasts
-0.3 s). Prints the plan's cost, the wall time against the ideal (the least time the budgets
-allow), 429s and retries, and peak memory (tracemalloc, Python allocations).
+Run: ``python benchmarks/backfill.py [time_scale] [--write]`` (default 0.001: the 5-minute
+window lasts 0.3 s). Prints the plan's cost, the ratio of the ideal (the least time the budgets
+allow) to the wall time, measured in the same run, 429s and retries, and peak memory
+(tracemalloc, Python allocations). The ratio is the result; the wall time is context (the
+emulator answers in the same process, so a loaded machine lowers the ratio).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import sys
 import tempfile
 import time
 import tracemalloc
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+from report import Report, add_write_option
 
 from amplitude_async.backfill import (
     CheckpointStore,
@@ -80,7 +84,7 @@ def queries() -> list[dict[str, Any]]:
     return out
 
 
-async def main(scale: float) -> None:
+async def main(scale: float, out: Report) -> None:
     limits = Limits().scaled(scale)
     dataset = SyntheticDataset(seed=1, users=1000, days=365, start=START)
     with tempfile.TemporaryDirectory() as directory:
@@ -121,7 +125,7 @@ async def main(scale: float) -> None:
         ("window", f"{limits.window:g} s (time scale {scale:g})"),
         ("wall time", f"{wall:.2f} s"),
         ("ideal (budget-bound)", f"{floor:.2f} .. {ideal:.2f} s"),
-        ("budget used vs ideal", f"{100 * floor / wall:.0f}% .. {100 * ideal / wall:.0f}%"),
+        ("ideal / wall", f"{floor / wall:.2f} .. {ideal / wall:.2f}"),
         ("chunks done / failed", f"{report.done} / {len(report.failures)}"),
         ("rows written", str(rows)),
         ("429s / retries", f"{stats.rate_limited} / {stats.retries}"),
@@ -130,8 +134,14 @@ async def main(scale: float) -> None:
     ]
     width = max(len(k) for k, _ in table)
     for key, value in table:
-        print(f"{key:<{width}}  {value}")
+        out.print(f"{key:<{width}}  {value}")
 
 
 if __name__ == "__main__":
-    asyncio.run(main(float(sys.argv[1]) if len(sys.argv) > 1 else 0.001))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("time_scale", type=float, nargs="?", default=0.001)
+    add_write_option(parser)
+    args = parser.parse_args()
+    report = Report("backfill", "A 365-day backfill against the emulator, against the ideal")
+    asyncio.run(main(args.time_scale, report))
+    report.finish(write=args.write)

@@ -16,12 +16,13 @@ The baselines hold an ``asyncio.Semaphore(5)`` around limiter acquisition and th
 without it they draw "concurrent limit" 429s; the semaphore is released during a backoff.
 
 Prints one table (429s, queries completed, cost accepted, wall time, and two measures of how much
-of the binding budget was used; see benchmarks/RESULTS.md for their definitions) and writes a
-plot of the server's cost-in-window over time, per policy, to ``benchmarks/policies.png``.
+of the binding budget was used, defined in :data:`LEGEND`) and writes a plot of the server's
+cost-in-window over time, per policy, to ``benchmarks/policies.png``. The policies run one after
+another in the same process, so their ratios compare under the same machine load.
 
     python benchmarks/bench_policies.py [--seed N] [--scale F] [--processing-ms LOW HIGH]
         [--policies client client-unbounded limiter limiter-retry limiter-half]
-        [--png PATH | --no-png]
+        [--png PATH | --no-png] [--write]
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from typing import Any
 import aiohttp
 from aiolimiter import AsyncLimiter
 from attrs import frozen
+from report import Report, add_write_option
 
 from amplitude_async.client import AmplitudeClient
 from amplitude_async.limits import Limits, Pool
@@ -288,7 +290,16 @@ def summarise(outcome: Outcome, limits: Limits) -> dict[str, Any]:
     }
 
 
-def print_table(rows: Sequence[dict[str, Any]]) -> None:
+LEGEND = """\
+B = window budget, W = window length, C = cost the server accepted, T = wall time of the batch.
+rate used  = C / (B * T / W): accepted cost rate over the budget's long-run rate (the first
+             window's budget is free at t = 0, so a short batch can score a little above 1).
+ideal/wall = T* / T, T* = (ceil(C / B) - 1) * W + r_last: the least time a strict sliding window
+             allows for C (bursts of B at 0, W, 2W, ...; r_last the last response's time); a
+             client that sees only its own send and answer times cannot reach 1."""
+
+
+def print_table(rows: Sequence[dict[str, Any]], out: Report) -> None:
     columns = [
         ("policy", "{}"),
         ("429 rate", "{}"),
@@ -303,13 +314,13 @@ def print_table(rows: Sequence[dict[str, Any]]) -> None:
         ("rate used", "{:.3f}"),
         ("ideal/wall", "{:.3f}"),
     ]
-    print("| " + " | ".join(name for name, _ in columns) + " |")
-    print("|" + "|".join("---" for _ in columns) + "|")
+    out.print("| " + " | ".join(name for name, _ in columns) + " |")
+    out.print("|" + "|".join("---" for _ in columns) + "|")
     for row in rows:
-        print("| " + " | ".join(fmt.format(row[name]) for name, fmt in columns) + " |")
+        out.print("| " + " | ".join(fmt.format(row[name]) for name, fmt in columns) + " |")
     for row in rows:
         if row["other statuses"]:
-            print(f"{row['policy']}: other statuses {row['other statuses']}")
+            out.print(f"{row['policy']}: other statuses {row['other statuses']}")
 
 
 def plot(outcomes: Sequence[Outcome], limits: Limits, path: Path) -> None:
@@ -367,13 +378,13 @@ POLICIES = ("client", "client-unbounded", "limiter", "limiter-retry", "limiter-h
 DEFAULT_POLICIES = ("client", "limiter", "limiter-retry", "limiter-half")
 
 
-async def main(args: argparse.Namespace) -> None:
+async def main(args: argparse.Namespace, out: Report) -> None:
     limits = Limits().scaled(args.scale)
     queries = workload(args.seed)
     total = sum(q.cost for q in queries)
     low, high = args.processing_ms
     processing = (low / 1000, high / 1000)
-    print(
+    out.print(
         f"{len(queries)} queries, total cost {total} "
         f"({total / limits.cost_per_window:.1f} windows of {limits.cost_per_window}); "
         f"window {limits.window:g} s, hour {limits.hour:g} s, {limits.concurrent} in flight; "
@@ -414,11 +425,14 @@ async def main(args: argparse.Namespace) -> None:
         outcome = await measure(runners[key], queries, limits, processing, args.seed)
         outcomes.append(outcome)
         print(f"  ran {outcome.name} in {time.perf_counter() - began:.1f} s", flush=True)
-    print()
-    print_table([summarise(o, limits) for o in outcomes])
+    out.print()
+    print_table([summarise(o, limits) for o in outcomes], out)
+    out.print()
+    out.print(LEGEND)
     if args.png is not None:
         plot(outcomes, limits, args.png)
-        print(f"\nplot written to {args.png}")
+        out.print(f"\nplot: {args.png.name}")
+        out.attach(f"\n![the server's cost in the window over time, per policy]({args.png.name})")
 
 
 if __name__ == "__main__":
@@ -447,4 +461,8 @@ if __name__ == "__main__":
         help="where to write the plot",
     )
     parser.add_argument("--no-png", dest="png", action="store_const", const=None)
-    asyncio.run(main(parser.parse_args()))
+    add_write_option(parser)
+    arguments = parser.parse_args()
+    report = Report("bench_policies", "Admission policies against the strict emulator")
+    asyncio.run(main(arguments, report))
+    report.finish(write=arguments.write)

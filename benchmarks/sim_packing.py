@@ -14,7 +14,11 @@ fits, repeatedly) and the library's Scheduler, with its default starvation bound
 one. ``--scale 0.005 --latency 0.003 0.02`` gives the fast clock of the emulator benchmarks
 (1.5 s windows, responses of a few milliseconds).
 
-    python benchmarks/sim_packing.py [--seeds N] [--lookahead N ...] [--scale F] [--latency LO HI]
+The policies run side by side on the same workloads; every figure is a ratio or a count of
+windows in virtual time, so the results do not depend on the machine.
+
+    python benchmarks/sim_packing.py [--seeds N] [--lookahead N ...] [--scale F]
+        [--latency LO HI] [--write]
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import math
 import random
 import statistics
 from collections.abc import Callable, Sequence
+
+from report import Report, add_write_option
 
 from amplitude_async.budget import PoolLedger, PoolSnapshot, Taken, pool_cap, pool_windows
 from amplitude_async.limits import Limits, Pool
@@ -166,11 +172,13 @@ def main() -> None:
         metavar=("LOW", "HIGH"),
         help="response time range in seconds (default 2-20 s, times --scale)",
     )
+    add_write_option(parser)
     args = parser.parse_args()
+    out = Report("sim_packing", "Packing of admission policies, simulated in virtual time")
     limits = Limits().scaled(args.scale) if args.scale != 1 else Limits()
     low_latency, high_latency = args.latency or (2 * args.scale, 20 * args.scale)
     total = sum(c for c, _ in workload(0))
-    print(
+    out.print(
         f"{args.seeds} workloads of 200 queries (seed 0: total cost {total}); window "
         f"{limits.window:g} s, responses {low_latency:g}-{high_latency:g} s"
     )
@@ -187,16 +195,17 @@ def main() -> None:
             }
             for name, run in runs.items():
                 results.setdefault(name, []).append(utilisation(VirtualClock().run(run), limits))
-        print("all queued at once" if not lookahead else f"{lookahead} queued at a time")
+        out.print("all queued at once" if not lookahead else f"{lookahead} queued at a time")
         for name, values in results.items():
             mean = statistics.fmean(u for u, _, _ in values)
             worst = min(u for u, _, _ in values)
             span = statistics.fmean(end for _, end, _ in values) / limits.window
             wait = max(w for _, _, w in values) / limits.window
-            print(
+            out.print(
                 f"  {name:31s} budget used {mean:.3f} (worst {worst:.3f}); "
                 f"last dispatch at {span:5.1f} windows; longest wait {wait:5.1f} windows"
             )
+    out.finish(write=args.write)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@ from aiohttp import web
 from localserver import RecordingServer
 from redisserver import RedisServer, require_redis_server
 
+# The library's pytest plugin is opt-in; our own suite uses its fixtures.
+pytest_plugins = ["amplitude_async.testing.pytest_plugin"]
+
 
 @pytest.fixture
 async def server() -> AsyncIterator[RecordingServer]:

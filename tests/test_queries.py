@@ -381,10 +381,30 @@ def test_with_range_keeps_the_type_and_revalidates() -> None:
     assert info.value.field == "interval"
 
 
-def test_long_daily_ranges_stay_constructible() -> None:
-    q = EventSegmentation("a", date(2020, 1, 1), date(2024, 12, 31))
-    assert q.days == 1827
+def test_daily_segmentation_is_capped_at_365_days() -> None:
+    year_end = date(2020, 12, 30)  # 2020 is a leap year: Jan 1 .. Dec 30 is 365 days
+    assert EventSegmentation("a", date(2020, 1, 1), year_end).days == 365
+    with pytest.raises(InvalidQuery, match="at most 365 days, got 366") as info:
+        EventSegmentation("a", date(2020, 1, 1), year_end + timedelta(days=1))
+    assert info.value.field == "interval"
+    with pytest.raises(InvalidQuery) as info:
+        Funnel(["a", "b"], date(2020, 1, 1), date(2021, 6, 1), interval=DAILY)
+    assert info.value.field == "interval"
+    # The reference caps only daily ranges of these endpoints: other intervals and endpoints
+    # keep long ranges.
+    assert EventSegmentation("a", date(2020, 1, 1), date(2024, 12, 31), interval=WEEKLY).days == (
+        1827
+    )
+    assert Funnel(["a", "b"], date(2020, 1, 1), date(2024, 12, 31)).days == 1827
     assert ActiveUsers(date(2020, 1, 1), date(2024, 12, 31)).cost == 1827
+
+
+def test_a_long_daily_segmentation_is_refused_from_the_wire_too() -> None:
+    q = EventSegmentation("a", date(2020, 1, 1), date(2020, 1, 1))
+    params = [(k, "20211231" if k == "end" else v) for k, v in q.params()]
+    with pytest.raises(InvalidQuery) as info:
+        parse_query(q.path, params)
+    assert info.value.field == "i"
 
 
 # -- validation -----------------------------------------------------------------------------
@@ -746,8 +766,7 @@ def date_ranges(draw: st.DrawFn, max_days: int = 400) -> tuple[date, date]:
 @st.composite
 def event_segmentations(draw: st.DrawFn) -> EventSegmentation:
     interval = draw(st.sampled_from([REALTIME, HOURLY, DAILY, WEEKLY, MONTHLY]))
-    span = {REALTIME: 2, HOURLY: 7}.get(interval, 400)
-    start, end = draw(date_ranges(span))
+    start, end = draw(date_ranges(EventSegmentation.span_limit(interval) or 400))
     metric = draw(
         st.sampled_from(
             ["uniques", "totals", "pct_dau", "average", "histogram", "sums", "value_avg", "formula"]
@@ -776,7 +795,7 @@ def event_segmentations(draw: st.DrawFn) -> EventSegmentation:
 @st.composite
 def funnels(draw: st.DrawFn) -> Funnel:
     interval = draw(st.sampled_from([None, REALTIME, HOURLY, DAILY, WEEKLY, MONTHLY]))
-    start, end = draw(date_ranges({REALTIME: 2, HOURLY: 7}.get(interval or DAILY, 400)))
+    start, end = draw(date_ranges(Funnel.span_limit(interval) or 400))
     return Funnel(
         draw(st.lists(event_or_name, min_size=2, max_size=5)),
         start,

@@ -47,24 +47,23 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Final, Literal
 
-import attrs
 from attrs import field, frozen
 
 from ..errors import InvalidQuery
 from ..queries import (
-    DAILY,
     ENDPOINTS,
-    HOURLY,
-    MONTHLY,
-    REALTIME,
-    WEEKLY,
     ChartCSV,
     DatedQuery,
     Query,
     UserActivity,
     UserSearch,
+    build_query,
+    build_query_over,
 )
-from ..values import Event, GroupBy, InCohort, PerformedEvent, PropertyFilter, Segment, Where
+from ..queries.tables import to_date as _date
+from ..queries.tables import to_int as _int
+from ..queries.tables import to_list as _list
+from ..queries.tables import to_table as _table
 
 __all__ = [
     "FORMATS",
@@ -95,14 +94,6 @@ MAX_EMULATOR_USERS: Final = 1_000_000
 MAX_EMULATOR_DAYS: Final = 3660
 """The most days the emulator's synthetic dataset may span."""
 
-INTERVAL_NAMES: Final = {
-    "daily": DAILY,
-    "weekly": WEEKLY,
-    "monthly": MONTHLY,
-    "hourly": HOURLY,
-    "realtime": REALTIME,
-}
-
 _UNTABULAR: Final = (UserActivity, UserSearch, ChartCSV)
 _JOB_KEYS: Final = (
     "start",
@@ -123,6 +114,9 @@ class JobQuery:
 
     name: str
     query: Query[Any]
+    span: tuple[date, date] | None = None
+    """The dates to backfill (``None`` for queries without dates); when longer than one
+    request may cover, ``query`` covers only their first part."""
 
 
 def _check_seed(_instance: object, _attribute: object, value: object) -> None:
@@ -187,225 +181,6 @@ class Job:
     emulator: EmulatorSettings = field(factory=EmulatorSettings)
     source: Path | None = None
     data_source: Literal["amplitude", "emulator"] = "amplitude"
-
-
-# -- scalar coercion ------------------------------------------------------------------------
-
-
-def _date(value: object, name: str) -> date:
-    if type(value) is date:
-        return value
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            if len(text) == 8 and text.isdigit():
-                return date(int(text[:4]), int(text[4:6]), int(text[6:]))
-            return date.fromisoformat(text)
-        except ValueError:
-            pass
-    raise InvalidQuery(name, f"expected a date like 2026-09-01 or 20260901, got {value!r}")
-
-
-def _int(value: object, name: str) -> object:
-    """Numbers given as text become ints; anything else is left to the query's validation."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lstrip("-").isdigit():
-            return int(text)
-    return value
-
-
-def _interval(value: object, name: str) -> object:
-    if isinstance(value, str) and value.strip().lower() in INTERVAL_NAMES:
-        return INTERVAL_NAMES[value.strip().lower()]
-    return _int(value, name)
-
-
-def _maybe_json(value: object, name: str) -> object:
-    # On the command line, tables and lists arrive as JSON text.
-    if isinstance(value, str) and value.strip()[:1] in ("{", "["):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-        except RecursionError:
-            raise InvalidQuery(name, "JSON nested too deeply to read") from None
-    return value
-
-
-def _table(value: object, name: str) -> Mapping[str, object]:
-    value = _maybe_json(value, name)
-    if not isinstance(value, Mapping):
-        raise InvalidQuery(name, f"expected a table, got {type(value).__name__} {value!r}")
-    return value
-
-
-def _list(value: object, name: str) -> list[object]:
-    value = _maybe_json(value, name)
-    if isinstance(value, list | tuple):
-        return list(value)
-    raise InvalidQuery(name, f"expected a list, got {type(value).__name__} {value!r}")
-
-
-def _build(cls: Any, table: Mapping[str, object], name: str) -> Any:
-    """``cls(**table)`` with unknown keys and missing fields named by ``name``."""
-    known = {a.name for a in attrs.fields(cls) if a.init}
-    for key in table:
-        if key not in known:
-            raise InvalidQuery(
-                f"{name}.{key}", f"unknown field; expected one of {', '.join(sorted(known))}"
-            )
-    try:
-        return cls(**table)
-    except InvalidQuery as exc:
-        raise InvalidQuery(f"{name}.{exc.field}" if exc.field else name, exc.message) from None
-    except TypeError as exc:
-        raise InvalidQuery(name, str(exc).split(") ", 1)[-1]) from None
-
-
-# -- value types ----------------------------------------------------------------------------
-
-
-def _filter(value: object, name: str) -> PropertyFilter:
-    table = dict(_table(value, name))
-    if "values" in table and isinstance(table["values"], str):
-        table["values"] = [table["values"]]
-    built: PropertyFilter = _build(PropertyFilter, table, name)
-    return built
-
-
-def _group_by(value: object, name: str) -> GroupBy | str:
-    if isinstance(value, str):
-        return value
-    built: GroupBy = _build(GroupBy, _table(value, name), name)
-    return built
-
-
-def _event(value: object, name: str) -> Event:
-    if isinstance(value, Event):
-        return value
-    if isinstance(value, str) and value.strip()[:1] != "{":
-        try:
-            return Event(value)
-        except InvalidQuery as exc:
-            raise InvalidQuery(name, exc.message) from None
-    table = dict(_table(value, name))
-    if "filters" in table:
-        table["filters"] = [
-            _filter(f, f"{name}.filters[{i}]")
-            for i, f in enumerate(_list(table["filters"], f"{name}.filters"))
-        ]
-    if "group_by" in table:
-        raw = table["group_by"]
-        items = [raw] if isinstance(raw, str) else _list(raw, f"{name}.group_by")
-        table["group_by"] = [_group_by(g, f"{name}.group_by[{i}]") for i, g in enumerate(items)]
-    built: Event = _build(Event, table, name)
-    return built
-
-
-def _condition(value: object, name: str) -> Where | InCohort | PerformedEvent:
-    table = dict(_table(value, name))
-    if "cohort_id" in table:
-        cohort: InCohort = _build(InCohort, table, name)
-        return cohort
-    if "event_type" in table:
-        if "filters" in table:
-            table["filters"] = [
-                _filter(f, f"{name}.filters[{i}]")
-                for i, f in enumerate(_list(table["filters"], f"{name}.filters"))
-            ]
-        for key in ("value", "time_value"):
-            if key in table:
-                table[key] = _int(table[key], f"{name}.{key}")
-        performed: PerformedEvent = _build(PerformedEvent, table, name)
-        return performed
-    if "values" in table and isinstance(table["values"], str):
-        table["values"] = [table["values"]]
-    where: Where = _build(Where, table, name)
-    return where
-
-
-def _segment(value: object, name: str) -> Segment:
-    value = _maybe_json(value, name)
-    # A lone condition table is a one-condition segment.
-    items = [value] if isinstance(value, Mapping) else _list(value, name)
-    return Segment(*(_condition(c, f"{name}[{i}]") for i, c in enumerate(items)))
-
-
-def _events(value: object, name: str) -> list[Event]:
-    value = _maybe_json(value, name)
-    items = [value] if isinstance(value, str | Mapping) else _list(value, name)
-    return [_event(e, f"{name}[{i}]") for i, e in enumerate(items)]
-
-
-def _segments(value: object, name: str) -> list[Segment]:
-    value = _maybe_json(value, name)
-    items = _list(value, name)
-    # [[cond, cond], [cond]] is several segments; [cond, cond] (tables) is one.
-    if items and all(isinstance(item, Mapping) for item in items):
-        return [_segment(items, f"{name}[0]")]
-    return [_segment(s, f"{name}[{i}]") for i, s in enumerate(items)]
-
-
-def _group_bys(value: object, name: str) -> object:
-    value = _maybe_json(value, name)
-    return value
-
-
-def _brackets(value: object, name: str) -> object:
-    return _maybe_json(value, name)
-
-
-_FIELD_CONVERTERS: Final[dict[str, Any]] = {
-    "events": _events,
-    "start_event": _event,
-    "return_event": _event,
-    "segments": _segments,
-    "start": _date,
-    "end": _date,
-    "interval": _interval,
-    "group_by": _group_bys,
-    "brackets": _brackets,
-}
-
-
-def build_query(endpoint: str, table: Mapping[str, object], *, name: str = "") -> Query[Any]:
-    """Build the query of ``endpoint`` (a key of ``ENDPOINTS``) from a table of its fields.
-
-    Values may be typed (TOML) or text (command line); errors are :class:`InvalidQuery`
-    naming the field, prefixed with ``name``.
-    """
-    prefix = f"{name}." if name else ""
-    cls = ENDPOINTS.get(endpoint)
-    if cls is None:
-        raise InvalidQuery(
-            f"{prefix}endpoint",
-            f"unknown endpoint {endpoint!r}; expected one of {', '.join(ENDPOINTS)}",
-        )
-    fields = {a.name: a for a in attrs.fields(cls) if a.init}  # type: ignore[arg-type]
-    kwargs: dict[str, object] = {}
-    for key, raw in table.items():
-        attribute = fields.get(key)
-        if attribute is None:
-            raise InvalidQuery(
-                f"{prefix}{key}",
-                f"not a field of {endpoint}; expected one of {', '.join(fields)}",
-            )
-        convert = _FIELD_CONVERTERS.get(key)
-        if convert is not None:
-            kwargs[key] = convert(raw, f"{prefix}{key}")
-        elif "int" in str(attribute.type):
-            kwargs[key] = _int(raw, f"{prefix}{key}")
-        else:
-            kwargs[key] = raw
-    missing = [n for n, a in fields.items() if a.default is attrs.NOTHING and n not in kwargs]
-    if missing:
-        raise InvalidQuery(f"{prefix}{missing[0]}", f"required by {endpoint}")
-    try:
-        query: Query[Any] = cls(**kwargs)
-    except InvalidQuery as exc:
-        raise InvalidQuery(f"{prefix}{exc.field}", exc.message) from None
-    return query
 
 
 # -- job files ------------------------------------------------------------------------------
@@ -530,10 +305,10 @@ def _job_query(
             f"{where}.endpoint", f"{endpoint} results have no tabular form for a backfill"
         )
     label = f'queries[{index}] "{name}"'
-    query = build_query(endpoint, fields, name=label)
-    if isinstance(query, DatedQuery):
-        _check_span(query.start, query.end, f"{label}.end")
-    return JobQuery(name, query)
+    query, span = build_query_over(endpoint, fields, name=label)
+    if span is not None:
+        _check_span(*span, f"{label}.end")
+    return JobQuery(name, query, span)
 
 
 def load_job(path: str | Path) -> Job:

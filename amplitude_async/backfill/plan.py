@@ -91,7 +91,12 @@ def _describe(name: str, query: Query[Any], chunks: list[Query[Any]]) -> dict[st
 
 
 def _chunks(
-    name: str, query: Query[Any], chunk_days: int, budget: int, room: int
+    name: str,
+    query: Query[Any],
+    chunk_days: int,
+    budget: int,
+    room: int,
+    span: tuple[date, date] | None = None,
 ) -> list[Query[Any]]:
     if not isinstance(query, DatedQuery):
         if query.cost > budget:
@@ -101,6 +106,9 @@ def _chunks(
     per_day = query.cost // query.days
     most = budget // per_day
     days = min(most, max(chunk_days, period_days(interval)))
+    if query.max_days is not None:
+        # A daily range longer than one request may cover is cut, whatever the budget.
+        days = min(days, query.max_days)
     if days < 1:
         raise QueryTooExpensive(
             query.cost,
@@ -109,7 +117,8 @@ def _chunks(
             f"query {name!r}: one day costs {per_day}; use fewer segments, conditions or group-bys",
         )
     # Counted before any chunk is made: a range of centuries must not exhaust memory first.
-    estimate = -(-query.days // days) + 1
+    start, end = span or (query.start, query.end)
+    estimate = -(-((end - start).days + 1) // days) + 1
     if estimate > room:
         raise InvalidQuery(
             "chunk_days",
@@ -118,7 +127,7 @@ def _chunks(
             "range, raise chunk_days or split the job",
         )
     try:
-        ranges = chunk_ranges(query.start, query.end, interval, days)
+        ranges = chunk_ranges(start, end, interval, days)
     except ValueError:
         raise QueryTooExpensive(
             query.cost,
@@ -141,7 +150,9 @@ def plan_job(job: Job, limits: Limits) -> Plan:
     description: dict[str, Any] = {}
     for item in job.queries:
         room = MAX_CHUNKS - len(tasks)
-        chunks = _chunks(item.name, item.query, job.chunk_days, limits.cost_per_window, room)
+        chunks = _chunks(
+            item.name, item.query, job.chunk_days, limits.cost_per_window, room, item.span
+        )
         description[item.name] = _describe(item.name, item.query, chunks)
         tasks.extend(ChunkTask(item.name, i, chunk) for i, chunk in enumerate(chunks))
     text = json.dumps(description, sort_keys=True, separators=(",", ":"))

@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 from attrs import frozen
 
 from ..errors import AmplitudeError, AuthenticationError
 from ..limits import Pool
+from ..protocols import ScheduledRunner
 from .output import tidy_rows
 from .plan import ChunkTask, Plan, ideal_seconds
 from .store import CheckpointStore
@@ -91,7 +92,7 @@ def format_seconds(seconds: float) -> str:
 
 async def run_backfill(
     plan: Plan,
-    client: Any,
+    client: ScheduledRunner,
     store: CheckpointStore,
     *,
     priority: int = 0,

@@ -8,12 +8,15 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 from datetime import date
-from typing import Any, Final, NoReturn
+from typing import TYPE_CHECKING, Final, NoReturn
 from urllib.parse import urlsplit
 
 from attrs import frozen
 
 from ..limits import DEFAULT_LIMITS, Limits
+
+if TYPE_CHECKING:
+    from ..client import AmplitudeClient
 
 PROG: Final = "amplitude-async"
 
@@ -181,7 +184,7 @@ async def emulated(
         )
 
 
-def client_for(target: Connection, cache_url: str | None = None) -> Any:
+def client_for(target: Connection, cache_url: str | None = None) -> AmplitudeClient:
     from ..cache import open_cache
     from ..client import AmplitudeClient
     from ..retry import RetryPolicy

@@ -1,8 +1,10 @@
 """pytest fixtures for testing code that talks to Amplitude, against the built-in emulator.
 
-Installed as the ``amplitude_async`` pytest plugin (entry point ``pytest11``), so the fixtures
-are available in any test suite once the package is installed; async fixtures need
-pytest-asyncio.
+Opt-in: a test suite activates it with one line in its top-level ``conftest.py``::
+
+    pytest_plugins = ["amplitude_async.testing.pytest_plugin"]
+
+Nothing is loaded into test runs that do not ask for it. Async fixtures need pytest-asyncio.
 
 - ``amplitude_emulator``: a running :class:`~amplitude_async.testing.emulator.Emulator` over a
   small :class:`~amplitude_async.testing.dataset.SyntheticDataset` (200 users, 14 days from

@@ -67,7 +67,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from amplitude_async import queries as q
-from amplitude_async.testing.dataset import Dataset, collector_paused
+from amplitude_async.testing.dataset import Dataset
 
 from .charts import chart_csv_text
 from .errors import BadParameter, ChartNotFound, EngineError, Unsupported
@@ -157,5 +157,4 @@ def answer(query: q.Query[Any], dataset: Dataset, now: datetime) -> JSON:
 
     Raises :class:`EngineError` (``status`` 400 or 404) for what cannot be answered.
     """
-    with collector_paused():
-        return _answer(_Scope(dataset, now), query)
+    return _answer(_Scope(dataset, now), query)
