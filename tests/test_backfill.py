@@ -513,7 +513,7 @@ def test_a_corrupt_checkpoint_is_refused_on_open_and_restart_recovers(
 
 
 def test_ranges_and_plans_are_capped_before_planning(tmp_path: Path) -> None:
-    base = {
+    base: dict[str, Any] = {
         "start": "00010101",
         "end": "99991231",
         "queries": [{"name": "d", "endpoint": "active_users"}],

@@ -324,7 +324,7 @@ async def test_timeout_is_a_transport_error() -> None:
 
 async def test_gather_and_as_completed(server: RecordingServer) -> None:
     server.default = (200, {}, json.dumps(sample("doc_composition")).encode())
-    queries = [UserComposition(START, END, f"gp:p{i}") for i in range(12)]
+    queries: list[Query[Any]] = [UserComposition(START, END, f"gp:p{i}") for i in range(12)]
     async with make_client(server) as client:
         gathered = await client.gather(queries)
         streamed = [q async for q, _ in client.as_completed(queries)]

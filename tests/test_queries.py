@@ -411,21 +411,24 @@ def test_a_long_daily_segmentation_is_refused_from_the_wire_too() -> None:
 
 
 def _seg(**kw: Any) -> EventSegmentation:
-    return EventSegmentation(**({"events": ["a"], "start": D1, "end": D7} | kw))
+    fields: dict[str, Any] = {"events": ["a"], "start": D1, "end": D7}
+    return EventSegmentation(**(fields | kw))
 
 
 def _funnel(**kw: Any) -> Funnel:
-    return Funnel(**({"events": ["a", "b"], "start": D1, "end": D7} | kw))
+    fields: dict[str, Any] = {"events": ["a", "b"], "start": D1, "end": D7}
+    return Funnel(**(fields | kw))
 
 
 def _retention(**kw: Any) -> Retention:
-    return Retention(**({"start_event": "a", "return_event": "b", "start": D1, "end": D7} | kw))
+    fields: dict[str, Any] = {"start_event": "a", "return_event": "b", "start": D1, "end": D7}
+    return Retention(**(fields | kw))
 
 
 BAD_QUERIES: list[tuple[str, Any, str]] = [
     # dates
     ("end before start", lambda: ActiveUsers(D7, D1), "end"),
-    ("start not a date", lambda: ActiveUsers("20240301", D7), "start"),
+    ("start not a date", lambda: ActiveUsers("20240301", D7), "start"),  # type: ignore[arg-type]
     ("end a datetime", lambda: AverageSessionLength(D1, datetime(2024, 3, 7)), "end"),
     ("funnel end before start", lambda: _funnel(start=D7, end=D1), "end"),
     # events
@@ -446,18 +449,18 @@ BAD_QUERIES: list[tuple[str, Any, str]] = [
     ("empty funnel group-by", lambda: _funnel(group_by=""), "group_by"),
     ("retention group-by not a str", lambda: _retention(group_by=3), "group_by"),
     # metrics, modes, operators, user types, directions
-    ("unknown users metric", lambda: ActiveUsers(D1, D7, metric="returning"), "metric"),
+    ("unknown users metric", lambda: ActiveUsers(D1, D7, metric="returning"), "metric"),  # type: ignore[arg-type]
     ("unknown segmentation metric", lambda: _seg(metric="count"), "metric"),
-    ("unknown ltv metric", lambda: RevenueLTV(D1, D7, metric="mrr"), "metric"),
+    ("unknown ltv metric", lambda: RevenueLTV(D1, D7, metric="mrr"), "metric"),  # type: ignore[arg-type]
     ("ltv metric index out of range", lambda: RevenueLTV(D1, D7, metric=4), "metric"),
     ("unknown funnel mode", lambda: _funnel(mode="strict"), "mode"),
     ("unknown retention mode", lambda: _retention(mode="weekly"), "mode"),
-    ("unknown operator", lambda: Where("country", "like", ["x"]), "op"),
-    ("unknown count operator", lambda: PerformedEvent("x", op="=>"), "op"),
+    ("unknown operator", lambda: Where("country", "like", ["x"]), "op"),  # type: ignore[arg-type]
+    ("unknown count operator", lambda: PerformedEvent("x", op="=>"), "op"),  # type: ignore[arg-type]
     ("unknown segmentation user type", lambda: _seg(user_type="new"), "user_type"),
     ("unknown funnel user type", lambda: _funnel(user_type="any"), "user_type"),
-    ("unknown direction", lambda: UserActivity(1, direction="newest"), "direction"),
-    ("unknown bin unit", lambda: SessionLengthDistribution(D1, D7, "days", 0, 1), "bin_unit"),
+    ("unknown direction", lambda: UserActivity(1, direction="newest"), "direction"),  # type: ignore[arg-type]
+    ("unknown bin unit", lambda: SessionLengthDistribution(D1, D7, "days", 0, 1), "bin_unit"),  # type: ignore[arg-type]
     # formula and property metrics
     ("formula metric without formula", lambda: _seg(metric="formula"), "formula"),
     ("formula with another metric", lambda: _seg(formula="UNIQUES(A)"), "formula"),
@@ -485,7 +488,7 @@ BAD_QUERIES: list[tuple[str, Any, str]] = [
     ),
     ("funnel hourly over 7 days", lambda: _funnel(end=D30, interval=HOURLY), "interval"),
     ("realtime users interval 1", lambda: RealtimeActiveUsers(1), "interval"),
-    ("realtime users interval str", lambda: RealtimeActiveUsers("5"), "interval"),
+    ("realtime users interval str", lambda: RealtimeActiveUsers("5"), "interval"),  # type: ignore[arg-type]
     # limits and numbers
     ("segmentation limit 0", lambda: _seg(limit=0), "limit"),
     ("segmentation limit 1001", lambda: _seg(limit=1001), "limit"),
@@ -526,7 +529,7 @@ BAD_QUERIES: list[tuple[str, Any, str]] = [
     ("chart id with query", lambda: ChartCSV("a?b=1"), "chart_id"),
     ("chart id dot-dot", lambda: ChartCSV(".."), "chart_id"),
     ("chart cost 0", lambda: ChartCSV("abc", cost=0), "cost"),
-    ("segment not a segment", lambda: ActiveUsers(D1, D7, segments=[InCohort("c")]), "segments[0]"),
+    ("segment not a segment", lambda: ActiveUsers(D1, D7, segments=[InCohort("c")]), "segments[0]"),  # type: ignore[list-item]
     ("segments a string", lambda: _seg(segments="country=US"), "segments"),
 ]
 
@@ -780,7 +783,7 @@ def event_segmentations(draw: st.DrawFn) -> EventSegmentation:
         [first, *more],
         start,
         end,
-        metric=metric,
+        metric=metric,  # type: ignore[arg-type]
         interval=interval,
         segments=draw(segment_lists),
         group_by=draw(st.lists(names, max_size=2)),
@@ -825,7 +828,7 @@ def retentions(draw: st.DrawFn) -> Retention:
         draw(event_or_name),
         start,
         end,
-        mode=mode,
+        mode=mode,  # type: ignore[arg-type]
         brackets=draw(brackets()) if mode == "bracket" else None,
         interval=draw(st.sampled_from([DAILY, WEEKLY, MONTHLY])),
         segments=draw(segment_lists),

@@ -140,36 +140,36 @@ def test_condition_from_wire_chooses_the_class_by_shape() -> None:
     ("build", "field"),
     [
         (lambda: PropertyFilter("", "is", ["a"]), "key"),
-        (lambda: PropertyFilter("k", "equals", ["a"]), "op"),
+        (lambda: PropertyFilter("k", "equals", ["a"]), "op"),  # type: ignore[arg-type]
         (lambda: PropertyFilter("k", "is", []), "values"),
-        (lambda: PropertyFilter("k", "is", [1]), "values[0]"),
-        (lambda: PropertyFilter("k", "is", ["a"], type="device"), "type"),
+        (lambda: PropertyFilter("k", "is", [1]), "values[0]"),  # type: ignore[list-item]
+        (lambda: PropertyFilter("k", "is", ["a"], type="device"), "type"),  # type: ignore[arg-type]
         (lambda: GroupBy(""), "value"),
-        (lambda: GroupBy("x", "session"), "type"),
+        (lambda: GroupBy("x", "session"), "type"),  # type: ignore[arg-type]
         (lambda: Event(""), "event_type"),
         (lambda: Event("   "), "event_type"),
-        (lambda: Event(3), "event_type"),
+        (lambda: Event(3), "event_type"),  # type: ignore[arg-type]
         (lambda: Event("x", group_by=["a", "b", "c"]), "group_by"),
         (lambda: Event("x", group_by=[""]), "group_by[0]"),
-        (lambda: Event("x", group_by=[3]), "group_by[0]"),
-        (lambda: Event("x", filters=["country is US"]), "filters[0]"),
-        (lambda: Event("x", filters="oops"), "filters"),
+        (lambda: Event("x", group_by=[3]), "group_by[0]"),  # type: ignore[list-item]
+        (lambda: Event("x", filters=["country is US"]), "filters[0]"),  # type: ignore[list-item]
+        (lambda: Event("x", filters="oops"), "filters"),  # type: ignore[arg-type]
         (lambda: Where("", "is", ["a"]), "prop"),
-        (lambda: Where("country", "=", ["a"]), "op"),
+        (lambda: Where("country", "=", ["a"]), "op"),  # type: ignore[arg-type]
         (lambda: Where("country", "is", []), "values"),
         (lambda: Where("userdata_cohort", "is", ["c"]), "prop"),
         (lambda: InCohort(""), "cohort_id"),
         (lambda: PerformedEvent(""), "event_type"),
-        (lambda: PerformedEvent("x", op="is"), "op"),
-        (lambda: PerformedEvent("x", op="!="), "op"),
+        (lambda: PerformedEvent("x", op="is"), "op"),  # type: ignore[arg-type]
+        (lambda: PerformedEvent("x", op="!="), "op"),  # type: ignore[arg-type]
         (lambda: PerformedEvent("x", value=-1), "value"),
         (lambda: PerformedEvent("x", value=True), "value"),
-        (lambda: PerformedEvent("x", time_type="lastWeek"), "time_type"),
+        (lambda: PerformedEvent("x", time_type="lastWeek"), "time_type"),  # type: ignore[arg-type]
         (lambda: PerformedEvent("x", time_type="forEachInterval"), "time_value"),
         (lambda: PerformedEvent("x", time_type="forEachInterval", time_value=0), "time_value"),
         (lambda: PerformedEvent("x", time_value=30), "time_value"),
-        (lambda: Segment(Event("x")), "conditions[0]"),
-        (lambda: Segment(InCohort("c"), "country is US"), "conditions[1]"),
+        (lambda: Segment(Event("x")), "conditions[0]"),  # type: ignore[arg-type]
+        (lambda: Segment(InCohort("c"), "country is US"), "conditions[1]"),  # type: ignore[arg-type]
     ],
 )
 def test_invalid_values_name_their_field(build: Any, field: str) -> None:
@@ -200,7 +200,7 @@ def test_every_documented_operator_is_accepted() -> None:
 
 def test_invalid_query_is_a_value_error_with_field_and_message() -> None:
     with pytest.raises(ValueError, match=r"^op: unknown operator 'equals'"):
-        Where("country", "equals", ["a"])
+        Where("country", "equals", ["a"])  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
