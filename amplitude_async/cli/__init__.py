@@ -74,7 +74,9 @@ def _describe(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, InvalidQuery):
         return EXIT_BAD_INPUT, f"invalid {exc.field}: {exc.message}"
     if isinstance(exc, ConfigurationError):
-        return EXIT_BAD_INPUT, f"{exc.field}: {exc.message} (or --api-key/--secret-key)"
+        # Only the credentials have command-line spellings worth pointing to.
+        hint = " (or --api-key/--secret-key)" if exc.field in ("api_key", "secret_key") else ""
+        return EXIT_BAD_INPUT, f"{exc.field}: {exc.message}{hint}"
     if isinstance(exc, QueryTooExpensive):
         return EXIT_BAD_INPUT, str(exc)
     if isinstance(exc, AuthenticationError):
