@@ -7,7 +7,7 @@ exceeded. ``amplitude_async.testing`` holds an emulator of the API for offline u
 
 from __future__ import annotations
 
-from .budget import BudgetStore, InMemoryBudgetStore
+from .admission import BudgetStore, InMemoryBudgetStore
 from .client import AmplitudeClient
 from .clock import Clock, LoopClock
 from .converter import structure_result, unstructure_result
@@ -16,6 +16,7 @@ from .errors import (
     APIError,
     AuthenticationError,
     BadRequest,
+    BudgetUnavailable,
     ConfigurationError,
     InvalidQuery,
     NotFound,
@@ -90,6 +91,7 @@ __all__ = [
     "AverageSessionLengthResult",
     "BadRequest",
     "BudgetStore",
+    "BudgetUnavailable",
     "ChartCSV",
     "ChartCSVResult",
     "ChartQuery",

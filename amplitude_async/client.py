@@ -17,7 +17,7 @@ import attrs
 
 from .clock import Clock
 from .converter import structure_result
-from .errors import AmplitudeError, ConfigurationError, RateLimited
+from .errors import AmplitudeError, ConfigurationError, RateLimited, TransportError
 from .limits import Limits
 from .queries import (
     ActiveUsers,
@@ -39,7 +39,7 @@ from .queries import (
 )
 from .retry import Attempts, RetryPolicy
 from .sansio import BASE_URLS, basic_auth, build_request, check_credentials, decipher
-from .scheduler import Scheduler, SchedulerStatistics
+from .scheduler import LEASE_MARGIN, Scheduler, SchedulerStatistics
 from .split import run_split
 from .transport import AiohttpTransport, Transport
 
@@ -69,6 +69,24 @@ def _endpoint(
     return method
 
 
+def _make_scheduler(
+    api_key: str, limits: Limits, clock: Clock | None, timeout: float, budget_url: str | None
+) -> Scheduler:
+    """The client's own scheduler: on a shared budget store when ``budget_url`` is given. A
+    lease outlives the request timeout by a margin, for the server to finish counting."""
+    lease = timeout + LEASE_MARGIN
+    if budget_url is None:
+        return Scheduler(limits, clock=clock, lease=lease)
+    try:
+        from .redis_store import RedisBudgetStore  # the optional redis extra
+    except ImportError:  # pragma: no cover - depends on the installation
+        raise ConfigurationError(
+            "budget_url", "needs the redis package: pip install 'amplitude-async[redis]'"
+        ) from None
+    store = RedisBudgetStore.from_url(budget_url, api_key=api_key, limits=limits)
+    return Scheduler(store=store, clock=clock, lease=lease)
+
+
 class AmplitudeClient:
     """Cost-aware client for one Amplitude project.
 
@@ -76,7 +94,9 @@ class AmplitudeClient:
     selects the EU host; ``base_url`` overrides both (the built-in emulator, a proxy). ``limits``
     are the project's budgets (Amplitude's documented values by default). The client owns its
     aiohttp session unless ``session`` is given. Use it as an async context manager, or call
-    :meth:`aclose`.
+    :meth:`aclose`. ``budget_url`` (or ``AMPLITUDE_BUDGET_URL``), such as
+    ``"redis://host:6379/0"``, shares the project's budget with every process using the same
+    URL and API key (see :class:`~amplitude_async.redis_store.RedisBudgetStore`).
     """
 
     def __init__(
@@ -94,6 +114,7 @@ class AmplitudeClient:
         scheduler: Scheduler | None = None,
         transport: Transport | None = None,
         retry_policy: RetryPolicy | None = None,
+        budget_url: str | None = None,
     ) -> None:
         api_key = api_key if api_key is not None else os.environ.get("AMPLITUDE_API_KEY")
         secret_key = (
@@ -111,8 +132,13 @@ class AmplitudeClient:
         self.region = region
         self.base_url = (base_url or BASE_URLS[region]).rstrip("/")
         self._authorization = basic_auth(key, secret)
+        if budget_url is None:
+            budget_url = os.environ.get("AMPLITUDE_BUDGET_URL") or None
+        self._owns_scheduler = scheduler is None
         if scheduler is None:
-            scheduler = Scheduler(limits or Limits(), clock=clock)
+            scheduler = _make_scheduler(key, limits or Limits(), clock, timeout, budget_url)
+        elif budget_url is not None:
+            raise ConfigurationError("budget_url", "give a scheduler or a budget_url, not both")
         self.scheduler = scheduler
         self.limits = scheduler.limits
         # A "rate" 429 pauses the pool for one cost window: that window is the limits' own.
@@ -131,6 +157,8 @@ class AmplitudeClient:
 
     async def aclose(self) -> None:
         """Close the transport (and the aiohttp session, if the client created it)."""
+        if self._owns_scheduler:
+            await self.scheduler.aclose()
         await self._transport.aclose()
 
     def statistics(self) -> SchedulerStatistics:
@@ -160,7 +188,7 @@ class AmplitudeClient:
         attempts = Attempts()
         error: AmplitudeError | None
         while True:
-            async with self.scheduler.slot(pool, cost, priority=priority):
+            async with self.scheduler.slot(pool, cost, priority=priority) as ticket:
                 try:
                     response = await self._transport.send(request)
                     body = decipher(
@@ -168,6 +196,9 @@ class AmplitudeClient:
                     )
                 except AmplitudeError as exc:
                     error = exc
+                    if isinstance(exc, TransportError):
+                        # The server may still be counting it: hold its entry until its lease ends.
+                        self.scheduler.abandon(ticket)
                 else:
                     error = None
             if error is None:

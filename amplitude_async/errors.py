@@ -8,6 +8,7 @@ Every exception derives from :class:`AmplitudeError`::
     ├── ConfigurationError (also ValueError)  bad client settings, such as missing credentials
     ├── ResponseValidationError               a response that cannot be decoded
     ├── TransportError                        connection failures and timeouts
+    ├── BudgetUnavailable                     the shared budget store cannot be reached
     └── APIError                              the API answered with an error status
         ├── BadRequest                        400
         ├── AuthenticationError               401, 403
@@ -27,6 +28,7 @@ __all__ = [
     "AmplitudeError",
     "AuthenticationError",
     "BadRequest",
+    "BudgetUnavailable",
     "ConfigurationError",
     "InvalidQuery",
     "NotFound",
@@ -95,6 +97,11 @@ class TransportError(AmplitudeError):
         self.timeout = timeout
         self.message = message
         super().__init__(f"{message} ({path})" if path else message)
+
+
+class BudgetUnavailable(AmplitudeError):
+    """The budget store (for example Redis) failed or could not be reached, so nothing could be
+    admitted: a waiting request gives up after the scheduler's ``unavailable_wait``."""
 
 
 class APIError(AmplitudeError):

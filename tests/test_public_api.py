@@ -21,7 +21,7 @@ EXPECTED = {
     # errors
     "AmplitudeError", "InvalidQuery", "QueryTooExpensive", "ConfigurationError", "APIError",
     "BadRequest", "AuthenticationError", "NotFound", "RateLimited", "ServerError",
-    "TransportError", "ResponseValidationError",
+    "TransportError", "ResponseValidationError", "BudgetUnavailable",
     # client and scheduling
     "AmplitudeClient", "Limits", "Pool", "Scheduler", "SchedulerStatistics", "RetryPolicy",
     "BudgetStore", "InMemoryBudgetStore", "Clock", "LoopClock",
