@@ -487,7 +487,8 @@ for p, st in ipairs(pools) do
   end
 end
 
--- Grants for other owners: kept until that owner's next exchange, and published at once.
+-- Grants for other owners: kept until that owner's next exchange, and published at once
+-- (with the decision's time, so a receiver can tell how long delivery took).
 for o, list in pairs(others) do
   local text = table.concat(list, ',')
   local before = redis.call('HGET', KEYS[3], o)
@@ -496,7 +497,7 @@ for o, list in pairs(others) do
   else
     redis.call('HSET', KEYS[3], o, text)
   end
-  redis.call('PUBLISH', chan .. o, text)
+  redis.call('PUBLISH', chan .. o, fmt(now) .. '|' .. text)
 end
 local pending = redis.call('HGET', KEYS[3], owner)
 if pending then

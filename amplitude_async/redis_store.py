@@ -30,6 +30,7 @@ import contextlib
 import hashlib
 import json
 import math
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -97,6 +98,26 @@ def _config(limits: Limits, starvation_bound: float) -> str:
     return json.dumps({"pools": pools, "bound": bound}, sort_keys=True, separators=(",", ":"))
 
 
+def _parse_config(text: str) -> tuple[Limits, float]:
+    """The limits and starvation bound stored with a budget (see :func:`_config`)."""
+    config = json.loads(text)
+    pools = {p["pool"]: p for p in config["pools"]}
+    standard, user = pools[str(Pool.STANDARD)], pools[str(Pool.USER)]
+    (cost_per_window, window), (cost_per_hour, hour) = standard["windows"]
+    ((user_per_hour, _),) = user["windows"]
+    limits = Limits(
+        concurrent=standard["cap"],
+        cost_per_window=cost_per_window,
+        window=window,
+        cost_per_hour=cost_per_hour,
+        hour=hour,
+        user_concurrent=user["cap"],
+        user_queries_per_hour=user_per_hour,
+    )
+    bound = config["bound"]
+    return limits, math.inf if bound < 0 else float(bound)
+
+
 class RedisBudgetStore:
     """A :class:`~amplitude_async.admission.BudgetStore` in Redis, for one project.
 
@@ -136,6 +157,9 @@ class RedisBudgetStore:
         self._checked_policy = False
         self.round_trips = 0
         """Scripts run (one per exchange)."""
+        self.grant_latencies: list[float] | None = None
+        """Set to a list to collect, per grant, the seconds from the decision to this
+        process: the exchange's round trip, or the delivery of a published grant."""
 
     @classmethod
     def from_url(
@@ -157,6 +181,26 @@ class RedisBudgetStore:
         except ValueError as exc:
             raise ConfigurationError("budget_url", str(exc)) from None
         return cls(client, api_key=api_key, limits=limits, starvation_bound=starvation_bound)
+
+    @classmethod
+    async def observe(
+        cls, url: str, *, api_key: str, call_timeout: float = 5.0
+    ) -> RedisBudgetStore | None:
+        """A store for reading the shared budget of ``api_key`` with the limits stored with it
+        (see :meth:`read_usage`); ``None`` if no process uses that budget now."""
+        probe = cls.from_url(url, api_key=api_key, timeout=call_timeout)
+        try:
+            stored = await probe._redis.hget(probe.keys[0], "config")
+        except (RedisError, OSError) as exc:
+            await probe.aclose()
+            raise BudgetUnavailable(f"the budget store cannot be reached: {exc}") from exc
+        await probe.aclose()
+        if stored is None:
+            return None
+        limits, bound = _parse_config(stored.decode() if isinstance(stored, bytes) else stored)
+        return cls.from_url(
+            url, api_key=api_key, limits=limits, starvation_bound=bound, timeout=call_timeout
+        )
 
     @property
     def limits(self) -> Limits:
@@ -205,6 +249,7 @@ class RedisBudgetStore:
         ]
         try:
             self.round_trips += 1
+            sent = time.perf_counter()
             reply = await self._script(keys=self.keys, args=args)
         except ResponseError as exc:
             text = str(exc)
@@ -221,7 +266,10 @@ class RedisBudgetStore:
         if not self._checked_policy:
             self._checked_policy = True
             await self._check_eviction_policy()
-        return self._outcome(reply)
+        outcome = self._outcome(reply)
+        if self.grant_latencies is not None and outcome.grants:
+            self.grant_latencies.extend([time.perf_counter() - sent] * len(outcome.grants))
+        return outcome
 
     def _outcome(self, reply: list[Any]) -> Outcome:
         grants, cancelled, wake, queued, rejoined, usage, processes = (
@@ -280,7 +328,7 @@ class RedisBudgetStore:
         """The budget now, without joining it (``None`` if no process has used it)."""
         if not await self._redis.exists(self.keys[0]):
             return None
-        probe = Changes(owner="", lease=self._starvation_bound and 1.0)
+        probe = Changes(owner="", lease=1.0)
         outcome = await self.exchange(probe)
         return outcome.usage
 
@@ -308,7 +356,13 @@ class RedisBudgetStore:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
                     if message is not None and message.get("type") == "message":
                         data = message["data"]
-                        deliver(_parse_grants(data.decode() if isinstance(data, bytes) else data))
+                        text = data.decode() if isinstance(data, bytes) else str(data)
+                        stamp, _, text = text.partition("|")
+                        grants = _parse_grants(text)
+                        if self.grant_latencies is not None:
+                            delay = max(0.0, time.time() - float(stamp))
+                            self.grant_latencies.extend([delay] * len(grants))
+                        deliver(grants)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError):
