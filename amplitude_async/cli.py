@@ -94,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--region", choices=("us", "eu"), default="us", help="data region (us)")
     group.add_argument("--base-url", help="another API host (a proxy, a running emulator)")
     group.add_argument(
+        "--budget-url",
+        help="share the project's budget with other processes through Redis, e.g. "
+        "redis://host:6379/0 (default: $AMPLITUDE_BUDGET_URL)",
+    )
+    group.add_argument(
         "--emulator",
         action="store_true",
         help="use the built-in emulator in-process (also the default without credentials)",
@@ -175,6 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--quick", action="store_true", help="a run of a few seconds")
     demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument(
+        "--processes", type=int, default=1, help="split the dashboard over N processes (1)"
+    )
+    demo.add_argument("--budget-url", help="the shared budget's Redis for --processes")
+
+    from .budget_command import add_budget_command
+
+    add_budget_command(commands)
     return parser
 
 
@@ -254,6 +267,7 @@ class _Target:
     region: str
     limits: Limits
     time_scale: float = 1.0
+    budget_url: str | None = None
 
 
 def _wants_emulator(args: argparse.Namespace) -> bool:
@@ -291,11 +305,19 @@ def _client(target: _Target) -> Any:
         base_url=target.base_url,
         limits=target.limits,
         retry_policy=policy,
+        budget_url=target.budget_url,
     )
 
 
 def _real_target(args: argparse.Namespace) -> _Target:
-    return _Target(args.api_key, args.secret_key, args.base_url, args.region, DEFAULT_LIMITS)
+    return _Target(
+        args.api_key,
+        args.secret_key,
+        args.base_url,
+        args.region,
+        DEFAULT_LIMITS,
+        budget_url=args.budget_url,
+    )
 
 
 # -- query and cost -------------------------------------------------------------------------
@@ -561,6 +583,8 @@ def _demo(args: argparse.Namespace) -> int:
     from . import demo
 
     argv = ["--seed", str(args.seed)] + (["--quick"] if args.quick else [])
+    argv += ["--processes", str(args.processes)]
+    argv += ["--budget-url", args.budget_url] if args.budget_url else []
     code: int = demo.main(argv)
     return code
 
@@ -610,6 +634,10 @@ def _dispatch(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         return asyncio.run(_backfill(args, out, err))
     if args.command == "emulator":
         return _emulator(args)
+    if args.command == "budget":
+        from .budget_command import run_budget_command
+
+        return run_budget_command(args, out)
     return _demo(args)
 
 

@@ -342,3 +342,23 @@ async def test_waiters_fail_with_budget_unavailable_when_redis_dies(
         with pytest.raises(BudgetUnavailable):
             await asyncio.wait_for(_enter(scheduler), 30.0)
         await scheduler.aclose()
+
+
+async def test_the_client_shares_its_budget_through_a_url(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from amplitude_async.client import AmplitudeClient
+
+    async with AmplitudeClient("key", "secret", budget_url=redis_server.url) as client:
+        assert isinstance(client.scheduler.store, RedisBudgetStore)
+        assert client.scheduler.lease == 60.0 + 30.0  # the request timeout plus a margin
+    monkeypatch.setenv("AMPLITUDE_BUDGET_URL", redis_server.url)
+    async with AmplitudeClient("key", "secret", timeout=5.0) as client:
+        assert isinstance(client.scheduler.store, RedisBudgetStore)
+        assert client.scheduler.lease == 35.0
+    with pytest.raises(ConfigurationError) as info:
+        AmplitudeClient("key", "secret", scheduler=Scheduler(), budget_url=redis_server.url)
+    assert info.value.field == "budget_url"
+    with pytest.raises(ConfigurationError) as info:
+        AmplitudeClient("key", "secret", budget_url="http://not-redis")
+    assert info.value.field == "budget_url"

@@ -44,7 +44,8 @@ __all__ = [
 class WorkerSpec:
     """What one worker runs, against which server, on which budget.
 
-    ``workload`` is ``"dashboard"`` (the quick demo dashboard, part ``part`` of ``parts``) or
+    ``workload`` is ``"dashboard"`` (the demo's dashboard of ``profile``, ``"quick"`` or
+    ``"full"``, part ``part`` of ``parts``) or
     ``"segments:COUNT:DAYS"`` (COUNT event segmentations of DAYS days: cost DAYS + 1 each).
     ``scale`` multiplies the limits' durations; ``lease`` and ``timeout`` are seconds.
     """
@@ -62,6 +63,7 @@ class WorkerSpec:
     timeout: float = 4.0
     unavailable_wait: float = 30.0
     seed: int = 1
+    profile: str = "quick"
     delay: float = 0.0
     """Seconds to wait before queueing anything."""
 
@@ -85,12 +87,13 @@ class WorkerReport:
 
 def workload(spec: WorkerSpec) -> list[Query[Any]]:
     """The queries of ``spec``'s share of its workload."""
-    from ..demo import QUICK, dashboard
+    from ..demo import FULL, QUICK, dashboard
     from .dataset import SyntheticDataset
 
-    dataset = SyntheticDataset(seed=spec.seed, users=QUICK.users, days=QUICK.days)
+    profile = QUICK if spec.profile == "quick" else FULL
+    dataset = SyntheticDataset(seed=spec.seed, users=profile.users, days=profile.days)
     if spec.workload == "dashboard":
-        queries = dashboard(dataset, QUICK)
+        queries = dashboard(dataset, profile)
     else:
         kind, count, days = spec.workload.split(":")
         if kind != "segments":
