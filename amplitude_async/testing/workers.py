@@ -66,6 +66,10 @@ class WorkerSpec:
     profile: str = "quick"
     delay: float = 0.0
     """Seconds to wait before queueing anything."""
+    urgent: str | None = None
+    """Another workload (``segments:COUNT:DAYS``) queued at priority 10, ``urgent_delay``
+    seconds after the first; its latencies are reported apart."""
+    urgent_delay: float = 0.0
 
 
 @frozen
@@ -83,6 +87,7 @@ class WorkerReport:
     latencies: list[float]
     round_trips: int
     grant_latencies: list[float]
+    urgent_latencies: list[float] = attrs.field(factory=list)
 
 
 def workload(spec: WorkerSpec) -> list[Query[Any]]:
@@ -124,7 +129,11 @@ async def run_worker(spec: WorkerSpec) -> WorkerReport:
     else:
         scheduler = Scheduler(limits, lease=spec.lease, unavailable_wait=spec.unavailable_wait)
     queries = workload(spec)
+    urgent = (
+        workload(attrs.evolve(spec, workload=spec.urgent, part=0, parts=1)) if spec.urgent else []
+    )
     latencies: list[float] = []
+    urgent_latencies: list[float] = []
     failed: dict[str, int] = {}
     done = cost = 0
     if spec.delay:
@@ -139,19 +148,23 @@ async def run_worker(spec: WorkerSpec) -> WorkerReport:
         retry_policy=RetryPolicy().scaled(spec.scale),
     ) as client:
 
-        async def one(query: Query[Any]) -> None:
+        async def one(query: Query[Any], priority: int, into: list[float]) -> None:
             nonlocal done, cost
             queued = time.perf_counter()
             try:
-                await client.run(query, priority=spec.priority)
+                await client.run(query, priority=priority)
             except Exception as exc:
                 failed[type(exc).__name__] = failed.get(type(exc).__name__, 0) + 1
             else:
                 done += 1
                 cost += query.cost
-                latencies.append(time.perf_counter() - queued)
+                into.append(time.perf_counter() - queued)
 
-        await asyncio.gather(*(one(q) for q in queries))
+        async def later() -> None:
+            await asyncio.sleep(spec.urgent_delay)
+            await asyncio.gather(*(one(q, 10, urgent_latencies) for q in urgent))
+
+        await asyncio.gather(*(one(q, spec.priority, latencies) for q in queries), later())
         stats = client.statistics()
     return WorkerReport(
         queries=len(queries),
@@ -164,6 +177,7 @@ async def run_worker(spec: WorkerSpec) -> WorkerReport:
         latencies=latencies,
         round_trips=store.round_trips if store is not None else 0,
         grant_latencies=list(store.grant_latencies) if store is not None else [],
+        urgent_latencies=urgent_latencies,
     )
 
 
