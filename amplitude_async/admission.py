@@ -143,7 +143,8 @@ class Outcome:
 
     ``grants`` are this owner's; ``cancelled`` the ``(pool, local)`` waiters it removed (the
     others asked to be cancelled had already been granted: their grants arrive); ``wake_in``
-    seconds until time alone could change a decision (``inf``: only a change can);
+    seconds until time alone could change a decision, if this owner is the one to exchange
+    again then (``inf``: only a change can, or another owner keeps the time);
     ``rejoined``: the store did not know this owner (first exchange, dropped after its lease ran
     out, or the store's state was lost), so its waiting requests must be registered again;
     ``queued``: requests waiting in the store, every owner's; ``usage``: the budget after the
@@ -427,6 +428,7 @@ class InMemoryBudgetStore:
         self._waiting: dict[str, dict[tuple[Pool, int], Waiter]] = {}
         self._listeners: dict[str, Callable[[Sequence[Grant]], None]] = {}
         self._pending: dict[str, list[Grant]] = {}
+        self._keeper: tuple[str, float] = ("", -math.inf)  # who wakes for the queue, and when
 
     @property
     def limits(self) -> Limits:
@@ -508,10 +510,24 @@ class InMemoryBudgetStore:
                 self._pending.setdefault(other, []).extend(given)
         if self._pending:
             grants.extend(self._pending.pop(owner, ()))
+        # One owner keeps time for the queue: it alone is told to exchange again when time
+        # frees room, so owners do not all wake for the same expiry. Another takes the duty
+        # over when it sees an earlier time, or the keeper's time passed or its lease ran out.
+        duty = math.inf
+        if wake_at < math.inf:
+            keeper, keeper_at = self._keeper
+            if (
+                keeper == owner
+                or self._owners.get(keeper, -math.inf) <= now
+                or keeper_at <= now
+                or wake_at < keeper_at
+            ):
+                self._keeper = (owner, wake_at)
+                duty = wake_at
         return Outcome(
             grants=tuple(grants),
             cancelled=tuple(cancelled),
-            wake_in=wake_at - now,
+            wake_in=duty - now,
             queued=sum(queue.count for queue in self.queues.values()),
             rejoined=rejoined,
         )

@@ -505,6 +505,20 @@ if pending then
   redis.call('HDEL', KEYS[3], owner)
 end
 
+-- One owner keeps time for the queue: it alone is told to exchange again when time frees
+-- room, so N processes do not all wake for the same expiry. A later exchange takes the duty
+-- over when it sees an earlier time, or the keeper's time passed or its lease ran out.
+local duty = INF
+if wake < INF and owner ~= '' then
+  local kat = tonumber(redis.call('HGET', KEYS[1], 'wake_at') or NEVER)
+  local keeper = redis.call('HGET', KEYS[1], 'keeper')
+  local alive = keeper and tonumber(redis.call('ZSCORE', KEYS[2], keeper) or NEVER) > now
+  if keeper == owner or not alive or kat <= now or wake < kat then
+    redis.call('HSET', KEYS[1], 'wake_at', fmt(wake), 'keeper', owner)
+    duty = wake
+  end
+end
+
 local queued = 0
 local usage = {}
 for p, st in ipairs(pools) do
@@ -529,7 +543,7 @@ local processes = redis.call('ZCOUNT', KEYS[2], '(' .. fmt(now), '+inf')
 return {
   table.concat(mine, ','),
   table.concat(cancelled, ','),
-  fmt(wake - now),
+  fmt(duty - now),
   queued,
   rejoined and 1 or 0,
   table.concat(usage, ';'),

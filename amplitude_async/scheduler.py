@@ -45,9 +45,10 @@ sends the store everything that changed since its last exchange (requests queued
 responses completed) and hands the grants that come back to the waiting requests. A request
 that queues is sent one loop turn later, with every request queued in the same turn, so a
 burst is decided as a whole. The store answers with the time until the next decision that time
-alone makes due; the scheduler exchanges again then, and at least every third of its lease
-term while it has requests waiting or in flight (that renews their leases). The in-process
-store (the default) is simply a store whose exchanges never suspend.
+alone makes due (to one process at a time: the one keeping time for the shared queue, whose
+decision then serves every process); the scheduler exchanges again then, and at least every
+third of its lease term while it has requests waiting or in flight (that renews their
+leases). The in-process store (the default) is simply a store whose exchanges never suspend.
 
 If the store fails (Redis unreachable), nothing is admitted: exchanges are retried, and a
 waiting request ends with :class:`~amplitude_async.errors.BudgetUnavailable` once the store has
@@ -80,7 +81,7 @@ from .admission import (
 )
 from .budget import EntryId, WindowUsage, check_cost, pool_windows, weight_of
 from .clock import Clock, LoopClock
-from .errors import BudgetUnavailable
+from .errors import AmplitudeError, BudgetUnavailable
 from .limits import DEFAULT_LIMITS, Limits, Pool
 
 __all__ = [
@@ -287,7 +288,6 @@ class Scheduler:
         self._alarm: asyncio.TimerHandle | asyncio.Task[None] | None = None
         self._alarm_at = math.inf
         self._last_exchange = -math.inf  # local time of the last answered exchange
-        self._store_busy = False  # the store has waiters (of any process)
         self._store_wake = math.inf  # local time the store asked to be consulted again
         self._outage_since: float | None = None
         self._paused: dict[Pool, float] = {}
@@ -569,11 +569,13 @@ class Scheduler:
         return max(self.limits.window, self.limits.hour) + self.lease
 
     def _duty(self, now: float) -> float:
-        """When the next exchange is due without a local change (``inf``: the driver may stop)."""
-        if self._waiters or self._in_flight or self._store_busy:
-            # Keep the leases of this process's waiters and entries alive.
+        """When the next exchange is due without a local change (``inf``: the driver may stop):
+        when the store asked this process to keep time for the queue, and a third of the lease
+        term after the last exchange while this process has requests waiting or in flight
+        (that renews their leases)."""
+        if self._waiters or self._in_flight:
             return min(self._store_wake, self._last_exchange + self.lease / 3)
-        return math.inf
+        return self._store_wake
 
     async def _drive(self) -> None:
         """The exchange loop; runs while this process has anything to tell or to wait for."""
@@ -597,6 +599,11 @@ class Scheduler:
                     await self._sleep_until(self._clock.time() + delay)
                     delay = min(RETRY_MAX, delay * 2)
                     continue
+                except AmplitudeError as exc:
+                    # Such as ConfigurationError (this process's limits differ from the
+                    # budget's): every waiter hears it.
+                    self._fail_all(exc, None)
+                    return
                 except Exception as exc:
                     # A broken store must not leave anyone waiting forever.
                     self._fail_all(BudgetUnavailable(f"the budget store failed: {exc!r}"), exc)
@@ -613,9 +620,6 @@ class Scheduler:
         self._last_exchange = now
         if outcome.usage is not None:
             self._usage = outcome.usage
-        # While anyone waits, every process sharing the store takes part in deciding when time
-        # frees room (a completion here may set the time another process's waiter needs).
-        self._store_busy = outcome.queued > 0
         self._store_wake = now + outcome.wake_in if outcome.wake_in < math.inf else math.inf
         for key in outcome.cancelled:
             waiter = self._waiters.pop(key, None)
@@ -665,8 +669,9 @@ class Scheduler:
         if not waiter.future.done():
             waiter.future.set_exception(exc)
 
-    def _fail_all(self, error: BudgetUnavailable, cause: BaseException) -> None:
-        error.__cause__ = cause
+    def _fail_all(self, error: AmplitudeError, cause: BaseException | None) -> None:
+        if cause is not None:
+            error.__cause__ = cause
         for waiter in list(self._waiters.values()):
             if waiter.state in (_NEW, _SENT):
                 self._queued[waiter.pool] -= 1

@@ -224,6 +224,10 @@ async def test_a_process_with_other_limits_cannot_join(redis_server: RedisServer
         with pytest.raises(ConfigurationError) as info:
             await other.exchange(Changes(owner="b", lease=5.0))
         assert info.value.field == "limits"
+        # A scheduler on it fails its waiters with the same error, before sending anything.
+        scheduler = Scheduler(store=other, lease=5.0)
+        with pytest.raises(ConfigurationError):
+            await _enter(scheduler)
         # Another project (another key) has a budget of its own.
         elsewhere = RedisBudgetStore.from_url(
             redis_server.url, api_key="another", limits=Limits(concurrent=4)
