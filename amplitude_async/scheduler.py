@@ -653,10 +653,15 @@ class Scheduler:
                 self.unavailable_wait
             ):
                 self._fail(waiter, exc)
-        # Completions matter only while the store could still hold their entries.
-        return bool(self._waiters) or (
-            self._has_changes() and now - since < self.lease + self.unavailable_wait
-        )
+        if any(w.state in (_NEW, _SENT) for w in self._waiters.values()):
+            return True
+        if now - since < self.lease + self.unavailable_wait:
+            return bool(self._waiters) or self._has_changes()
+        # By now the store (if it ever answers) has let this process's leases run out: what is
+        # left to tell it no longer matters.
+        self._waiters.clear()
+        self._take_changes()
+        return False
 
     def _fail(self, waiter: _Waiter, exc: BaseException) -> None:
         if waiter.state == _SENT:

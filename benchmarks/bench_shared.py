@@ -17,20 +17,26 @@ Ways, same workloads, same run:
 Then ``--exchanges`` exchanges of one process alone, each queueing one request that is granted
 at once and completing the previous one: the grant latency of the script itself on loopback.
 
-Reported per (N, way): 429s the emulator sent, budget used (cost accepted over the most a strict
-sliding window admits in the run's span: ``budget * (1 + span / window)``; the span runs from the
-first request's arrival to the last response), the priority queries' latency (queue to result,
+Reported per (N, way): 429s the emulator sent, budget used as in ``bench_policies.py`` (see
+RESULTS.md): *rate used* = C / (B * T / W) and *ideal/wall* = T* / T, with C the cost accepted,
+T the span from the first request's arrival to the last response, and T* = (ceil(C/B) - 1) * W
++ the last request's time at the server; the priority queries' latency (queue to result,
 median and max), grant latency (decision to the waiting process: an exchange's round trip, or
 the delivery of a published grant; p50/p99) and Redis round trips per admitted request (shared
 only). Writes a plot to ``benchmarks/shared.png`` unless ``--no-png``.
 
+``--workload segments:COUNT:DAYS`` replaces the dashboard with COUNT event segmentations of
+DAYS days (cost DAYS + 1 each).
+
     python benchmarks/bench_shared.py [--processes 1 2 4 8] [--scale 0.005] [--no-png]
+        [--workload dashboard | segments:COUNT:DAYS] [--exchanges 500] [--png PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +59,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def one_run(n: int, way: str, redis_url: str, scale: float) -> dict[str, Any]:
+async def one_run(
+    n: int, way: str, redis_url: str, scale: float, work: str = "dashboard"
+) -> dict[str, Any]:
     limits = Limits().scaled(scale)
     dataset = SyntheticDataset(seed=1, users=2000, days=60)
     emulator = Emulator(
@@ -67,6 +75,7 @@ async def one_run(n: int, way: str, redis_url: str, scale: float) -> dict[str, A
             "budget_url": redis_url if way == "shared" else None,
             "scale": scale,
             "profile": "full",
+            "workload": work,
             "lease": 5.0,
             "timeout": 4.0,
         }
@@ -76,7 +85,9 @@ async def one_run(n: int, way: str, redis_url: str, scale: float) -> dict[str, A
     served = emulator.statistics()
     accepted = [r for r in emulator.requests if r.accepted]
     span = max(r.finished for r in accepted) - min(r.at for r in accepted)
-    used = served.cost_accepted / (limits.cost_per_window * (1 + span / limits.window))
+    last = max(accepted, key=lambda r: r.finished)
+    budget, window = limits.cost_per_window, limits.window
+    ideal = (math.ceil(served.cost_accepted / budget) - 1) * window + (last.finished - last.at)
     urgent = reports[0].urgent_latencies
     done = sum(r.done for r in reports)
     grants = [g for r in reports for g in r.grant_latencies]
@@ -88,7 +99,8 @@ async def one_run(n: int, way: str, redis_url: str, scale: float) -> dict[str, A
         "failed": sum(sum(r.failed.values()) for r in reports),
         "cost": served.cost_accepted,
         "span": span,
-        "used": used,
+        "used": served.cost_accepted / (budget * span / window),
+        "ideal_wall": ideal / span,
         "urgent_p50": percentile(urgent, 0.5),
         "urgent_max": max(urgent, default=float("nan")),
         "grant_p50_ms": percentile(grants, 0.5) * 1000,
@@ -120,15 +132,16 @@ async def exchanges_alone(url: str, count: int) -> list[float]:
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
-        "| processes | budget | 429s | done | failed | budget used | priority p50 s | "
+        "| processes | budget | 429s | done | failed | rate used | ideal/wall | priority p50 s | "
         "priority max s | grant p50 ms | grant p99 ms | round trips / request |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
         shared = r["way"] == "shared"
         lines.append(
             f"| {r['n']} | {r['way']} | {r['429']} | {r['done']} | {r['failed']} | "
-            f"{r['used']:.3f} | {r['urgent_p50']:.2f} | {r['urgent_max']:.2f} | "
+            f"{r['used']:.3f} | {r['ideal_wall']:.3f} | "
+            f"{r['urgent_p50']:.2f} | {r['urgent_max']:.2f} | "
             + (
                 f"{r['grant_p50_ms']:.2f} | {r['grant_p99_ms']:.2f} | {r['round_trips']:.2f} |"
                 if shared
@@ -151,7 +164,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         left.plot(ns, [r["429"] for r in mine], "o-", color=colour, label=way)
         right.plot(ns, [r["used"] for r in mine], "o-", color=colour, label=way)
     left.set(title="429s from the strict emulator", xlabel="processes", ylabel="429s")
-    right.set(title="budget used", xlabel="processes", ylabel="fraction", ylim=(0, 1.05))
+    right.set(title="budget used (rate used)", xlabel="processes", ylabel="fraction", ylim=(0, 1.1))
     for axis in (left, right):
         axis.set_xticks(sorted({r["n"] for r in rows}))
         axis.legend()
@@ -162,11 +175,11 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 async def main(args: argparse.Namespace) -> None:
     rows = []
     async with private_redis() as url:
-        rows.append(await one_run(1, "one", url, args.scale))
+        rows.append(await one_run(1, "one", url, args.scale, args.workload))
         print(rows[-1], flush=True)
         for n in args.processes:
             for way in ("shared", "own"):
-                rows.append(await one_run(n, way, url, args.scale))
+                rows.append(await one_run(n, way, url, args.scale, args.workload))
                 print(rows[-1], flush=True)
         alone = await exchanges_alone(url, args.exchanges)
     print(table(rows))
@@ -175,7 +188,7 @@ async def main(args: argparse.Namespace) -> None:
         f"{percentile(alone, 0.5) * 1000:.2f} ms, p99 {percentile(alone, 0.99) * 1000:.2f} ms"
     )
     if not args.no_png:
-        plot(rows, Path(__file__).with_name("shared.png"))
+        plot(rows, args.png or Path(__file__).with_name("shared.png"))
 
 
 if __name__ == "__main__":
@@ -183,5 +196,11 @@ if __name__ == "__main__":
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--scale", type=float, default=0.005)
     parser.add_argument("--exchanges", type=int, default=500)
+    parser.add_argument(
+        "--workload",
+        default="dashboard",
+        help="'dashboard' (the demo's full dashboard) or 'segments:COUNT:DAYS'",
+    )
     parser.add_argument("--no-png", action="store_true")
+    parser.add_argument("--png", type=Path, help="where to write the plot (shared.png)")
     asyncio.run(main(parser.parse_args()))

@@ -366,3 +366,68 @@ async def test_the_client_shares_its_budget_through_a_url(
     with pytest.raises(ConfigurationError) as info:
         AmplitudeClient("key", "secret", budget_url="http://not-redis")
     assert info.value.field == "budget_url"
+
+
+class Shifted:
+    """The loop's clock, ``offset`` seconds off: another machine's clock."""
+
+    def __init__(self, offset: float) -> None:
+        self.offset = offset
+
+    def time(self) -> float:
+        return asyncio.get_running_loop().time() + self.offset
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
+async def test_clock_skew_between_processes_cannot_cause_a_429(redis_server: RedisServer) -> None:
+    from amplitude_async.testing import Enforcer
+
+    limits = Limits(concurrent=2, cost_per_window=10, window=0.3, cost_per_hour=1000, hour=1.0)
+    stores = [
+        RedisBudgetStore.from_url(redis_server.url, api_key=API_KEY, limits=limits)
+        for _ in range(2)
+    ]
+    # One process's clock is an hour ahead, the other's a day behind.
+    schedulers = [
+        Scheduler(store=s, clock=Shifted(offset), lease=5.0)
+        for s, offset in zip(stores, (3600.0, -86400.0), strict=True)
+    ]
+    server = [Enforcer(limits, Shifted(0.0)), Enforcer(limits, Shifted(0.0), reading="in_flight")]
+
+    async def request(scheduler: Scheduler) -> None:
+        async with scheduler.slot(Pool.STANDARD, 3):
+            arrivals = [e.arrive(Pool.STANDARD, 3) for e in server]
+            await asyncio.sleep(0.01)
+            for enforcer, arrival in zip(server, arrivals, strict=True):
+                if arrival.ticket is not None:
+                    enforcer.finish(arrival.ticket)
+
+    await asyncio.wait_for(asyncio.gather(*(request(schedulers[i % 2]) for i in range(16))), 60.0)
+    assert [e.rejected for e in server] == [{"concurrent": 0, "rate": 0}] * 2
+    assert sum(e.accepted for e in server) == 32
+    for scheduler in schedulers:
+        await scheduler.aclose()
+
+
+async def test_a_pause_in_one_process_holds_the_others(redis_server: RedisServer) -> None:
+    stores = [
+        RedisBudgetStore.from_url(redis_server.url, api_key=API_KEY, limits=LIMITS)
+        for _ in range(2)
+    ]
+    first, second = (Scheduler(store=s, lease=5.0) for s in stores)
+    await _enter(first)
+    first.pause(Pool.STANDARD, 60.0)  # a "rate" 429
+    async with first.slot(Pool.USER, 0):  # the exchange carries the pause; users not paused
+        pass
+    outcome = await stores[1].exchange(Changes(owner=second.owner, lease=5.0))
+    assert outcome.usage is not None
+    assert outcome.usage[Pool.STANDARD].paused_for > 50.0
+    waiting = asyncio.create_task(_enter(second))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    assert second.statistics()[Pool.STANDARD].paused_until is not None
+    waiting.cancel()
+    for scheduler in (first, second):
+        await scheduler.aclose()
