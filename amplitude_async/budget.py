@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 EntryId = int
-"""Identifies one admitted request in a :class:`BudgetStore`."""
+"""Identifies one admitted request in a pool's ledger (see :mod:`amplitude_async.admission`)."""
 
 TOO_EXPENSIVE_HINT = (
     "cost grows with the number of days, segments and group-bys: use a shorter date range, "

@@ -235,3 +235,26 @@ def test_the_store_brings_its_limits_and_bound() -> None:
         Scheduler(store=store, starvation_bound=7.0)
     with pytest.raises(QueryTooExpensive):
         scheduler.slot(Pool.STANDARD, 101)
+
+
+def test_waiters_of_a_silent_process_expire_with_its_lease() -> None:
+    async def main() -> tuple[int, float]:
+        store = InMemoryBudgetStore(LIMITS)
+        cut = Flaky(store)
+        lost, alive = Scheduler(store=cut, lease=5.0), Scheduler(store=store, lease=5.0)
+        holder = asyncio.create_task(query(alive, 100, latency=1.0))
+        await asyncio.sleep(0)
+        stranded = asyncio.create_task(query(lost, 10))  # queued first: it would go first
+        await asyncio.sleep(0.5)
+        cut.down = True
+        await asyncio.sleep(6.0)  # its lease runs out
+        waiter = asyncio.create_task(query(alive, 10))
+        await asyncio.sleep(0)
+        ticket = await waiter
+        await holder
+        stranded.cancel()
+        return store.queues[Pool.STANDARD].count, ticket.dispatched_at
+
+    queued, dispatched = run_virtual(main())
+    assert queued == 0  # the silent process's waiter is gone, and took nothing
+    assert dispatched == 11.0  # when the 100 leaves the window

@@ -70,6 +70,9 @@ class WorkerSpec:
     """Another workload (``segments:COUNT:DAYS``) queued at priority 10, ``urgent_delay``
     seconds after the first; its latencies are reported apart."""
     urgent_delay: float = 0.0
+    barrier: bool = False
+    """Print ``ready`` once set up, then wait for a line on standard input before queueing:
+    :func:`run_workers` starts every worker's work at the same moment."""
 
 
 @frozen
@@ -136,6 +139,9 @@ async def run_worker(spec: WorkerSpec) -> WorkerReport:
     urgent_latencies: list[float] = []
     failed: dict[str, int] = {}
     done = cost = 0
+    if spec.barrier:
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
     if spec.delay:
         await asyncio.sleep(spec.delay)
     started = time.perf_counter()
@@ -188,6 +194,7 @@ async def start_worker(spec: WorkerSpec) -> asyncio.subprocess.Process:
         "-m",
         "amplitude_async.testing.workers",
         json.dumps(attrs.asdict(spec)),
+        stdin=asyncio.subprocess.PIPE if spec.barrier else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -203,9 +210,25 @@ async def report_of(process: asyncio.subprocess.Process) -> WorkerReport:
 
 
 async def run_workers(specs: Sequence[WorkerSpec]) -> list[WorkerReport]:
-    """Run one worker process per spec, at once; return their reports in order."""
-    processes = [await start_worker(spec) for spec in specs]
-    return list(await asyncio.gather(*(report_of(p) for p in processes)))
+    """Run one worker process per spec; their work starts at the same moment, once every one
+    of them is set up. Return their reports in order."""
+    processes = [await start_worker(attrs.evolve(spec, barrier=True)) for spec in specs]
+    try:
+        for process in processes:
+            assert process.stdout is not None
+            line = await process.stdout.readline()
+            if line.strip() != b"ready":
+                raise RuntimeError(f"worker not ready: {line!r}")
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write(b"go\n")
+            await process.stdin.drain()
+        return list(await asyncio.gather(*(report_of(p) for p in processes)))
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
 
 
 def _free_port() -> int:
