@@ -86,7 +86,9 @@ class Changes:
 
     ``lease`` is the owner's lease term in seconds. ``pause`` holds ``(pool, seconds)``.
     ``warm`` says the owner exchanged with this store within its longest window: if the store
-    finds its state gone, it starts cold (see :class:`BudgetStore`). ``at`` overrides the
+    finds its state gone, it starts cold (see :class:`BudgetStore`). ``leaving``: the owner
+    detaches after this exchange; its waiters are dropped and, if it kept time for the queue,
+    the other owners are nudged (an empty delivery) to take over. ``at`` overrides the
     store's clock (for tests comparing stores).
     """
 
@@ -99,6 +101,7 @@ class Changes:
     release: list[tuple[Pool, EntryId]] = field(factory=list)
     pause: list[tuple[Pool, float]] = field(factory=list)
     warm: bool = False
+    leaving: bool = False
     at: float | None = None
 
 
@@ -495,6 +498,10 @@ class InMemoryBudgetStore:
                 waiter = Waiter(owner, reg.local, reg.weight, reg.priority, next(self._seq))
                 mine[key] = waiter
                 self.queues[reg.pool].add(waiter)
+        if changes.leaving:
+            for (pool, _), waiter in mine.items():
+                self.queues[pool].discard(waiter)
+            mine.clear()
 
         grants: list[Grant] = []
         others: dict[str, list[Grant]] = {}
@@ -514,7 +521,9 @@ class InMemoryBudgetStore:
         # frees room, so owners do not all wake for the same expiry. Another takes the duty
         # over when it sees an earlier time, or the keeper's time passed or its lease ran out.
         duty = math.inf
-        if wake_at < math.inf:
+        if changes.leaving:
+            self._leave(owner)
+        elif wake_at < math.inf:
             keeper, keeper_at = self._keeper
             if (
                 keeper == owner
@@ -531,6 +540,16 @@ class InMemoryBudgetStore:
             queued=sum(queue.count for queue in self.queues.values()),
             rejoined=rejoined,
         )
+
+    def _leave(self, owner: str) -> None:
+        del self._owners[owner]
+        del self._waiting[owner]
+        self._pending.pop(owner, None)
+        if self._keeper[0] == owner:
+            self._keeper = ("", -math.inf)
+            for other, listener in list(self._listeners.items()):
+                if other != owner and other in self._owners:
+                    listener(())
 
     def _drop_dead_owners(self, now: float) -> None:
         dead = [owner for owner, deadline in self._owners.items() if deadline <= now]

@@ -458,6 +458,14 @@ end
 for _, x in ipairs(ch.r or {}) do
   register(pools[x[1]], owner, x[2], x[3], x[4])
 end
+if ch.leaving and owner ~= '' then
+  for _, st in ipairs(pools) do
+    for _, key in ipairs(redis.call('ZRANGEBYLEX', st.OW, '[' .. owner .. ':', '(' .. owner .. ';')) do
+      local m = redis.call('HGET', st.W, key)
+      if m then unlink(st, m, nil) end
+    end
+  end
+end
 
 local mine = {}
 local others = {}
@@ -509,7 +517,18 @@ end
 -- room, so N processes do not all wake for the same expiry. A later exchange takes the duty
 -- over when it sees an earlier time, or the keeper's time passed or its lease ran out.
 local duty = INF
-if wake < INF and owner ~= '' then
+if ch.leaving and owner ~= '' then
+  -- The owner detached (its waiters went before the decision): if it kept time, nudge the
+  -- others to take over.
+  redis.call('ZREM', KEYS[2], owner)
+  redis.call('HDEL', KEYS[3], owner)
+  if redis.call('HGET', KEYS[1], 'keeper') == owner then
+    redis.call('HDEL', KEYS[1], 'keeper', 'wake_at')
+    for _, o in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. fmt(now), '+inf', 'LIMIT', 0, 64)) do
+      redis.call('PUBLISH', chan .. o, fmt(now) .. '|')
+    end
+  end
+elseif wake < INF and owner ~= '' then
   local kat = tonumber(redis.call('HGET', KEYS[1], 'wake_at') or NEVER)
   local keeper = redis.call('HGET', KEYS[1], 'keeper')
   local alive = keeper and tonumber(redis.call('ZSCORE', KEYS[2], keeper) or NEVER) > now

@@ -235,6 +235,7 @@ class RedisBudgetStore:
             "a": [[index[p], e] for p, e in changes.abandon],
             "x": [[index[p], e] for p, e in changes.release],
             "z": [[index[p], s] for p, s in changes.pause],
+            "leaving": changes.leaving,
         }
         ttl = math.ceil(2 * (self._longest + changes.lease) * 1000)
         args = [

@@ -285,6 +285,7 @@ class Scheduler:
         self._driver: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._dirty = False
+        self._nudged = False  # the store asked for an exchange (another process left)
         self._alarm: asyncio.TimerHandle | asyncio.Task[None] | None = None
         self._alarm_at = math.inf
         self._last_exchange = -math.inf  # local time of the last answered exchange
@@ -393,16 +394,20 @@ class Scheduler:
         )
 
     async def aclose(self) -> None:
-        """Stop talking to the store; completions not yet sent are sent once more, briefly."""
+        """Stop talking to the store: completions not yet sent are sent (briefly), and the store
+        learns that this process left."""
         driver = self._driver
         if driver is not None:
             driver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await driver
         self._set_alarm(math.inf)
-        if self._has_changes():
-            with contextlib.suppress(BudgetUnavailable, TimeoutError):
+        if self._last_exchange > -math.inf or self._has_changes():
+            # Say goodbye: completions not yet sent, and the store hands this process's duty of
+            # keeping time for the queue to the others at once.
+            with contextlib.suppress(AmplitudeError, TimeoutError):
                 changes = self._take_changes()
+                changes.leaving = True
                 await asyncio.wait_for(self._store.exchange(changes), min(5.0, self.lease))
         if self._attached:
             self._attached = False
@@ -477,6 +482,12 @@ class Scheduler:
     def _on_grants(self, grants: Sequence[Grant]) -> None:
         """Grants for this process: from an exchange's answer, or decided by another process
         (several deliveries of one grant are possible; the first counts)."""
+        if not grants:
+            # A nudge: a process that kept time for the queue left; exchange to take over.
+            if self._waiters or self._in_flight:
+                self._nudged = True
+                self._notify()
+            return
         now = self._clock.time()
         for grant in grants:
             waiter = self._waiters.pop((grant.pool, grant.local), None)
@@ -584,12 +595,13 @@ class Scheduler:
             while True:
                 self._dirty = False
                 now = self._clock.time()
-                if not self._has_changes() and self._duty(now) > now:
+                if not self._has_changes() and not self._nudged and self._duty(now) > now:
                     if self._duty(now) == math.inf:
                         return
                     await self._sleep_until(self._duty(now))
                     continue
                 changes = self._take_changes()
+                self._nudged = False
                 try:
                     outcome = await self._store.exchange(changes)
                 except BudgetUnavailable as exc:

@@ -25,7 +25,9 @@ median and max), grant latency (decision to the waiting process: an exchange's r
 the delivery of a published grant; p50/p99) and Redis round trips per admitted request (shared
 only). Writes a plot to ``benchmarks/shared.png`` unless ``--no-png``.
 
-``--workload segments:COUNT:DAYS`` replaces the dashboard with COUNT event segmentations of
+``--simulate`` only splits the dashboard over N schedulers sharing one in-process store in
+virtual time (no CPU contention, no network) and prints the makespans. ``--workload
+segments:COUNT:DAYS`` replaces the dashboard with COUNT event segmentations of
 DAYS days (cost DAYS + 1 each).
 
     python benchmarks/bench_shared.py [--processes 1 2 4 8] [--scale 0.005] [--no-png]
@@ -37,6 +39,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import random
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +92,7 @@ async def one_run(
     last = max(accepted, key=lambda r: r.finished)
     budget, window = limits.cost_per_window, limits.window
     ideal = (math.ceil(served.cost_accepted / budget) - 1) * window + (last.finished - last.at)
+    service = [r.finished - r.at for r in accepted]
     urgent = reports[0].urgent_latencies
     done = sum(r.done for r in reports)
     grants = [g for r in reports for g in r.grant_latencies]
@@ -101,12 +106,50 @@ async def one_run(
         "span": span,
         "used": served.cost_accepted / (budget * span / window),
         "ideal_wall": ideal / span,
+        "server_ms": statistics.mean(service) * 1000,
         "urgent_p50": percentile(urgent, 0.5),
         "urgent_max": max(urgent, default=float("nan")),
         "grant_p50_ms": percentile(grants, 0.5) * 1000,
         "grant_p99_ms": percentile(grants, 0.99) * 1000,
         "round_trips": sum(r.round_trips for r in reports) / done if way == "shared" else 0.0,
     }
+
+
+def simulate(processes: list[int], scale: float) -> list[tuple[int, float, float]]:
+    """The dashboard split over N schedulers on one in-process store, in virtual time (no CPU
+    contention, no network): the makespan with the default starvation bound and with none."""
+    from amplitude_async.admission import InMemoryBudgetStore
+    from amplitude_async.demo import FULL, dashboard
+    from amplitude_async.scheduler import Scheduler
+    from amplitude_async.testing import run_virtual
+
+    queries = dashboard(SyntheticDataset(seed=1, users=FULL.users, days=FULL.days), FULL)
+    limits = Limits().scaled(scale)
+
+    def makespan(n: int, bound: float | None) -> float:
+        async def main() -> float:
+            store = InMemoryBudgetStore(limits, starvation_bound=bound)
+            schedulers = [Scheduler(store=store) for _ in range(n)]
+            rng = random.Random(1)
+            ends: list[float] = []
+
+            async def one(scheduler: Scheduler, pool: Pool, cost: int) -> None:
+                async with scheduler.slot(pool, cost):
+                    await asyncio.sleep(rng.uniform(0.01, 0.1))
+                ends.append(asyncio.get_running_loop().time())
+
+            tasks = []
+            for i in range(n):
+                tasks += [
+                    asyncio.create_task(one(schedulers[i], q.pool, q.cost)) for q in queries[i::n]
+                ]
+                await asyncio.sleep(0.001)  # each process registers a moment after the last
+            await asyncio.gather(*tasks)
+            return max(ends)
+
+        return run_virtual(main())
+
+    return [(n, makespan(n, None), makespan(n, math.inf)) for n in processes]
 
 
 async def exchanges_alone(url: str, count: int) -> list[float]:
@@ -132,15 +175,15 @@ async def exchanges_alone(url: str, count: int) -> list[float]:
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
-        "| processes | budget | 429s | done | failed | rate used | ideal/wall | priority p50 s | "
-        "priority max s | grant p50 ms | grant p99 ms | round trips / request |"
+        "| processes | budget | 429s | done | failed | rate used | ideal/wall | server ms | "
+        "priority p50 s | priority max s | grant p50 ms | grant p99 ms | round trips / request |"
     )
-    lines = [head, "|" + "---|" * 12]
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
         shared = r["way"] == "shared"
         lines.append(
             f"| {r['n']} | {r['way']} | {r['429']} | {r['done']} | {r['failed']} | "
-            f"{r['used']:.3f} | {r['ideal_wall']:.3f} | "
+            f"{r['used']:.3f} | {r['ideal_wall']:.3f} | {r['server_ms']:.0f} | "
             f"{r['urgent_p50']:.2f} | {r['urgent_max']:.2f} | "
             + (
                 f"{r['grant_p50_ms']:.2f} | {r['grant_p99_ms']:.2f} | {r['round_trips']:.2f} |"
@@ -173,6 +216,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
+    if args.simulate:
+        return
     rows = []
     async with private_redis() as url:
         rows.append(await one_run(1, "one", url, args.scale, args.workload))
@@ -203,4 +248,15 @@ if __name__ == "__main__":
     )
     parser.add_argument("--no-png", action="store_true")
     parser.add_argument("--png", type=Path, help="where to write the plot (shared.png)")
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument(
+        "--simulate",
+        action="store_true",
+        help="only the virtual-time makespans of the dashboard split over N schedulers",
+    )
+    arguments = parser.parse_args()
+    if arguments.simulate:
+        print("| schedulers | makespan s (default bound) | makespan s (no bound) |")
+        print("|---|---|---|")
+        for n, default, unbounded in simulate(sorted({1, *arguments.processes}), arguments.scale):
+            print(f"| {n} | {default:.2f} | {unbounded:.2f} |")
+    asyncio.run(main(arguments))

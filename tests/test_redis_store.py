@@ -63,6 +63,7 @@ class Step:
     abandon: list[int]
     pause: float | None
     lease: float
+    leave: bool
 
 
 steps = st.lists(
@@ -84,6 +85,7 @@ steps = st.lists(
         abandon=st.lists(st.integers(0, 10), max_size=1),
         pause=st.sampled_from([None, None, None, None, 3.0]),
         lease=st.sampled_from([3.0, 6.0, 30.0]),
+        leave=st.sampled_from([False] * 9 + [True]),
     ),
     min_size=1,
     max_size=30,
@@ -132,13 +134,14 @@ async def run_steps(store: Any, plan: list[Step]) -> list[object]:
                 changes.cancel.append(waiting[owner].pop(pick % len(waiting[owner])))
         if step.pause is not None:
             changes.pause.append((Pool.STANDARD, step.pause))
+        changes.leaving = step.leave
         outcome: Outcome = await store.exchange(changes)
         for grant in outcome.grants:
             key = (grant.pool, grant.local)
             if key in waiting[owner]:
                 waiting[owner].remove(key)
             flying[owner].append((grant.pool, grant.entry))
-        if outcome.rejoined:
+        if outcome.rejoined or step.leave:
             waiting[owner] = []  # what the store forgot is dropped here too
         usage = store.usage()
         seen.append(summary(Outcome((), (), 0.0, usage=usage)) + summary(outcome)[:4])

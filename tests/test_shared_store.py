@@ -258,3 +258,21 @@ def test_waiters_of_a_silent_process_expire_with_its_lease() -> None:
     queued, dispatched = run_virtual(main())
     assert queued == 0  # the silent process's waiter is gone, and took nothing
     assert dispatched == 11.0  # when the 100 leaves the window
+
+
+def test_a_process_that_leaves_hands_its_timekeeping_to_the_others() -> None:
+    # The process whose completion set the next expiry keeps time for the queue; when it
+    # closes, the others are nudged and one of them takes over at once, instead of waiting for
+    # its own lease renewal (a third of the lease term later).
+    async def main() -> float:
+        store = InMemoryBudgetStore(LIMITS)
+        first, second = Scheduler(store=store, lease=90.0), Scheduler(store=store, lease=90.0)
+        holder = asyncio.create_task(query(first, 100, latency=1.0))
+        await asyncio.sleep(0.5)
+        waiter = asyncio.create_task(query(second, 10))
+        await holder  # completes at 1: the entry leaves the window at 11
+        await asyncio.sleep(1.0)
+        await first.aclose()
+        return (await waiter).dispatched_at
+
+    assert run_virtual(main()) == 11.0
