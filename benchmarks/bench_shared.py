@@ -64,7 +64,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def one_run(
-    n: int, way: str, redis_url: str, scale: float, work: str = "dashboard"
+    n: int,
+    way: str,
+    redis_url: str,
+    scale: float,
+    work: str = "dashboard",
+    bound: float | None = None,
 ) -> dict[str, Any]:
     limits = Limits().scaled(scale)
     dataset = SyntheticDataset(seed=1, users=2000, days=60)
@@ -80,6 +85,7 @@ async def one_run(
             "scale": scale,
             "profile": "full",
             "workload": work,
+            "starvation_bound": bound,
             "lease": 5.0,
             "timeout": 4.0,
         }
@@ -220,11 +226,11 @@ async def main(args: argparse.Namespace) -> None:
         return
     rows = []
     async with private_redis() as url:
-        rows.append(await one_run(1, "one", url, args.scale, args.workload))
+        rows.append(await one_run(1, "one", url, args.scale, args.workload, args.bound))
         print(rows[-1], flush=True)
         for n in args.processes:
             for way in ("shared", "own"):
-                rows.append(await one_run(n, way, url, args.scale, args.workload))
+                rows.append(await one_run(n, way, url, args.scale, args.workload, args.bound))
                 print(rows[-1], flush=True)
         alone = await exchanges_alone(url, args.exchanges)
     print(table(rows))
@@ -241,6 +247,9 @@ if __name__ == "__main__":
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--scale", type=float, default=0.005)
     parser.add_argument("--exchanges", type=int, default=500)
+    parser.add_argument(
+        "--bound", type=float, help="starvation bound in seconds (-1: none; default 3 windows)"
+    )
     parser.add_argument(
         "--workload",
         default="dashboard",

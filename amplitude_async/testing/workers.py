@@ -70,6 +70,8 @@ class WorkerSpec:
     """Another workload (``segments:COUNT:DAYS``) queued at priority 10, ``urgent_delay``
     seconds after the first; its latencies are reported apart."""
     urgent_delay: float = 0.0
+    starvation_bound: float | None = None
+    """The shared queue's starvation bound (default: three windows); ``-1``: none."""
     barrier: bool = False
     """Print ``ready`` once set up, then wait for a line on standard input before queueing:
     :func:`run_workers` starts every worker's work at the same moment."""
@@ -122,15 +124,25 @@ async def run_worker(spec: WorkerSpec) -> WorkerReport:
     from ..scheduler import Scheduler
 
     limits = DEFAULT_LIMITS.scaled(spec.scale)
+    bound = spec.starvation_bound
+    if bound is not None and bound < 0:
+        bound = float("inf")
     store: Any = None
     if spec.budget_url:
         from ..redis_store import RedisBudgetStore
 
-        store = RedisBudgetStore.from_url(spec.budget_url, api_key=spec.api_key, limits=limits)
+        store = RedisBudgetStore.from_url(
+            spec.budget_url, api_key=spec.api_key, limits=limits, starvation_bound=bound
+        )
         store.grant_latencies = []
         scheduler = Scheduler(store=store, lease=spec.lease, unavailable_wait=spec.unavailable_wait)
     else:
-        scheduler = Scheduler(limits, lease=spec.lease, unavailable_wait=spec.unavailable_wait)
+        scheduler = Scheduler(
+            limits,
+            lease=spec.lease,
+            unavailable_wait=spec.unavailable_wait,
+            starvation_bound=bound,
+        )
     queries = workload(spec)
     urgent = (
         workload(attrs.evolve(spec, workload=spec.urgent, part=0, parts=1)) if spec.urgent else []
