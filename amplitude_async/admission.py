@@ -57,12 +57,20 @@ __all__ = [
     "Outcome",
     "PoolUsage",
     "Registration",
+    "claim_delay",
     "default_starvation_bound",
     "plan",
 ]
 
 DEFAULT_STARVATION_WINDOWS: Final = 3.0
 """Default starvation bound, in windows of the limits."""
+
+
+def claim_delay(limits: Limits) -> float:
+    """How long requests queue before their claim times are set, together: a tenth of the
+    window, at most a second. Requests queued within it by several processes count each
+    other's work, as requests queued together by one process do."""
+    return min(1.0, limits.window / 10)
 
 
 def default_starvation_bound(limits: Limits) -> float:
@@ -260,8 +268,10 @@ class PoolQueue:
         # disjoint, increasing ranges of arrivals, so the first live waiter of the top batch is
         # the earliest claim overall.
         self.claims: list[tuple[float, int, _Batch]] = []
-        # Queued since the last decision: their claims are set by the next one.
+        # Queued without a claim yet, since ``fresh_since``: their claims are set together
+        # (see InMemoryBudgetStore).
         self.fresh: list[Waiter] = []
+        self.fresh_since = math.inf
         self.count = 0
         self.backlog = 0  # total weight waiting
 
@@ -300,7 +310,7 @@ class PoolQueue:
         waiter.state = _PLANNED
 
     def set_claims(self, claim_at: float) -> None:
-        """Give the waiters queued since the last decision their claim time."""
+        """Give the waiters queued without a claim their claim time."""
         fresh = self.fresh
         if fresh:
             heapq.heappush(self.claims, (claim_at, fresh[0].seq, _Batch(fresh)))
@@ -426,6 +436,7 @@ class InMemoryBudgetStore:
         self._drain = {
             pool: max(w.length / w.budget for w in pool_windows(limits, pool)) for pool in Pool
         }
+        self._claim_delay = claim_delay(limits)
         self._seq = itertools.count()
         self._owners: dict[str, float] = {}  # owner -> deadline of its lease
         self._waiting: dict[str, dict[tuple[Pool, int], Waiter]] = {}
@@ -497,7 +508,10 @@ class InMemoryBudgetStore:
             if key not in mine:
                 waiter = Waiter(owner, reg.local, reg.weight, reg.priority, next(self._seq))
                 mine[key] = waiter
-                self.queues[reg.pool].add(waiter)
+                queue = self.queues[reg.pool]
+                if not queue.fresh:
+                    queue.fresh_since = now
+                queue.add(waiter)
         if changes.leaving:
             for (pool, _), waiter in mine.items():
                 self.queues[pool].discard(waiter)
@@ -570,20 +584,25 @@ class InMemoryBudgetStore:
     ) -> float:
         """Admit what fits now; return when time alone could change this pool's decision."""
         ledger = self.ledgers[pool]
+        claims_due = math.inf
         if queue.fresh:
-            queue.set_claims(now + self._starvation_bound + queue.backlog * self._drain[pool])
+            claims_due = queue.fresh_since + self._claim_delay
+            if now >= claims_due:
+                claim_at = now + self._starvation_bound + queue.backlog * self._drain[pool]
+                queue.set_claims(claim_at)
+                claims_due = math.inf
         ledger.expire(now)
         if ledger.in_flight >= ledger.cap:
             # Nothing fits before a completion (reported by an exchange) or a lease running out.
-            return ledger.snapshot(now).lease_until
+            return min(ledger.snapshot(now).lease_until, claims_due)
         if self._admit_uniform(pool, queue, ledger, now, owner, grants, others) and (
             not queue.count or ledger.in_flight >= ledger.cap
         ):
-            return ledger.snapshot(now).lease_until if queue.count else math.inf
+            return min(ledger.snapshot(now).lease_until, claims_due) if queue.count else math.inf
         snap = ledger.snapshot(now)
         for waiter in plan(queue, snap):
             self._grant(pool, waiter, ledger, now, owner, grants, others)
-        wake_at = snap.next_change()
+        wake_at = min(snap.next_change(), claims_due)
         first = queue.first_claim()
         if first is not None and first[0] > now:
             wake_at = min(wake_at, first[0])

@@ -10,11 +10,12 @@
 -- per admitted waiter; in-flight entries are at most the in-flight cap.
 --
 -- KEYS: 1 config, 2 owners (zset: owner -> lease deadline), 3 pending grants (hash: owner ->
--- "pool:local:entry,..."), then per pool 9 keys: ledger (hash), in flight (hash: entry ->
+-- "pool:local:entry,..."), then per pool 10 keys: ledger (hash), in flight (hash: entry ->
 -- "weight|owner|deadline"), done by cumulative weight (zset), done by time (zset), queue (zset,
 -- by lexical member: priority, weight, sequence, owner:local), bucket counts (hash:
 -- "priority:weight" -> n), claims (zset: claim time -> sequence|owner:local), waiters (hash:
--- owner:local -> queue member), waiters by owner (zset, lexical).
+-- owner:local -> queue member), waiters by owner (zset, lexical), waiters without a claim yet
+-- (list of sequence|owner:local).
 -- ARGV: 1 owner, 2 lease term (s), 3 warm (0/1), 4 time override ("" = TIME), 5 config (JSON),
 -- 6 changes (JSON), 7 key TTL (ms), 8 grant channel prefix.
 
@@ -56,13 +57,13 @@ end
 
 local pools = {}
 for p = 1, #cfg.pools do
-  local base = 3 + (p - 1) * 9
+  local base = 3 + (p - 1) * 10
   local pc = cfg.pools[p]
   local st = {
     L = KEYS[base + 1], F = KEYS[base + 2], DC = KEYS[base + 3], DT = KEYS[base + 4],
     Q = KEYS[base + 5], C = KEYS[base + 6], K = KEYS[base + 7], W = KEYS[base + 8],
-    OW = KEYS[base + 9], cap = pc.cap, win = pc.windows, drain = pc.drain, n = #pc.windows,
-    fresh = {}, fl = {}, nfl = 0,
+    OW = KEYS[base + 9], FR = KEYS[base + 10], cap = pc.cap, win = pc.windows, drain = pc.drain,
+    n = #pc.windows, fl = {}, nfl = 0,
   }
   local raw = redis.call('HGETALL', st.L)
   local h = {}
@@ -78,6 +79,7 @@ for p = 1, #cfg.pools do
   st.eid = tonumber(h.eid or '0')
   st.count = tonumber(h.count or '0')
   st.backlog = tonumber(h.backlog or '0')
+  st.fsince = tonumber(h.fsince or '1e308')
   raw = redis.call('HGETALL', st.F)
   for i = 1, #raw, 2 do
     local w, o, d = string.match(raw[i + 1], '^(%d+)|([^|]*)|(.+)$')
@@ -262,7 +264,7 @@ local function register(st, o, loc, w, pr)
   redis.call('HINCRBY', st.C, string.format('%d:%d', pr, w), 1)
   st.count = st.count + 1
   st.backlog = st.backlog + w
-  st.fresh[#st.fresh + 1] = s .. '|' .. key
+  if redis.call('RPUSH', st.FR, s .. '|' .. key) == 1 then st.fsince = now end
 end
 
 local function first_claim(st)
@@ -472,9 +474,20 @@ local others = {}
 local wake = INF
 for p, st in ipairs(pools) do
   if st.count > 0 then
-    if #st.fresh > 0 then
-      local claim = fmt(now + bound + st.backlog * st.drain)
-      for _, km in ipairs(st.fresh) do redis.call('ZADD', st.K, claim, km) end
+    -- Claims are set together, a claim delay after the oldest request without one queued.
+    local claims_due = INF
+    if redis.call('LLEN', st.FR) > 0 then
+      claims_due = st.fsince + cfg.claim_delay
+      if now >= claims_due then
+        local claim = fmt(now + bound + st.backlog * st.drain)
+        for _, km in ipairs(redis.call('LRANGE', st.FR, 0, -1)) do
+          if redis.call('HEXISTS', st.W, string.match(km, '^%d+|(.*)$')) == 1 then
+            redis.call('ZADD', st.K, claim, km)
+          end
+        end
+        redis.call('DEL', st.FR)
+        claims_due = INF
+      end
     end
     for _, x in ipairs(plan(st)) do
       local o, loc = string.match(x.key, '^(.*):(%d+)$')
@@ -488,7 +501,7 @@ for p, st in ipairs(pools) do
         list[#list + 1] = g
       end
     end
-    local change = next_change(st)
+    local change = math.min(next_change(st), claims_due)
     local claim = first_claim(st)
     if claim and claim > now then change = math.min(change, claim) end
     wake = math.min(wake, change)
@@ -542,7 +555,7 @@ local queued = 0
 local usage = {}
 for p, st in ipairs(pools) do
   local fields = { 'cum', st.cum, 'last', fmt(st.last), 'pause', fmt(st.pause), 'eid', st.eid,
-    'count', st.count, 'backlog', st.backlog }
+    'count', st.count, 'backlog', st.backlog, 'fsince', fmt(math.min(st.fsince, 1e308)) }
   for i = 1, st.n do
     fields[#fields + 1] = 'u' .. i
     fields[#fields + 1] = st.u[i]

@@ -47,6 +47,7 @@ from .admission import (
     Grant,
     Outcome,
     PoolUsage,
+    claim_delay,
     default_starvation_bound,
 )
 from .budget import WindowUsage, pool_cap, pool_windows
@@ -69,6 +70,7 @@ _POOL_KEYS: Final = (
     "claims",
     "waiters",
     "owners",
+    "fresh",
 )
 _MAX_PRIORITY: Final = 10**9
 _RISKY_POLICIES: Final = ("volatile-", "allkeys-")
@@ -95,7 +97,8 @@ def _config(limits: Limits, starvation_bound: float) -> str:
             }
         )
     bound = -1.0 if starvation_bound == math.inf else starvation_bound
-    return json.dumps({"pools": pools, "bound": bound}, sort_keys=True, separators=(",", ":"))
+    config = {"pools": pools, "bound": bound, "claim_delay": claim_delay(limits)}
+    return json.dumps(config, sort_keys=True, separators=(",", ":"))
 
 
 def _parse_config(text: str) -> tuple[Limits, float]:

@@ -19,14 +19,18 @@ cancelled, an entry leaves a window, a pause ends, a waiter's claim falls due):
    counting in-flight requests (and those admitted now) as never expiring, and one in-flight slot
    stays free for it. When that earliest time depends on completions, nothing else is admitted.
 
-A request's claim time is set when a decision first sees it: that time, plus
-``starvation_bound``, plus the time the budgets need at full use to admit all the weight then
-waiting in its pool, its own and that of requests queued with it included (weight times the
-largest ``length / budget`` of the pool's windows). A request is only starving once it has
-waited longer than the work queued with it takes to run: in a batch of twenty windows of work,
-a request still waiting after three windows is not, and granting it a reservation would only
-cost packing (measured in ``benchmarks/sim_packing.py``). A request queued behind a stream of
-cheap ones that keep the queue short gets a claim close to ``starvation_bound``.
+A request's claim time is set by the first decision a *claim delay* (a tenth of the window, at
+most a second: :func:`~amplitude_async.admission.claim_delay`) after the oldest request still
+without a claim queued, for every request without one: that time, plus ``starvation_bound``,
+plus the time the budgets need at full use to admit all the weight then waiting in its pool,
+its own and that of requests queued with it included (weight times the largest
+``length / budget`` of the pool's windows). The delay lets requests that several processes
+queue at about the same moment count each other's work, as one process's batch does.
+A request is only starving once it has waited longer than the work queued with it takes to
+run: in a batch of twenty windows of work, a request still waiting after three windows is not,
+and granting it a reservation would only cost packing (measured in
+``benchmarks/sim_packing.py``). A request queued behind a stream of cheap ones that keep the
+queue short gets a claim close to ``starvation_bound``.
 
 So the scheduler is work-conserving (a request waits only if it does not fit, or admitting it
 could delay a reserved one), and waits are bounded: a starved request becomes the reservation

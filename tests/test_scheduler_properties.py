@@ -13,8 +13,9 @@ flight), is served, and its response travels back. Checked:
   waited ``starvation_bound`` and the pool is not paused, then none of them fits the free room
   and a free in-flight slot. (With mixed priorities or a starved query a reservation may
   legitimately hold cheaper queries back; that is covered by the next property.)
-- bounded waits: a query that waits starves at its claim time (``starvation_bound`` plus the
-  time the budgets need for the weight waiting when it queued), and each starved query ahead of
+- bounded waits: a query that waits starves at its claim time (set at most a claim delay after
+  it queued: ``starvation_bound`` plus the time the budgets need for the weight then waiting),
+  and each starved query ahead of
   it (an earlier claim), and itself, is admitted within the longest window plus the longest
   round trip once it holds the reservation;
 - cancellation: a query cancelled while waiting never reaches the server and takes nothing; one
@@ -33,7 +34,14 @@ from attrs import define, frozen
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from amplitude_async.admission import BudgetUsage, Changes, Grant, InMemoryBudgetStore, Outcome
+from amplitude_async.admission import (
+    BudgetUsage,
+    Changes,
+    Grant,
+    InMemoryBudgetStore,
+    Outcome,
+    claim_delay,
+)
 from amplitude_async.budget import pool_cap, pool_windows, weight_of
 from amplitude_async.clock import LoopClock
 from amplitude_async.limits import Limits, Pool
@@ -299,19 +307,20 @@ def check_run(workload: list[Spec], bound: float, *, remote: bool) -> None:
             continue
         pool = record.spec.pool
         mine = [r for r in records if r.spec.pool is pool and r.queued is not None]
-        # Its claim falls due after the bound plus the time the budgets need for the weight
-        # waiting when it queued (at most: everything queued by then and not admitted or
-        # cancelled before).
+        # Its claim is set at most a claim delay after it queued, to that moment plus the bound
+        # plus the time the budgets need for the weight then waiting (at most: everything
+        # queued by then and not admitted or cancelled before it queued).
+        delay = claim_delay(LIMITS)
         waiting_then = sum(
             weight_of(pool, r.spec.cost)
             for r in mine
             if r.queued is not None
-            and r.queued <= record.queued
+            and r.queued <= record.queued + delay
             and not (r.admitted is not None and r.admitted < record.queued)
             and not (r.cancelled and r.admitted is None and cancel_time(r) < record.queued)
         )
         drain = max(w.length / w.budget for w in pool_windows(LIMITS, pool))
-        claim = record.queued + bound + waiting_then * drain
+        claim = record.queued + delay + bound + waiting_then * drain
         # Ahead of it: starved queries with earlier claims, all queued by its claim and still
         # waiting once it could first starve.
         ahead = sum(
