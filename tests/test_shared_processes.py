@@ -73,7 +73,8 @@ async def test_the_slots_of_a_killed_process_come_back_with_its_lease(
     scale = 0.01
     limits = DEFAULT_LIMITS.scaled(scale)
     async with Emulator(dataset(), limits=limits, processing_time=(3.0, 3.0)) as emulator:
-        # The victim fills every in-flight slot with slow requests, then is killed.
+        # The victim fills every in-flight slot with slow requests, then is killed. Its lease
+        # (10 s, renewed at least every third of it) outlasts the checks below on a slow machine.
         victim = await start_worker(
             WorkerSpec(
                 emulator.url,
@@ -82,14 +83,14 @@ async def test_the_slots_of_a_killed_process_come_back_with_its_lease(
                 budget_url=redis_server.url,
                 workload="segments:5:3",
                 scale=scale,
-                lease=4.0,
+                lease=10.0,
             )
         )
         await until(lambda: emulator.enforcer.in_flight(Pool.STANDARD) == limits.concurrent)
         victim.send_signal(signal.SIGKILL)
         await victim.wait()
         store = RedisBudgetStore.from_url(redis_server.url, api_key=emulator.api_key, limits=limits)
-        scheduler = Scheduler(store=store, lease=4.0)
+        scheduler = Scheduler(store=store, lease=10.0)
         async with AmplitudeClient(
             emulator.api_key, emulator.secret_key, base_url=emulator.url, scheduler=scheduler
         ) as client:
