@@ -7,7 +7,7 @@ exceeded. ``amplitude_async.testing`` holds an emulator of the API for offline u
 
 from __future__ import annotations
 
-from .budget import BudgetStore, InMemoryBudgetStore
+from .admission import BudgetStore, InMemoryBudgetStore
 from .cache import CachePolicy, MemoryCache, RedisCache, ResultCache
 from .client import AmplitudeClient
 from .clock import Clock, LoopClock
@@ -17,6 +17,7 @@ from .errors import (
     APIError,
     AuthenticationError,
     BadRequest,
+    BudgetUnavailable,
     CacheUnavailable,
     ClientClosed,
     ConfigurationError,
@@ -95,6 +96,7 @@ __all__ = [
     "AverageSessionLengthResult",
     "BadRequest",
     "BudgetStore",
+    "BudgetUnavailable",
     "CachePolicy",
     "CacheUnavailable",
     "ChartCSV",

@@ -30,18 +30,16 @@ import bisect
 import itertools
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Final, Protocol
+from typing import Final
 
 from attrs import frozen
 
 from .errors import QueryTooExpensive
-from .limits import DEFAULT_LIMITS, Limits, Pool
+from .limits import Limits, Pool
 
 __all__ = [
-    "BudgetStore",
     "EntryId",
     "Expiries",
-    "InMemoryBudgetStore",
     "NotYet",
     "PoolLedger",
     "PoolSnapshot",
@@ -56,7 +54,7 @@ __all__ = [
 ]
 
 EntryId = int
-"""Identifies one admitted request in a :class:`BudgetStore`."""
+"""Identifies one admitted request in a pool's ledger (see :mod:`amplitude_async.admission`)."""
 
 TOO_EXPENSIVE_HINT = (
     "cost grows with the number of days, segments and group-bys: use a shorter date range, "
@@ -205,6 +203,8 @@ class PoolSnapshot:
     in_flight: int
     cap: int
     paused_until: float = -math.inf
+    lease_until: float = math.inf
+    """When the earliest lease of an in-flight entry runs out (it then counts as completed)."""
 
     @property
     def paused(self) -> bool:
@@ -244,8 +244,9 @@ class PoolSnapshot:
         return when
 
     def next_change(self) -> float:
-        """Next time something frees on its own (an expiry or the end of a pause), or ``inf``."""
-        change = min((e.first() for e in self.expiries), default=math.inf)
+        """Next time something frees on its own (an expiry, a lease running out or the end of a
+        pause), or ``inf``."""
+        change = min(min((e.first() for e in self.expiries), default=math.inf), self.lease_until)
         return min(change, self.paused_until) if self.paused else change
 
     def usage(self) -> tuple[WindowUsage, ...]:
@@ -268,7 +269,10 @@ class PoolLedger:
     weights, shared by all windows. An entry completed at ``c`` occupies window ``i`` until
     ``c + length_i``, so the entries still occupying window ``i`` are a suffix of that list,
     from the window's *head*; time moving on only advances heads (amortised O(1) per entry).
-    In-flight entries are only in the sums and in a dict of weights. Nothing is ever removed
+    In-flight entries are only in the sums and in a dict of weights, each with a *lease*: its
+    owner and a deadline (see :meth:`renew`). An entry whose lease runs out counts as completed
+    at its deadline, or at the latest completion if that is later (so completion times stay in
+    order, and the rule errs on the side of occupying longer). Nothing is ever removed
     from or changed in the middle of the lists: a completion reported out of time order and
     the periodic compaction build new lists, so a :meth:`snapshot` is a zero-copy view that
     stays valid.
@@ -283,6 +287,10 @@ class PoolLedger:
         self._lengths = tuple(w.length for w in self.windows)
         self._budgets = tuple(w.budget for w in self.windows)
         self._in_flight: dict[EntryId, int] = {}
+        # Leases: entry -> [owner, deadline]; the owner "" marks an abandoned entry.
+        self._leases: dict[EntryId, _Lease] = {}
+        self._next_deadline = math.inf
+        self._last_done = -math.inf
         self._done: list[float] = []  # completion times, non-decreasing
         self._cum: list[int] = [0]  # _cum[k + 1] - _cum[k]: the weight of entry k
         self._heads = [0] * len(self.windows)  # first entry still occupying each window
@@ -301,7 +309,10 @@ class PoolLedger:
         return tuple(self._used)
 
     def expire(self, now: float) -> None:
-        """Drop completed entries that stopped occupying by ``now``."""
+        """Complete entries whose lease ran out; drop completed entries that stopped occupying
+        by ``now``."""
+        if now >= self._next_deadline:
+            self._expire_leases(now)
         done = self._done
         count = len(done)
         heads = self._heads
@@ -321,6 +332,43 @@ class PoolLedger:
             self._cum = self._cum[low:]
             self._heads = [h - low for h in heads]
 
+    def _expire_leases(self, now: float) -> None:
+        expired = sorted(
+            (lease.deadline, entry)
+            for entry, lease in self._leases.items()
+            if lease.deadline <= now
+        )
+        for deadline, entry in expired:
+            self.complete(entry, max(deadline, self._last_done))
+        self._next_deadline = min(
+            (lease.deadline for lease in self._leases.values()), default=math.inf
+        )
+
+    def renew(self, owner: str, deadline: float) -> None:
+        """Extend the lease of every in-flight entry of ``owner`` to ``deadline``."""
+        if not self._leases:
+            return
+        for lease in self._leases.values():
+            if lease.owner == owner and deadline > lease.deadline:
+                lease.deadline = deadline
+        self._next_deadline = min(
+            (lease.deadline for lease in self._leases.values()), default=math.inf
+        )
+
+    def abandon(self, entry: EntryId) -> None:
+        """Stop renewing ``entry``: its request's fate is unknown (cancelled, timed out), so it
+        stays in flight until its lease runs out, as long as the server could still count it."""
+        lease = self._leases.get(entry)
+        if lease is not None:
+            lease.owner = ""
+
+    def owns(self, entry: EntryId) -> str | None:
+        """The owner of in-flight ``entry`` (``""``: abandoned), or ``None`` if not in flight."""
+        lease = self._leases.get(entry)
+        if lease is None:
+            return "" if entry in self._in_flight else None
+        return lease.owner
+
     def snapshot(self, now: float) -> PoolSnapshot:
         """Return an immutable view at ``now`` (O(windows): nothing is copied)."""
         self.expire(now)
@@ -336,6 +384,7 @@ class PoolLedger:
             in_flight=len(self._in_flight),
             cap=self.cap,
             paused_until=self.paused_until,
+            lease_until=self._next_deadline,
         )
 
     def fits(self, weight: int, now: float) -> bool:
@@ -348,20 +397,36 @@ class PoolLedger:
                 return False
         return True
 
-    def try_take(self, weight: int, now: float) -> Taken | NotYet:
-        """Record an entry of ``weight`` dispatched at ``now`` if it fits; else say when."""
+    def try_take(
+        self, weight: int, now: float, *, owner: str = "", deadline: float = math.inf
+    ) -> Taken | NotYet:
+        """Record an entry of ``weight`` dispatched at ``now`` if it fits; else say when.
+
+        The entry is leased to ``owner`` until ``deadline`` (``inf``: until completed).
+        """
         if not self.fits(weight, now):
             return NotYet(self.snapshot(now).earliest_fit(weight))
+        return Taken(self.take(weight, owner, deadline))
+
+    def take(self, weight: int, owner: str = "", deadline: float = math.inf) -> EntryId:
+        """Record an entry of ``weight`` known to fit (see :meth:`fits`); return its id."""
         entry = next(self._ids)
         self._in_flight[entry] = weight
+        if deadline < math.inf:
+            self._leases[entry] = _Lease(owner, deadline)
+            self._next_deadline = min(self._next_deadline, deadline)
         used = self._used
         for i in range(len(used)):
             used[i] += weight
-        return Taken(entry)
+        return entry
 
     def complete(self, entry: EntryId, now: float) -> None:
         """Mark ``entry``'s response complete at ``now``; it keeps occupying for each window."""
         weight = self._in_flight.pop(entry)
+        if self._leases:
+            self._leases.pop(entry, None)
+        if now > self._last_done:
+            self._last_done = now
         done, cum = self._done, self._cum
         if not done or done[-1] <= now:
             done.append(now)
@@ -381,12 +446,22 @@ class PoolLedger:
     def release(self, entry: EntryId) -> None:
         """Forget an in-flight ``entry`` whose request provably never left the client."""
         weight = self._in_flight.pop(entry)
+        if self._leases:
+            self._leases.pop(entry, None)
         for i in range(len(self._used)):
             self._used[i] -= weight
 
     def pause(self, until: float) -> None:
         """Admit nothing before ``until`` (extends an earlier pause, never shortens it)."""
         self.paused_until = max(self.paused_until, until)
+
+
+class _Lease:
+    __slots__ = ("deadline", "owner")
+
+    def __init__(self, owner: str, deadline: float) -> None:
+        self.owner = owner
+        self.deadline = deadline
 
 
 @frozen
@@ -401,91 +476,6 @@ class NotYet:
     """``try_take`` failed; ``earliest`` is when it could first fit (``inf``: after completions)."""
 
     earliest: float
-
-
-class BudgetStore(Protocol):
-    """Where the ledgers live. Each operation is atomic, so a store shared by several processes
-    (for example in Redis, as server-side scripts) can keep one project's budget for all of them.
-
-    Weights are already converted (:func:`weight_of`); times come from the caller's clock.
-    A store that keeps its entries elsewhere builds its snapshots with :meth:`Expiries.of`
-    from each window's ``(expiry time, weight)`` pairs.
-    """
-
-    @property
-    def limits(self) -> Limits:
-        """The limits this store enforces."""
-        ...
-
-    async def try_take(self, pool: Pool, weight: int, now: float) -> Taken | NotYet:
-        """Atomically record an entry if it fits at ``now``; else report when it could."""
-        ...
-
-    async def complete(self, pool: Pool, entry: EntryId, now: float) -> None:
-        """Mark an entry's response complete at ``now``."""
-        ...
-
-    async def release(self, pool: Pool, entry: EntryId) -> None:
-        """Remove an entry whose request was never sent."""
-        ...
-
-    async def pause(self, pool: Pool, until: float) -> None:
-        """Admit nothing in ``pool`` before ``until`` (extend, never shorten)."""
-        ...
-
-    async def snapshot(self, pool: Pool, now: float) -> PoolSnapshot:
-        """Return the pool's usage at ``now`` and the known future frees."""
-        ...
-
-    def peek(self, pool: Pool, now: float) -> PoolSnapshot:
-        """Like :meth:`snapshot` but without I/O: exact for a local store, last known otherwise."""
-        ...
-
-
-class InMemoryBudgetStore:
-    """A :class:`BudgetStore` for one process: a :class:`PoolLedger` per pool."""
-
-    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
-        self._limits = limits
-        self.ledgers = {
-            pool: PoolLedger(pool_windows(limits, pool), pool_cap(limits, pool)) for pool in Pool
-        }
-
-    @property
-    def limits(self) -> Limits:
-        """The limits this store enforces."""
-        return self._limits
-
-    async def try_take(self, pool: Pool, weight: int, now: float) -> Taken | NotYet:
-        """Record an entry if it fits at ``now``."""
-        return self.ledgers[pool].try_take(weight, now)
-
-    async def complete(self, pool: Pool, entry: EntryId, now: float) -> None:
-        """Mark an entry complete."""
-        self.ledgers[pool].complete(entry, now)
-
-    async def release(self, pool: Pool, entry: EntryId) -> None:
-        """Remove an entry that was never sent."""
-        self.ledgers[pool].release(entry)
-
-    async def pause(self, pool: Pool, until: float) -> None:
-        """Pause a pool until ``until``."""
-        self.ledgers[pool].pause(until)
-
-    async def snapshot(self, pool: Pool, now: float) -> PoolSnapshot:
-        """Return a pool's snapshot."""
-        return self.ledgers[pool].snapshot(now)
-
-    def peek(self, pool: Pool, now: float) -> PoolSnapshot:
-        """Return a pool's snapshot, synchronously."""
-        return self.ledgers[pool].snapshot(now)
-
-    def __repr__(self) -> str:
-        parts = ", ".join(
-            f"{pool}: {ledger.in_flight} in flight, used {list(ledger.used)}"
-            for pool, ledger in self.ledgers.items()
-        )
-        return f"<InMemoryBudgetStore {parts}>"
 
 
 def largest_first(items: Iterable[tuple[int, int]], room: int, slots: int) -> dict[int, int]:

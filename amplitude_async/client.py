@@ -64,7 +64,7 @@ from .sansio import (
     decipher,
 )
 from .savers import ClientStatistics, Savers
-from .scheduler import Scheduler
+from .scheduler import LEASE_MARGIN, Scheduler
 from .split import run_split
 from .transport import DEFAULT_MAX_BODY_BYTES, AiohttpTransport, Transport
 
@@ -95,6 +95,24 @@ def _endpoint(
     name = getattr(cls, "__name__", "query")
     method.__doc__ = f"Build a :class:`~amplitude_async.queries.{name}` and :meth:`run` it."
     return method
+
+
+def _make_scheduler(
+    api_key: str, limits: Limits, clock: Clock | None, timeout: float, budget_url: str | None
+) -> Scheduler:
+    """The client's own scheduler: on a shared budget store when ``budget_url`` is given. A
+    lease outlives the request timeout by a margin, for the server to finish counting."""
+    lease = timeout + LEASE_MARGIN
+    if budget_url is None:
+        return Scheduler(limits, clock=clock, lease=lease)
+    try:
+        from .redis_store import RedisBudgetStore  # the optional redis extra
+    except ImportError:  # pragma: no cover - depends on the installation
+        raise ConfigurationError(
+            "budget_url", "needs the redis package: pip install 'amplitude-async[redis]'"
+        ) from None
+    store = RedisBudgetStore.from_url(budget_url, api_key=api_key, limits=limits)
+    return Scheduler(store=store, clock=clock, lease=lease)
 
 
 def _refuse_conflicts(given: dict[str, object], overridden_by: str) -> None:
@@ -144,6 +162,10 @@ class AmplitudeClient:
     aiohttp session unless ``session`` is given. Use it as an async context manager, or call
     :meth:`aclose`.
 
+    ``budget_url`` (or ``AMPLITUDE_BUDGET_URL``), such as ``"redis://host:6379/0"``, shares the
+    project's budget with every process using the same URL and API key (see
+    :class:`~amplitude_async.redis_store.RedisBudgetStore`).
+
     Identical queries in flight at once are sent once (``coalesce=False`` turns it off).
     ``cache`` (a :class:`~amplitude_async.cache.MemoryCache` or
     :class:`~amplitude_async.cache.RedisCache`) keeps answers for as long as ``cache_policy``
@@ -153,8 +175,8 @@ class AmplitudeClient:
     larger ones raise :class:`~amplitude_async.errors.ResponseTooLarge`) configure the built-in
     transport. ``max_retries`` sets the default :class:`RetryPolicy`'s count. An option beside
     the object that would ignore it (``max_retries`` with ``retry_policy``; ``session``,
-    ``timeout`` or ``max_body_bytes`` with ``transport``; ``limits`` or ``clock`` with
-    ``scheduler``) raises :class:`~amplitude_async.errors.ConfigurationError`.
+    ``timeout`` or ``max_body_bytes`` with ``transport``; ``limits``, ``clock`` or ``budget_url``
+    with ``scheduler``) raises :class:`~amplitude_async.errors.ConfigurationError`.
     """
 
     def __init__(
@@ -176,6 +198,7 @@ class AmplitudeClient:
         coalesce: bool = True,
         cache: ResultCache | None = None,
         cache_policy: CachePolicy | None = None,
+        budget_url: str | None = None,
     ) -> None:
         api_key = api_key if api_key is not None else os.environ.get("AMPLITUDE_API_KEY")
         secret_key = (
@@ -194,13 +217,19 @@ class AmplitudeClient:
                 "transport",
             )
         if scheduler is not None:
-            _refuse_conflicts({"limits": limits, "clock": clock}, "scheduler")
+            _refuse_conflicts(
+                {"limits": limits, "clock": clock, "budget_url": budget_url}, "scheduler"
+            )
         self.region = region
         self.base_url = check_base_url(base_url if base_url is not None else BASE_URLS[region])
         self._authorization = basic_auth(key, secret)
         self._redact = Redactor.for_keys(key, secret)
+        self._owns_scheduler = scheduler is None
         if scheduler is None:
-            scheduler = Scheduler(limits or Limits(), clock=clock)
+            if budget_url is None:
+                budget_url = os.environ.get("AMPLITUDE_BUDGET_URL") or None
+            lease_base = DEFAULT_TIMEOUT if timeout is None else check_number("timeout", timeout)
+            scheduler = _make_scheduler(key, limits or Limits(), clock, lease_base, budget_url)
         self.scheduler = scheduler
         self.limits = scheduler.limits
         # A "rate" 429 pauses the pool for one cost window: that window is the limits' own.
@@ -273,6 +302,8 @@ class AmplitudeClient:
             for call in list(self._calls):
                 call.cancel()
             try:
+                if self._owns_scheduler:
+                    await self.scheduler.aclose()
                 await self._transport.aclose()
                 if self.savers.cache is not None:
                     await self.savers.cache.aclose()
@@ -338,7 +369,7 @@ class AmplitudeClient:
             error: AmplitudeError | None
             while True:
                 call.sending = False
-                async with self.scheduler.slot(pool, cost, priority=priority):
+                async with self.scheduler.slot(pool, cost, priority=priority) as ticket:
                     # From here until the answer is decoded, a close waits for this call.
                     call.sending = True
                     try:
@@ -352,6 +383,10 @@ class AmplitudeClient:
                         )
                     except AmplitudeError as exc:
                         error = self._scrubbed(exc)
+                        if isinstance(exc, TransportError):
+                            # The server may still be counting it: hold its entry until its
+                            # lease ends.
+                            self.scheduler.abandon(ticket)
                     else:
                         error = None
                 if error is None:

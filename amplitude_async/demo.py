@@ -8,13 +8,17 @@ and ends with a summary: queries, cost, 429s, retries, budget used, wall time. I
 credentials and no network beyond 127.0.0.1.
 
 Run it with ``amplitude-async demo`` or ``python -m amplitude_async.demo`` (``--quick`` for a
-run of a few seconds, ``--seed`` for another synthetic project).
+run of a few seconds, ``--seed`` for another synthetic project). ``--processes N`` splits the
+dashboard over N worker processes that share one budget in Redis (``--budget-url``, or a
+private ``redis-server`` started for the run when one is on PATH): the same summary, from N
+processes, still without a 429.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -51,7 +55,7 @@ from .testing.dataset import Dataset, SyntheticDataset
 from .testing.emulator import Emulator
 from .values import Event, GroupBy, InCohort, PerformedEvent, PropertyFilter, Segment, Where
 
-__all__ = ["DemoSummary", "Profile", "dashboard", "main", "run_demo"]
+__all__ = ["DemoSummary", "Profile", "dashboard", "main", "run_demo", "run_shared_demo"]
 
 
 @frozen
@@ -374,19 +378,155 @@ async def run_demo(
     return summary
 
 
+async def run_shared_demo(
+    *,
+    processes: int,
+    budget_url: str | None = None,
+    quick: bool = False,
+    seed: int = 1,
+    out: TextIO | None = None,
+    tty: bool | None = None,
+) -> DemoSummary:
+    """The demo's dashboard split over ``processes`` worker processes sharing one budget.
+
+    ``budget_url`` is the shared budget's Redis; without one a private ``redis-server`` is
+    started for the run (:class:`FileNotFoundError` if there is none on PATH).
+    """
+    from .testing.workers import WorkerSpec, private_redis, run_workers
+
+    if processes < 1:
+        raise ValueError(f"processes must be at least 1, got {processes!r}")
+    out = out if out is not None else sys.stdout
+    tty = tty if tty is not None else out.isatty()
+    profile = QUICK if quick else FULL
+    dataset = SyntheticDataset(seed=seed, users=profile.users, days=profile.days)
+    limits = Limits().scaled(profile.scale)
+    queries = dashboard(dataset, profile)
+    kinds = len({type(q) for q in queries})
+    async with contextlib.AsyncExitStack() as stack:
+        if budget_url is None:
+            budget_url = await stack.enter_async_context(private_redis())
+            where = "a private redis-server"
+        else:
+            where = budget_url.split("@")[-1]
+        print(
+            f"Emulated project: {dataset.user_count:,} users (seed {seed}); limits "
+            f"{limits.concurrent} in flight, {limits.cost_per_window:,} cost per "
+            f"{limits.window:g} s\n"
+            f"Dashboard: {len(queries)} queries, total cost {sum(q.cost for q in queries):,}, "
+            f"split over {processes} processes sharing one budget in {where}",
+            file=out,
+            flush=True,
+        )
+        emulator = Emulator(
+            dataset,
+            limits=limits,
+            seed=seed,
+            arrival_delay=(0.0, 0.004),
+            processing_time=(0.0, 0.01),
+        )
+        progress = _Progress(out, tty=tty, every=profile.progress_every)
+        started = time.monotonic()
+        async with emulator:
+            specs = [
+                WorkerSpec(
+                    emulator.url,
+                    emulator.api_key,
+                    emulator.secret_key,
+                    budget_url=budget_url,
+                    part=i,
+                    parts=processes,
+                    scale=profile.scale,
+                    seed=seed,
+                    profile="quick" if quick else "full",
+                )
+                for i in range(processes)
+            ]
+
+            def line() -> str:
+                served = emulator.statistics()
+                window = emulator.enforcer.window_usage(Pool.STANDARD)[0]
+                return (
+                    f"[{served.answered}/{len(queries)}] window {window:,}/"
+                    f"{limits.cost_per_window:,} | in flight "
+                    f"{emulator.enforcer.in_flight(Pool.STANDARD)} | 429s {served.rate_limited} "
+                    f"| {time.monotonic() - started:.1f} s"
+                )
+
+            async def ticker() -> None:
+                while True:
+                    progress.show(line())
+                    await asyncio.sleep(0.1 if tty else min(0.25, profile.progress_every))
+
+            task = asyncio.create_task(ticker())
+            try:
+                reports = await run_workers(specs)
+            finally:
+                task.cancel()
+            progress.show(line(), final=True)
+        served = emulator.statistics()
+    # From the workers' first query (their start-up is not the budget's business).
+    wall = max(r.elapsed for r in reports)
+    for index, report in enumerate(reports):
+        failed = ", ".join(f"{n} {name}" for name, n in report.failed.items()) or "none failed"
+        print(
+            f"  process {index + 1}: {report.done}/{report.queries} queries, cost "
+            f"{report.cost:,}, {report.round_trips} budget round trips ({failed})",
+            file=out,
+        )
+    summary = DemoSummary(
+        queries=sum(r.done for r in reports),
+        endpoints=kinds,
+        cost=sum(r.cost for r in reports),
+        rate_limited=served.rate_limited,
+        retries=sum(r.retries for r in reports),
+        peak_window_cost=served.peak_window_cost,
+        budget=limits.cost_per_window,
+        window=limits.window,
+        wall_time=wall,
+    )
+    print("Summary", file=out)
+    print(summary.table(), file=out, flush=True)
+    return summary
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry: ``amplitude-async demo [--quick] [--seed N]``; 0 when no 429."""
+    """Command-line entry: ``amplitude-async demo [--quick] [--seed N] [--processes N]
+    [--budget-url URL]``; 0 when no 429."""
     parser = argparse.ArgumentParser(
         prog="amplitude-async demo",
         description="Run a dashboard's worth of queries against the built-in emulator.",
     )
     parser.add_argument("--quick", action="store_true", help="a run of a few seconds")
     parser.add_argument("--seed", type=int, default=1, help="synthetic project seed (1)")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="split the dashboard over N processes (1)"
+    )
+    parser.add_argument("--budget-url", help="the shared budget's Redis for --processes")
     args = parser.parse_args(argv)
+    if args.processes < 1:
+        parser.error(f"--processes must be at least 1, got {args.processes}")
     try:
-        summary = asyncio.run(run_demo(quick=args.quick, seed=args.seed))
+        if args.processes == 1 and args.budget_url is None:
+            summary = asyncio.run(run_demo(quick=args.quick, seed=args.seed))
+        else:
+            summary = asyncio.run(
+                run_shared_demo(
+                    processes=args.processes,
+                    budget_url=args.budget_url,
+                    quick=args.quick,
+                    seed=args.seed,
+                )
+            )
     except KeyboardInterrupt:
         return 130
+    except FileNotFoundError:
+        print(
+            "amplitude-async demo: error: --processes needs --budget-url or redis-server on "
+            "PATH (Debian package redis-server)",
+            file=sys.stderr,
+        )
+        return 2
     return 0 if summary.rate_limited == 0 else 1
 
 

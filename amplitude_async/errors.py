@@ -10,6 +10,7 @@ Every exception derives from :class:`AmplitudeError`::
     ├── ResponseValidationError               a response that cannot be decoded
     ├── ResponseTooLarge                      a response body over the client's cap
     ├── TransportError                        connection failures and timeouts
+    ├── BudgetUnavailable                     the shared budget store cannot be reached
     └── APIError                              the API answered with an error status
         ├── BadRequest                        400
         ├── AuthenticationError               401, 403
@@ -33,6 +34,7 @@ __all__ = [
     "AmplitudeError",
     "AuthenticationError",
     "BadRequest",
+    "BudgetUnavailable",
     "CacheUnavailable",
     "ClientClosed",
     "ConfigurationError",
@@ -133,6 +135,11 @@ class TransportError(AmplitudeError):
         self.timeout = timeout
         self.message = message
         super().__init__(f"{message} ({path})" if path else message)
+
+
+class BudgetUnavailable(AmplitudeError):
+    """The budget store (for example Redis) failed or could not be reached, so nothing could be
+    admitted: a waiting request gives up after the scheduler's ``unavailable_wait``."""
 
 
 class APIError(AmplitudeError):

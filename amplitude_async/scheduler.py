@@ -19,14 +19,18 @@ cancelled, an entry leaves a window, a pause ends, a waiter's claim falls due):
    counting in-flight requests (and those admitted now) as never expiring, and one in-flight slot
    stays free for it. When that earliest time depends on completions, nothing else is admitted.
 
-A request's claim time is set when a decision first sees it: that time, plus
-``starvation_bound``, plus the time the budgets need at full use to admit all the weight then
-waiting in its pool, its own and that of requests queued with it included (weight times the
-largest ``length / budget`` of the pool's windows). A request is only starving once it has
-waited longer than the work queued with it takes to run: in a batch of twenty windows of work,
-a request still waiting after three windows is not, and granting it a reservation would only
-cost packing (measured in ``benchmarks/sim_packing.py``). A request queued behind a stream of
-cheap ones that keep the queue short gets a claim close to ``starvation_bound``.
+A request's claim time is set by the first decision a *claim delay* (a tenth of the window, at
+most a second: :func:`~amplitude_async.admission.claim_delay`) after the oldest request still
+without a claim queued, for every request without one: that time, plus ``starvation_bound``,
+plus the time the budgets need at full use to admit all the weight then waiting in its pool,
+its own and that of requests queued with it included (weight times the largest
+``length / budget`` of the pool's windows). The delay lets requests that several processes
+queue at about the same moment count each other's work, as one process's batch does.
+A request is only starving once it has waited longer than the work queued with it takes to
+run: in a batch of twenty windows of work, a request still waiting after three windows is not,
+and granting it a reservation would only cost packing (measured in
+``benchmarks/sim_packing.py``). A request queued behind a stream of cheap ones that keep the
+queue short gets a claim close to ``starvation_bound``.
 
 So the scheduler is work-conserving (a request waits only if it does not fit, or admitting it
 could delay a reserved one), and waits are bounded: a starved request becomes the reservation
@@ -39,48 +43,55 @@ Waiters are bucketed by (priority, weight); a decision costs O(d log d) for d di
 costs (at most the window budget), independent of how many requests are queued, and
 O(log n) in the n entries the ledger holds (see :class:`~amplitude_async.budget.PoolLedger`).
 
-How decisions run: with the in-process store (the default) a decision needs no I/O, so it is
-one synchronous loop callback, scheduled once per loop turn by whatever changed, with the
-loop's own timer for the next expiry or claim; with any other store a driver task awaits the
-store. Either way a request that queues is decided one loop turn later, together with every
-request queued in the same turn, so a burst is packed as a whole. Two shortcuts leave the
-outcome unchanged: a pool whose in-flight cap is full is not looked at until a completion (no
-admission is possible before one), and when every waiter of a pool has the same priority and
-weight and no claim is due, heads are admitted while they fit without taking a snapshot.
+Where decisions run: in the budget store (:mod:`amplitude_async.admission`), over the waiters
+of every process sharing it. The scheduler is the store's client for one process: one task
+sends the store everything that changed since its last exchange (requests queued or cancelled,
+responses completed) and hands the grants that come back to the waiting requests. A request
+that queues is sent one loop turn later, with every request queued in the same turn, so a
+burst is decided as a whole. The store answers with the time until the next decision that time
+alone makes due (to one process at a time: the one keeping time for the shared queue, whose
+decision then serves every process); the scheduler exchanges again then, and at least every
+third of its lease term while it has requests waiting or in flight (that renews their
+leases). The in-process store (the default) is simply a store whose exchanges never suspend.
+
+If the store fails (Redis unreachable), nothing is admitted: exchanges are retried, and a
+waiting request ends with :class:`~amplitude_async.errors.BudgetUnavailable` once the store has
+been unavailable for ``unavailable_wait`` seconds of its wait. Requests already in flight finish
+normally; their completions are sent when the store answers again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
+import contextlib
 import itertools
 import math
-from collections import deque
-from collections.abc import Mapping
+import secrets
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Final
 
 from aiolimiter import AsyncLimiter
 from attrs import field, frozen
 
-from .budget import (
+from .admission import (
     BudgetStore,
-    EntryId,
+    BudgetUsage,
+    Changes,
+    Grant,
     InMemoryBudgetStore,
-    NotYet,
-    PoolLedger,
-    PoolSnapshot,
-    Taken,
-    WindowUsage,
-    check_cost,
-    largest_first,
-    pool_windows,
-    weight_of,
+    Outcome,
+    Registration,
 )
+from .budget import EntryId, WindowUsage, check_cost, pool_windows, weight_of
 from .clock import Clock, LoopClock
+from .errors import AmplitudeError, BudgetUnavailable
 from .limits import DEFAULT_LIMITS, Limits, Pool
 
 __all__ = [
+    "DEFAULT_LEASE",
+    "DEFAULT_UNAVAILABLE_WAIT",
+    "LEASE_MARGIN",
     "PoolStatistics",
     "Scheduler",
     "SchedulerStatistics",
@@ -88,11 +99,23 @@ __all__ = [
     "Ticket",
 ]
 
-DEFAULT_STARVATION_WINDOWS: Final = 3.0
-"""Default starvation bound, in windows of the limits."""
-
 PACING_STEPS: Final = 10
 """With ``pacing=True`` bursts are limited to this fraction (1/N) of the window budget."""
+
+LEASE_MARGIN: Final = 30.0
+"""Seconds a lease outlives the request timeout, for the server to finish counting a request
+its client gave up on."""
+
+DEFAULT_LEASE: Final = 60.0 + LEASE_MARGIN
+"""Default lease term (seconds) of an in-flight entry: the client's default request timeout
+plus :data:`LEASE_MARGIN`."""
+
+DEFAULT_UNAVAILABLE_WAIT: Final = 30.0
+"""Default seconds a waiting request tolerates an unavailable budget store."""
+
+RETRY_MIN: Final = 0.05
+RETRY_MAX: Final = 1.0
+"""Retry delays (seconds) of a failed exchange: doubling from the first to the second."""
 
 
 @frozen
@@ -114,7 +137,11 @@ class Ticket:
 
 @frozen
 class PoolStatistics:
-    """One pool's state and counters at the time of the snapshot."""
+    """One pool at the time of the snapshot.
+
+    ``windows``, ``in_flight`` and ``queued_everywhere`` are the project's, as the budget store
+    sees them (every process sharing it); ``queued`` and the counters are this process's.
+    """
 
     pool: Pool
     in_flight: int
@@ -127,14 +154,19 @@ class PoolStatistics:
     cancelled_waiting: int
     rate_limited: int
     retries: int
+    queued_everywhere: int = 0
 
 
 @frozen
 class SchedulerStatistics:
-    """An immutable snapshot of a :class:`Scheduler` (see :meth:`Scheduler.statistics`)."""
+    """An immutable snapshot of a :class:`Scheduler` (see :meth:`Scheduler.statistics`).
+
+    ``processes`` is how many schedulers (processes) the budget store has attached.
+    """
 
     time: float
     pools: tuple[PoolStatistics, ...] = field(repr=False)
+    processes: int = 1
 
     def __getitem__(self, pool: Pool) -> PoolStatistics:
         for stats in self.pools:
@@ -158,164 +190,47 @@ class SchedulerStatistics:
         return sum(p.retries for p in self.pools)
 
 
-# Waiter states.
-_WAITING: Final = 0
-_PLANNED: Final = 1  # chosen by a decision, its entry being taken
-_DONE: Final = 2  # granted or cancelled
+# Local waiter states.
+_NEW: Final = 0  # not yet sent to the store
+_SENT: Final = 1  # registered in the store
+_CANCELLING: Final = 2  # given up; the store has not confirmed yet
+_DONE: Final = 3
 
 
 class _Waiter:
-    __slots__ = ("cost", "enqueued_at", "future", "priority", "seq", "state", "ticket", "weight")
+    __slots__ = ("cost", "future", "local", "pool", "priority", "queued_at", "state", "ticket")
 
     def __init__(
         self,
+        local: int,
+        pool: Pool,
         cost: int,
-        weight: int,
         priority: int,
-        enqueued_at: float,
-        seq: int,
+        queued_at: float,
         future: asyncio.Future[Ticket],
     ) -> None:
+        self.local = local
+        self.pool = pool
         self.cost = cost
-        self.weight = weight
         self.priority = priority
-        self.enqueued_at = enqueued_at
-        self.seq = seq
+        self.queued_at = queued_at
         self.future = future
-        self.state = _WAITING
-        self.ticket: Ticket | None = None  # set by the decision that grants it
-
-
-class _Bucket:
-    """Waiters of one (priority, weight), in arrival order; dead ones are skipped lazily."""
-
-    __slots__ = ("live", "waiters")
-
-    def __init__(self) -> None:
-        self.waiters: deque[_Waiter] = deque()
-        self.live = 0
-
-    def head(self) -> _Waiter:
-        while self.waiters[0].state != _WAITING:
-            self.waiters.popleft()
-        return self.waiters[0]
-
-
-class _Batch:
-    """Waiters that got their claim time from the same decision, in arrival order."""
-
-    __slots__ = ("pos", "waiters")
-
-    def __init__(self, waiters: list[_Waiter]) -> None:
-        self.waiters = waiters
-        self.pos = 0  # waiters before it are done
-
-
-class _PoolQueue:
-    """The waiting requests of one pool."""
-
-    def __init__(self) -> None:
-        self.levels: dict[int, dict[int, _Bucket]] = {}
-        # Claim order for the starvation rule: one heap entry per decision's batch of fresh
-        # waiters (they share a claim time), keyed by (claim time, first arrival). Batches hold
-        # disjoint, increasing ranges of arrivals, so the first live waiter of the top batch is
-        # the earliest claim overall.
-        self.claims: list[tuple[float, int, _Batch]] = []
-        # Queued since the last decision: their claims are set by the next one.
-        self.fresh: list[_Waiter] = []
-        self.count = 0
-        self.backlog = 0  # total weight waiting
-
-    def add(self, waiter: _Waiter) -> None:
-        buckets = self.levels.get(waiter.priority)
-        if buckets is None:
-            buckets = self.levels[waiter.priority] = {}
-        bucket = buckets.get(waiter.weight)
-        if bucket is None:
-            bucket = buckets[waiter.weight] = _Bucket()
-        bucket.waiters.append(waiter)
-        bucket.live += 1
-        self.fresh.append(waiter)
-        self.count += 1
-        self.backlog += waiter.weight
-
-    def _unlink(self, waiter: _Waiter) -> None:
-        buckets = self.levels[waiter.priority]
-        bucket = buckets[waiter.weight]
-        bucket.live -= 1
-        self.count -= 1
-        self.backlog -= waiter.weight
-        if not bucket.live:
-            del buckets[waiter.weight]
-            if not buckets:
-                del self.levels[waiter.priority]
-
-    def discard(self, waiter: _Waiter) -> None:
-        """Forget a waiting ``waiter`` (cancelled)."""
-        self._unlink(waiter)
-        waiter.state = _DONE
-
-    def plan(self, waiter: _Waiter) -> None:
-        """Take ``waiter`` out of the queue for admission."""
-        self._unlink(waiter)
-        waiter.state = _PLANNED
-
-    def restore(self, waiter: _Waiter) -> None:
-        """Put back a planned waiter whose entry could not be taken, at the head of its bucket."""
-        if waiter.future.done():
-            waiter.state = _DONE
-            return
-        bucket = self.levels.setdefault(waiter.priority, {}).setdefault(waiter.weight, _Bucket())
-        bucket.waiters.appendleft(waiter)
-        bucket.live += 1
-        self.count += 1
-        self.backlog += waiter.weight
-        waiter.state = _WAITING
-
-    def set_claims(self, claim_at: float) -> None:
-        """Give the waiters queued since the last decision their claim time."""
-        fresh = self.fresh
-        if fresh:
-            heapq.heappush(self.claims, (claim_at, fresh[0].seq, _Batch(fresh)))
-            self.fresh = []
-
-    def first_claim(self) -> tuple[float, _Waiter] | None:
-        """The waiting waiter with the earliest claim, and its claim time."""
-        claims = self.claims
-        while claims:
-            claim_at, _, batch = claims[0]
-            waiters, pos = batch.waiters, batch.pos
-            while pos < len(waiters) and waiters[pos].state == _DONE:
-                pos += 1
-            batch.pos = pos
-            if pos == len(waiters):
-                heapq.heappop(claims)
-                continue
-            if waiters[pos].state == _WAITING:
-                return claim_at, waiters[pos]
-            # A planned head (only while a decision takes its entries): look further, the
-            # slow way; there are at most a few planned waiters.
-            return min(
-                ((at, w) for at, _, b in claims for w in b.waiters[b.pos :] if w.state == _WAITING),
-                key=lambda item: (item[0], item[1].seq),
-                default=None,
-            )
-        return None
-
-    def oldest_at(self, priority: int) -> _Waiter:
-        return min((b.head() for b in self.levels[priority].values()), key=lambda w: w.seq)
-
-    def items(self, priority: int) -> list[tuple[int, int]]:
-        return [(weight, b.live) for weight, b in self.levels[priority].items()]
+        self.state = _NEW
+        self.ticket: Ticket | None = None
 
 
 class Scheduler:
     """Admits requests so every budget of :class:`Limits` is used but never exceeded.
 
     ``clock`` defaults to the running loop's clock; ``store`` to a fresh in-process
-    :class:`InMemoryBudgetStore` for ``limits``. ``starvation_bound`` (seconds; default three
-    windows) is how much longer than the work queued with it needs a request may wait before it
-    outranks everything else (see the module docstring; ``inf`` disables the rule).
+    :class:`~amplitude_async.admission.InMemoryBudgetStore` for ``limits`` on that clock (a
+    shared store, such as :class:`~amplitude_async.redis_store.RedisBudgetStore`, brings its
+    own limits). ``starvation_bound`` (seconds; default three windows) is how much longer than
+    the work queued with it needs a request may wait before it outranks everything else (see
+    the module docstring; ``inf`` disables the rule); with a given store it is the store's.
+    ``lease`` (seconds) is how long an in-flight entry of this process outlives the process's
+    last word to the store: give it the request timeout plus a margin. ``unavailable_wait``
+    (seconds) is how long a waiting request tolerates an unreachable store.
     ``pacing=True`` also spreads standard-pool dispatches over the window with an
     :class:`aiolimiter.AsyncLimiter` (bursts of at most a tenth of the window budget); an
     ``AsyncLimiter`` may be passed instead.
@@ -330,50 +245,69 @@ class Scheduler:
         store: BudgetStore | None = None,
         starvation_bound: float | None = None,
         pacing: bool | AsyncLimiter | None = None,
+        lease: float = DEFAULT_LEASE,
+        unavailable_wait: float = DEFAULT_UNAVAILABLE_WAIT,
     ) -> None:
-        if store is not None:
-            limits = store.limits
-        self.limits = limits
+        if lease <= 0:
+            raise ValueError(f"lease must be positive, got {lease!r}")
+        if unavailable_wait < 0:
+            raise ValueError(f"unavailable_wait must not be negative, got {unavailable_wait!r}")
         self._clock: Clock = clock if clock is not None else LoopClock()
-        self._store: BudgetStore = store if store is not None else InMemoryBudgetStore(limits)
-        if starvation_bound is None:
-            starvation_bound = DEFAULT_STARVATION_WINDOWS * limits.window
-        if starvation_bound < 0:
-            raise ValueError(f"starvation_bound must not be negative, got {starvation_bound!r}")
-        self.starvation_bound = starvation_bound
-        # Seconds the budgets need, at full use, to admit one unit of weight of each pool.
-        self._drain = {
-            pool: max(w.length / w.budget for w in pool_windows(limits, pool)) for pool in Pool
-        }
+        if store is None:
+            store = InMemoryBudgetStore(
+                limits, clock=self._clock, starvation_bound=starvation_bound
+            )
+        elif starvation_bound is not None and starvation_bound != store.starvation_bound:
+            raise ValueError("starvation_bound belongs to the store: set it there")
+        self._store: BudgetStore = store
+        self.limits = limits = store.limits
+        self.starvation_bound = store.starvation_bound
+        self.lease = lease
+        self.unavailable_wait = unavailable_wait
+        self.owner = secrets.token_hex(8)
         if pacing is True:
             steps = PACING_STEPS
             pacing = AsyncLimiter(max(1, limits.cost_per_window // steps), limits.window / steps)
         self._pacer: AsyncLimiter | None = pacing or None
-        self._queues = {pool: _PoolQueue() for pool in Pool}
-        self._seq = itertools.count()
         # The largest weight each pool's windows could ever admit, for the cheap cost check.
         self._max_weight = {
             pool: min(w.budget for w in pool_windows(limits, pool)) for pool in Pool
         }
-        # A local store needs no I/O, so decisions on it run synchronously in one loop callback
-        # instead of a driver task awaiting the store (see _notify).
-        self._ledgers: Mapping[Pool, PoolLedger] | None = (
-            self._store.ledgers if isinstance(self._store, InMemoryBudgetStore) else None
-        )
-        self._decision_due = False  # a local decision is scheduled for the next loop turn
-        self._alarm: asyncio.TimerHandle | asyncio.Task[None] | None = None
-        self._alarm_at = math.inf
+        self._locals = itertools.count()
+        self._waiters: dict[tuple[Pool, int], _Waiter] = {}  # registered or about to be
+        self._queued = dict.fromkeys(Pool, 0)  # waiting here, per pool
+        # Changes for the next exchange.
+        self._register: list[_Waiter] = []
+        self._cancel: list[tuple[Pool, int]] = []
+        self._complete: list[tuple[Pool, EntryId]] = []
+        self._abandon: list[tuple[Pool, EntryId]] = []
+        self._release: list[tuple[Pool, EntryId]] = []
+        self._pause: list[tuple[Pool, float]] = []
+        self._in_flight = 0  # entries of this process being renewed
+        self._abandoned: set[EntryId] = set()
+        self._attached = False
         self._driver: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._dirty = False
+        self._nudged = False  # the store asked for an exchange (another process left)
+        self._alarm: asyncio.TimerHandle | asyncio.Task[None] | None = None
+        self._alarm_at = math.inf
+        self._last_exchange = -math.inf  # local time of the last answered exchange
+        self._store_wake = math.inf  # local time the store asked to be consulted again
+        self._outage_since: float | None = None
         self._paused: dict[Pool, float] = {}
-        self._pause_sent: dict[Pool, float] = {}
+        self._usage: BudgetUsage | None = None
         self._counters = {pool: dict.fromkeys(_COUNTERS, 0) for pool in Pool}
 
     @property
     def clock(self) -> Clock:
         """The clock the scheduler reads."""
         return self._clock
+
+    @property
+    def store(self) -> BudgetStore:
+        """The budget store deciding admissions."""
+        return self._store
 
     def check(self, pool: Pool, cost: int) -> None:
         """Raise :class:`~amplitude_async.errors.QueryTooExpensive` if ``cost`` can never run."""
@@ -385,18 +319,33 @@ class Scheduler:
 
         Raises :class:`~amplitude_async.errors.QueryTooExpensive` at once if the cost exceeds a
         whole budget. Higher ``priority`` goes sooner. Cancelled while waiting: nothing is taken.
-        Cancelled inside the block: the entry completes at the cancellation time (the server
-        already counted the request).
+        Cancelled inside the block: the request's fate is unknown (the server may still be
+        counting it), so its entry stays in flight until its lease runs out (see
+        :meth:`abandon`). :class:`~amplitude_async.errors.BudgetUnavailable` if the store stays
+        unreachable.
         """
         self.check(pool, cost)
         return Slot(self, pool if type(pool) is Pool else Pool(pool), cost, priority)
 
     def pause(self, pool: Pool, seconds: float) -> None:
-        """Admit nothing in ``pool`` for ``seconds`` from now (extends a pause, never shortens)."""
+        """Admit nothing in ``pool`` for ``seconds`` from now, in every process sharing the
+        store (extends a pause, never shortens)."""
         until = self._clock.time() + seconds
         if until > self._paused.get(pool, -math.inf):
             self._paused[pool] = until
+            self._pause.append((pool, seconds))
             self._notify()
+
+    def abandon(self, ticket: Ticket) -> None:
+        """Give up on an admitted request whose fate is unknown (a timeout, a lost connection):
+        its entry stays in flight until its lease runs out, then completes. Call it inside the
+        slot; leaving the slot then completes nothing."""
+        if ticket.entry in self._abandoned:
+            return
+        self._abandoned.add(ticket.entry)
+        self._abandon.append((ticket.pool, ticket.entry))
+        self._in_flight -= 1
+        self._notify()
 
     def record_rate_limited(self, pool: Pool) -> None:
         """Count a 429 answer in ``pool``."""
@@ -407,107 +356,364 @@ class Scheduler:
         self._counters[pool]["retries"] += 1
 
     def statistics(self) -> SchedulerStatistics:
-        """Return an immutable snapshot: per pool usage, queue and counters."""
+        """Return an immutable snapshot: the project's usage (as the store last reported it)
+        beside this process's queue and counters."""
         now = self._clock.time()
+        usage = self._store.usage() or self._usage
         pools = []
         for pool in Pool:
-            snap = self._store.peek(pool, now)
-            paused_until = max(snap.paused_until, self._paused.get(pool, -math.inf))
             counters = self._counters[pool]
+            paused_until = self._paused.get(pool, -math.inf)
+            if usage is not None:
+                seen = usage[pool]
+                if seen.paused_for > 0:
+                    paused_until = max(paused_until, now + seen.paused_for)
+                windows, in_flight, everywhere = seen.windows, seen.in_flight, seen.queued
+            else:
+                windows = tuple(
+                    WindowUsage(w.name, w.budget, w.length, 0)
+                    for w in pool_windows(self.limits, pool)
+                )
+                in_flight, everywhere = 0, 0
             pools.append(
                 PoolStatistics(
                     pool=pool,
-                    in_flight=snap.in_flight,
-                    queued=self._queues[pool].count,
+                    in_flight=in_flight,
+                    queued=self._queued[pool],
                     paused_until=paused_until if paused_until > now else None,
-                    windows=snap.usage(),
+                    windows=windows,
                     requests_sent=counters["requests_sent"],
                     cost_sent=counters["cost_sent"],
                     completed=counters["completed"],
                     cancelled_waiting=counters["cancelled_waiting"],
                     rate_limited=counters["rate_limited"],
                     retries=counters["retries"],
+                    queued_everywhere=everywhere,
                 )
             )
-        return SchedulerStatistics(time=now, pools=tuple(pools))
+        return SchedulerStatistics(
+            time=now,
+            pools=tuple(pools),
+            processes=usage.processes if usage is not None else 1,
+        )
+
+    async def aclose(self) -> None:
+        """Stop talking to the store: completions not yet sent are sent (briefly), and the store
+        learns that this process left."""
+        driver = self._driver
+        if driver is not None:
+            driver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await driver
+        self._set_alarm(math.inf)
+        if self._last_exchange > -math.inf or self._has_changes():
+            # Say goodbye: completions not yet sent, and the store hands this process's duty of
+            # keeping time for the queue to the others at once.
+            with contextlib.suppress(AmplitudeError, TimeoutError):
+                changes = self._take_changes()
+                changes.leaving = True
+                await asyncio.wait_for(self._store.exchange(changes), min(5.0, self.lease))
+        if self._attached:
+            self._attached = False
+            await self._store.detach(self.owner)
 
     def __repr__(self) -> str:
-        queued = {str(p): q.count for p, q in self._queues.items() if q.count}
+        queued = {str(p): n for p, n in self._queued.items() if n}
         return f"<Scheduler limits={self.limits!r} queued={queued}>"
 
     # -- waiting --------------------------------------------------------------------------
 
     async def _acquire(self, pool: Pool, cost: int, priority: int) -> Ticket:
-        weight = weight_of(pool, cost)
         if self._pacer is not None and pool is Pool.STANDARD and cost:
             # Before queueing, so pacing never holds budget.
             await self._pacer.acquire(min(cost, self._pacer.max_rate))
-        queue = self._queues[pool]
+        if not self._attached:
+            self._attached = True
+            self._store.attach(self.owner, self._on_grants)
         waiter = _Waiter(
+            next(self._locals),
+            pool,
             cost,
-            weight,
             priority,
             self._clock.time(),
-            next(self._seq),
             asyncio.get_running_loop().create_future(),
         )
-        queue.add(waiter)
+        self._waiters[pool, waiter.local] = waiter
+        self._queued[pool] += 1
+        self._register.append(waiter)
         self._notify()
         try:
             return await waiter.future
         except asyncio.CancelledError:
-            if waiter.state == _WAITING:
-                queue.discard(waiter)
-                self._counters[pool]["cancelled_waiting"] += 1
-                self._notify()  # it may have held the reservation
-            elif waiter.ticket is not None:
-                # Granted, but cancelled before the request could be sent: give it back, even
-                # if cancelled again while a remote store is being told.
-                await asyncio.shield(self._release(pool, waiter.ticket.entry))
-                self._counters[pool]["cancelled_waiting"] += 1
-                self._counters[pool]["requests_sent"] -= 1
-                self._counters[pool]["cost_sent"] -= waiter.ticket.cost
-                self._notify()
-            # A planned waiter is dealt with by the decision that planned it.
+            self._give_up(waiter)
             raise
 
-    async def _complete(self, ticket: Ticket) -> None:
-        now = self._clock.time()
-        if self._ledgers is not None:
-            self._ledgers[ticket.pool].complete(ticket.entry, now)
+    def _give_up(self, waiter: _Waiter) -> None:
+        """The waiter's task was cancelled (or failed): take nothing, give back its grant."""
+        pool = waiter.pool
+        counters = self._counters[pool]
+        if waiter.state == _NEW:
+            waiter.state = _DONE  # skipped when the registrations are sent
+            del self._waiters[pool, waiter.local]
+            self._queued[pool] -= 1
+            counters["cancelled_waiting"] += 1
+        elif waiter.state == _SENT:
+            waiter.state = _CANCELLING
+            self._queued[pool] -= 1
+            self._cancel.append((pool, waiter.local))
+            self._notify()  # it may have held the reservation
+        elif waiter.ticket is not None:
+            # Granted, but cancelled before the request could be sent: give it back.
+            self._release.append((pool, waiter.ticket.entry))
+            self._in_flight -= 1
+            counters["cancelled_waiting"] += 1
+            counters["requests_sent"] -= 1
+            counters["cost_sent"] -= waiter.ticket.cost
+            self._notify()
+
+    def _finish(self, ticket: Ticket, *, abandoned: bool) -> None:
+        if ticket.entry in self._abandoned:
+            self._abandoned.discard(ticket.entry)
+        elif abandoned:
+            self._abandon.append((ticket.pool, ticket.entry))
+            self._in_flight -= 1
         else:
-            await self._store.complete(ticket.pool, ticket.entry, now)
+            self._complete.append((ticket.pool, ticket.entry))
+            self._in_flight -= 1
         self._counters[ticket.pool]["completed"] += 1
         self._notify()
 
-    async def _release(self, pool: Pool, entry: EntryId) -> None:
-        if self._ledgers is not None:
-            self._ledgers[pool].release(entry)
-        else:
-            await self._store.release(pool, entry)
+    def _on_grants(self, grants: Sequence[Grant]) -> None:
+        """Grants for this process: from an exchange's answer, or decided by another process
+        (several deliveries of one grant are possible; the first counts)."""
+        if not grants:
+            # A nudge: a process that kept time for the queue left; exchange to take over.
+            if self._waiters or self._in_flight:
+                self._nudged = True
+                self._notify()
+            return
+        now = self._clock.time()
+        for grant in grants:
+            waiter = self._waiters.pop((grant.pool, grant.local), None)
+            if waiter is None:
+                continue  # delivered twice
+            counters = self._counters[grant.pool]
+            if waiter.state == _CANCELLING or waiter.future.done():
+                # Given up meanwhile: the room goes back.
+                if waiter.state != _CANCELLING:
+                    self._queued[grant.pool] -= 1
+                waiter.state = _DONE
+                self._release.append((grant.pool, grant.entry))
+                counters["cancelled_waiting"] += 1
+                self._dirty = True
+                continue
+            waiter.state = _DONE
+            self._queued[grant.pool] -= 1
+            self._in_flight += 1
+            ticket = Ticket(
+                grant.pool, waiter.cost, waiter.priority, grant.entry, waiter.queued_at, now
+            )
+            waiter.ticket = ticket
+            waiter.future.set_result(ticket)
+            counters["requests_sent"] += 1
+            counters["cost_sent"] += waiter.cost
+        if self._release:
+            self._notify()
 
-    # -- deciding -------------------------------------------------------------------------
-
-    def _waiting(self) -> bool:
-        return any(q.count for q in self._queues.values())
+    # -- talking to the store -------------------------------------------------------------
 
     def _notify(self) -> None:
-        """Something changed: decide again one loop turn later, so a burst of requests queued
+        """Something changed: exchange one loop turn later, so a burst of requests queued
         together is decided together."""
-        if self._ledgers is not None:
-            if not self._decision_due and self._waiting():
-                self._decision_due = True
-                asyncio.get_running_loop().call_soon(self._decide_local)
-        elif self._driver is None:
-            if self._waiting():
-                self._driver = asyncio.get_running_loop().create_task(self._drive())
+        if self._driver is None:
+            self._driver = asyncio.get_running_loop().create_task(self._drive())
         elif self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
         else:
             self._dirty = True
 
+    def _has_changes(self) -> bool:
+        return bool(
+            self._register
+            or self._cancel
+            or self._complete
+            or self._abandon
+            or self._release
+            or self._pause
+        )
+
+    def _take_changes(self) -> Changes:
+        register = [
+            Registration(w.local, w.pool, weight_of(w.pool, w.cost), w.priority)
+            for w in self._register
+            if w.state == _NEW
+        ]
+        for waiter in self._register:
+            if waiter.state == _NEW:
+                waiter.state = _SENT
+        changes = Changes(
+            owner=self.owner,
+            lease=self.lease,
+            register=register,
+            cancel=self._cancel,
+            complete=self._complete,
+            abandon=self._abandon,
+            release=self._release,
+            pause=self._pause,
+            warm=self._clock.time() - self._last_exchange < self._warm_for,
+        )
+        self._register, self._cancel, self._complete = [], [], []
+        self._abandon, self._release, self._pause = [], [], []
+        return changes
+
+    def _put_back(self, changes: Changes) -> None:
+        """An exchange failed: send its changes again next time (every change is idempotent)."""
+        for reg in changes.register:
+            waiter = self._waiters.get((reg.pool, reg.local))
+            if waiter is not None and waiter.state == _SENT:
+                waiter.state = _NEW
+                self._register.append(waiter)
+        self._cancel[:0] = changes.cancel
+        self._complete[:0] = changes.complete
+        self._abandon[:0] = changes.abandon
+        self._release[:0] = changes.release
+        self._pause[:0] = changes.pause
+
+    @property
+    def _warm_for(self) -> float:
+        return max(self.limits.window, self.limits.hour) + self.lease
+
+    def _duty(self, now: float) -> float:
+        """When the next exchange is due without a local change (``inf``: the driver may stop):
+        when the store asked this process to keep time for the queue, and a third of the lease
+        term after the last exchange while this process has requests waiting or in flight
+        (that renews their leases)."""
+        if self._waiters or self._in_flight:
+            return min(self._store_wake, self._last_exchange + self.lease / 3)
+        return self._store_wake
+
+    async def _drive(self) -> None:
+        """The exchange loop; runs while this process has anything to tell or to wait for."""
+        delay = RETRY_MIN
+        try:
+            while True:
+                self._dirty = False
+                now = self._clock.time()
+                if not self._has_changes() and not self._nudged and self._duty(now) > now:
+                    if self._duty(now) == math.inf:
+                        return
+                    await self._sleep_until(self._duty(now))
+                    continue
+                changes = self._take_changes()
+                self._nudged = False
+                try:
+                    outcome = await self._store.exchange(changes)
+                except BudgetUnavailable as exc:
+                    self._put_back(changes)
+                    if not self._unavailable(exc):
+                        return
+                    await self._sleep_until(self._clock.time() + delay)
+                    delay = min(RETRY_MAX, delay * 2)
+                    continue
+                except AmplitudeError as exc:
+                    # Such as ConfigurationError (this process's limits differ from the
+                    # budget's): every waiter hears it.
+                    self._fail_all(exc, None)
+                    return
+                except Exception as exc:
+                    # A broken store must not leave anyone waiting forever.
+                    self._fail_all(BudgetUnavailable(f"the budget store failed: {exc!r}"), exc)
+                    return
+                delay = RETRY_MIN
+                self._outage_since = None
+                self._answered(outcome)
+        finally:
+            self._driver = None
+            self._set_alarm(math.inf)
+
+    def _answered(self, outcome: Outcome) -> None:
+        now = self._clock.time()
+        self._last_exchange = now
+        if outcome.usage is not None:
+            self._usage = outcome.usage
+        self._store_wake = now + outcome.wake_in if outcome.wake_in < math.inf else math.inf
+        for key in outcome.cancelled:
+            waiter = self._waiters.pop(key, None)
+            if waiter is not None:
+                waiter.state = _DONE
+                self._counters[key[0]]["cancelled_waiting"] += 1
+        if outcome.grants:
+            self._on_grants(outcome.grants)
+        if outcome.rejoined:
+            # The store did not know this process (its state was lost, or this process's lease
+            # ran out): register what still waits here again.
+            for waiter in self._waiters.values():
+                if waiter.state == _SENT:
+                    waiter.state = _NEW
+                    self._register.append(waiter)
+                elif waiter.state == _CANCELLING:
+                    waiter.state = _DONE
+            self._waiters = {k: w for k, w in self._waiters.items() if w.state != _DONE}
+            if self._register:
+                self._dirty = True
+
+    def _unavailable(self, exc: BudgetUnavailable) -> bool:
+        """An exchange failed: fail the waiters that have tolerated it long enough. Returns
+        whether to keep trying."""
+        now = self._clock.time()
+        if self._outage_since is None:
+            self._outage_since = now
+        since = self._outage_since
+        for waiter in list(self._waiters.values()):
+            if waiter.state in (_NEW, _SENT) and now - max(since, waiter.queued_at) >= (
+                self.unavailable_wait
+            ):
+                self._fail(waiter, exc)
+        if any(w.state in (_NEW, _SENT) for w in self._waiters.values()):
+            return True
+        if now - since < self.lease + self.unavailable_wait:
+            return bool(self._waiters) or self._has_changes()
+        # By now the store (if it ever answers) has let this process's leases run out: what is
+        # left to tell it no longer matters.
+        self._waiters.clear()
+        self._take_changes()
+        return False
+
+    def _fail(self, waiter: _Waiter, exc: BaseException) -> None:
+        if waiter.state == _SENT:
+            waiter.state = _CANCELLING  # the store may still hold it: cancel it there later
+            self._cancel.append((waiter.pool, waiter.local))
+        else:
+            waiter.state = _DONE
+            self._waiters.pop((waiter.pool, waiter.local), None)
+        self._queued[waiter.pool] -= 1
+        if not waiter.future.done():
+            waiter.future.set_exception(exc)
+
+    def _fail_all(self, error: AmplitudeError, cause: BaseException | None) -> None:
+        if cause is not None:
+            error.__cause__ = cause
+        for waiter in list(self._waiters.values()):
+            if waiter.state in (_NEW, _SENT):
+                self._queued[waiter.pool] -= 1
+                if not waiter.future.done():
+                    waiter.future.set_exception(error)
+        self._waiters.clear()
+        self._register.clear()
+        self._cancel.clear()
+
+    async def _sleep_until(self, when: float) -> None:
+        if self._dirty:
+            return
+        self._wakeup = asyncio.get_running_loop().create_future()
+        self._set_alarm(when)
+        try:
+            await self._wakeup
+        finally:
+            self._wakeup = None
+
     def _set_alarm(self, when: float) -> None:
-        """Decide again at ``when`` on the scheduler's clock (``inf``: never). There is one
+        """Wake the driver at ``when`` on the scheduler's clock (``inf``: never). There is one
         alarm; setting it replaces the previous one."""
         if when == self._alarm_at and self._alarm is not None:
             return
@@ -531,144 +737,8 @@ class Scheduler:
     def _ring(self) -> None:
         self._alarm = None
         self._alarm_at = math.inf
-        if self._ledgers is not None:
-            self._decide_local()
-        elif self._wakeup is not None and not self._wakeup.done():
+        if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
-
-    def _decide_local(self) -> None:
-        """Admit what can be admitted now from the local ledgers; set the alarm for the next
-        decision that time alone makes due."""
-        self._decision_due = False
-        assert self._ledgers is not None
-        wake_at = math.inf
-        for pool, queue in self._queues.items():
-            if not queue.count:
-                continue
-            ledger = self._ledgers[pool]
-            now = self._clock.time()
-            self._set_claims(pool, queue, now)
-            if ledger.in_flight >= ledger.cap:
-                # Nothing can be admitted before a completion, and a completion decides again.
-                continue
-            ledger.pause(self._paused.get(pool, -math.inf))
-            if self._admit_uniform(pool, queue, ledger, now) and (
-                not queue.count or ledger.in_flight >= ledger.cap
-            ):
-                continue
-            snap = ledger.snapshot(now)
-            planned = _plan(queue, snap)
-            for index, waiter in enumerate(planned):
-                taken = ledger.try_take(waiter.weight, now)
-                if isinstance(taken, NotYet):  # pragma: no cover - the plan only admits fits
-                    for rest in reversed(planned[index:]):
-                        queue.restore(rest)
-                    break
-                if not self._grant(pool, waiter, taken.entry, now):  # pragma: no cover
-                    ledger.release(taken.entry)
-            wake_at = min(wake_at, self._next_decision(queue, snap))
-        self._set_alarm(wake_at if self._waiting() else math.inf)
-
-    def _admit_uniform(self, pool: Pool, queue: _PoolQueue, ledger: PoolLedger, now: float) -> bool:
-        """The common case of a batch of like requests, without a snapshot: if every waiter
-        has the same priority and weight and no claim is due, admit them in arrival order while
-        they fit, which is what :func:`_plan` would choose. Returns whether it applied."""
-        if len(queue.levels) != 1:
-            return False
-        (buckets,) = queue.levels.values()
-        if len(buckets) != 1:
-            return False
-        first = queue.first_claim()
-        if first is not None and first[0] <= now:
-            return False
-        ((weight, bucket),) = buckets.items()
-        while bucket.live and ledger.fits(weight, now):
-            waiter = bucket.head()
-            queue.plan(waiter)
-            taken = ledger.try_take(weight, now)
-            assert isinstance(taken, Taken)
-            if not self._grant(pool, waiter, taken.entry, now):  # pragma: no cover
-                ledger.release(taken.entry)
-        return True
-
-    def _set_claims(self, pool: Pool, queue: _PoolQueue, now: float) -> None:
-        if queue.fresh:
-            queue.set_claims(now + self.starvation_bound + queue.backlog * self._drain[pool])
-
-    @staticmethod
-    def _next_decision(queue: _PoolQueue, snap: PoolSnapshot) -> float:
-        """When time alone could change this pool's decision: an expiry, a pause's end or the
-        next claim falling due."""
-        wake_at = snap.next_change()
-        first = queue.first_claim()
-        if first is not None and first[0] > snap.now:
-            wake_at = min(wake_at, first[0])
-        return wake_at
-
-    async def _drive(self) -> None:
-        """The decision loop for a store that may do I/O."""
-        try:
-            while self._waiting():
-                self._dirty = False
-                wake_at = await self._decide()
-                if self._dirty or not self._waiting():
-                    continue
-                await self._sleep_until(wake_at)
-        finally:
-            self._driver = None
-            self._set_alarm(math.inf)
-
-    async def _sleep_until(self, when: float) -> None:
-        self._wakeup = asyncio.get_running_loop().create_future()
-        self._set_alarm(when)
-        try:
-            await self._wakeup
-        finally:
-            self._wakeup = None
-
-    async def _decide(self) -> float:
-        """Admit what can be admitted now; return when the next decision is due."""
-        wake_at = math.inf
-        for pool, queue in self._queues.items():
-            if not queue.count:
-                continue
-            now = self._clock.time()
-            pause = self._paused.get(pool, -math.inf)
-            if pause > self._pause_sent.get(pool, -math.inf):
-                await self._store.pause(pool, pause)
-                self._pause_sent[pool] = pause
-            self._set_claims(pool, queue, now)
-            snap = await self._store.snapshot(pool, now)
-            planned = _plan(queue, snap)
-            for index, waiter in enumerate(planned):
-                taken = await self._store.try_take(pool, waiter.weight, now)
-                if isinstance(taken, NotYet):
-                    # The store disagrees (shared with other processes): retry when it says.
-                    for rest in reversed(planned[index:]):
-                        queue.restore(rest)
-                    wake_at = min(wake_at, taken.earliest)
-                    break
-                if not self._grant(pool, waiter, taken.entry, now):
-                    # Cancelled after it was chosen: give the room back and decide again.
-                    await self._store.release(pool, taken.entry)
-                    self._dirty = True
-            wake_at = min(wake_at, self._next_decision(queue, snap))
-        return wake_at
-
-    def _grant(self, pool: Pool, waiter: _Waiter, entry: EntryId, now: float) -> bool:
-        """Hand ``entry`` to a planned ``waiter``; ``False`` if it was cancelled meanwhile (the
-        caller releases the entry)."""
-        waiter.state = _DONE
-        if waiter.future.done():
-            self._counters[pool]["cancelled_waiting"] += 1
-            return False
-        ticket = Ticket(pool, waiter.cost, waiter.priority, entry, waiter.enqueued_at, now)
-        waiter.ticket = ticket
-        waiter.future.set_result(ticket)
-        counters = self._counters[pool]
-        counters["requests_sent"] += 1
-        counters["cost_sent"] += waiter.cost
-        return True
 
 
 _COUNTERS: Final = (
@@ -679,59 +749,6 @@ _COUNTERS: Final = (
     "rate_limited",
     "retries",
 )
-
-
-def _plan(queue: _PoolQueue, snap: PoolSnapshot) -> list[_Waiter]:
-    """Choose the waiters to admit at ``snap.now`` and mark them planned (see the module doc)."""
-    if snap.paused or not snap.slots:
-        return []
-    now = snap.now
-    room, slots = snap.room(), snap.slots
-    planned: list[_Waiter] = []
-    taken = 0
-    reserved: _Waiter | None = None
-
-    def admit(waiter: _Waiter) -> None:
-        nonlocal room, slots, taken
-        queue.plan(waiter)
-        planned.append(waiter)
-        room -= waiter.weight
-        slots -= 1
-        taken += waiter.weight
-
-    def reserve(waiter: _Waiter) -> None:
-        # Others may only use room the reserved waiter will not need, and must leave it a slot.
-        nonlocal room, slots, reserved
-        reserved = waiter
-        when = snap.earliest_fit(waiter.weight + taken, slots=len(planned) + 1)
-        if when == math.inf:
-            room, slots = 0, 0
-            return
-        room = min(room, snap.room_at(when) - taken - waiter.weight)
-        slots -= 1
-
-    # Only the first starved waiter claims: admitting every starved one first would turn a
-    # long backlog that outlived its claims into claim (nearly FIFO) order and ruin the packing.
-    first = queue.first_claim()
-    if first is not None and first[0] <= now:
-        if first[1].weight <= room:
-            admit(first[1])
-        else:
-            reserve(first[1])
-
-    levels = sorted(queue.levels, reverse=True)
-    for index, priority in enumerate(levels):
-        if slots <= 0 or room < 0:
-            break
-        if priority not in queue.levels:
-            continue
-        for weight, count in largest_first(queue.items(priority), room, slots).items():
-            for _ in range(count):
-                admit(queue.levels[priority][weight].head())
-        # A reservation only restrains the lower priorities still to come.
-        if reserved is None and index + 1 < len(levels) and priority in queue.levels:
-            reserve(queue.oldest_at(priority))
-    return planned
 
 
 class Slot:
@@ -759,7 +776,10 @@ class Slot:
         tb: TracebackType | None,
     ) -> None:
         assert self._ticket is not None
-        # The server has counted this request: its completion must reach the store even if
-        # this task is cancelled while a remote store is being told, or the in-flight slot
-        # would be held forever.
-        await asyncio.shield(self._scheduler._complete(self._ticket))
+        # Recorded at once (sent with the next exchange), so a cancellation cannot lose it. A
+        # cancelled request may still be running on the server: its entry is abandoned, not
+        # completed.
+        self._scheduler._finish(
+            self._ticket,
+            abandoned=exc_type is not None and issubclass(exc_type, asyncio.CancelledError),
+        )

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from amplitude_async.budget import (
     Expiries,
-    InMemoryBudgetStore,
     NotYet,
     PoolLedger,
     PoolSnapshot,
@@ -148,19 +147,35 @@ def test_user_pool_counts_queries_not_cost() -> None:
     assert book.snapshot(3.0).earliest_fit(1) == 60.0
 
 
-async def test_in_memory_store_implements_the_operations() -> None:
-    store = InMemoryBudgetStore(LIMITS)
-    taken = await store.try_take(Pool.STANDARD, 70, 0.0)
-    assert isinstance(taken, Taken)
-    refused = await store.try_take(Pool.STANDARD, 31, 0.0)
-    assert isinstance(refused, NotYet)
-    assert refused.earliest == math.inf
-    await store.complete(Pool.STANDARD, taken.entry, 1.0)
-    snap = await store.snapshot(Pool.STANDARD, 2.0)
-    assert snap.earliest_fit(31) == 11.0
-    await store.pause(Pool.USER, 9.0)
-    assert store.peek(Pool.USER, 2.0).paused
-    assert not store.peek(Pool.STANDARD, 2.0).paused
+def test_an_expired_lease_counts_as_completed_at_its_deadline() -> None:
+    book = ledger()
+    entry = take_leased(book, 60, 0.0, owner="a", deadline=5.0)
+    take_leased(book, 10, 0.0, owner="b", deadline=5.0)
+    book.renew("b", 8.0)
+    assert book.snapshot(1.0).lease_until == 5.0
+    assert book.snapshot(1.0).next_change() == 5.0
+    assert book.in_flight == 2
+    book.expire(6.0)
+    assert book.in_flight == 1  # a's entry ran out; b renewed
+    assert book.owns(entry) is None
+    assert not book.fits(41, 14.9)  # completed at 5: occupies until 15
+    assert book.fits(30, 15.0)
+
+
+def test_an_abandoned_entry_is_no_longer_renewed() -> None:
+    book = ledger()
+    entry = take_leased(book, 10, 0.0, owner="a", deadline=5.0)
+    book.abandon(entry)
+    book.renew("a", 50.0)
+    assert book.owns(entry) == ""
+    book.expire(5.0)
+    assert book.in_flight == 0
+
+
+def take_leased(book: PoolLedger, weight: int, now: float, *, owner: str, deadline: float) -> int:
+    result = book.try_take(weight, now, owner=owner, deadline=deadline)
+    assert isinstance(result, Taken), result
+    return result.entry
 
 
 def test_largest_first_examples() -> None:

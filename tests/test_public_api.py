@@ -22,6 +22,7 @@ EXPECTED = {
     "AmplitudeError", "InvalidQuery", "QueryTooExpensive", "ConfigurationError", "APIError",
     "BadRequest", "AuthenticationError", "NotFound", "RateLimited", "ServerError",
     "TransportError", "ResponseValidationError", "ClientClosed", "ResponseTooLarge",
+    "BudgetUnavailable",
     # client and scheduling
     "AmplitudeClient", "Limits", "Pool", "Scheduler", "SchedulerStatistics", "RetryPolicy",
     "BudgetStore", "InMemoryBudgetStore", "Clock", "LoopClock",

@@ -165,18 +165,25 @@ def test_cancelled_waiter_takes_nothing() -> None:
     assert run_virtual(main()) == (1.0, 1, 1)
 
 
-def test_cancelled_in_flight_keeps_its_entry_until_a_window_after_cancellation() -> None:
-    async def main() -> float:
-        scheduler = Scheduler(LIMITS)
+def test_cancelled_in_flight_keeps_its_entry_until_its_lease_runs_out() -> None:
+    # The server may still be counting a request its client gave up on: the entry stays in
+    # flight until its lease (renewed until the cancellation) runs out, then a window more.
+    async def main() -> tuple[int, float, float]:
+        scheduler = Scheduler(LIMITS, lease=6.0)
         running = asyncio.create_task(query(scheduler, 70, latency=100.0))
         await asyncio.sleep(3.0)
         running.cancel()
         with pytest.raises(asyncio.CancelledError):
             await running
-        assert scheduler.statistics()[Pool.STANDARD].in_flight == 0
-        return (await query(scheduler, 70)).dispatched_at
+        flying = scheduler.statistics()[Pool.STANDARD].in_flight
+        await asyncio.sleep(10.0)
+        gone_at = scheduler.statistics()[Pool.STANDARD].in_flight
+        return flying, gone_at, (await query(scheduler, 70)).dispatched_at
 
-    assert run_virtual(main()) == 13.0
+    flying, gone, later = run_virtual(main())
+    assert (flying, gone) == (1, 0)
+    # Renewed at most at 3 (lease until 9 at most) and at least at 0 (until 6).
+    assert 6.0 + LIMITS.window <= later <= 9.0 + LIMITS.window
 
 
 def test_statistics_snapshot() -> None:

@@ -13,34 +13,36 @@ flight), is served, and its response travels back. Checked:
   waited ``starvation_bound`` and the pool is not paused, then none of them fits the free room
   and a free in-flight slot. (With mixed priorities or a starved query a reservation may
   legitimately hold cheaper queries back; that is covered by the next property.)
-- bounded waits: a query that waits starves at its claim time (``starvation_bound`` plus the
-  time the budgets need for the weight waiting when it queued), and each starved query ahead of
+- bounded waits: a query that waits starves at its claim time (set at most a claim delay after
+  it queued: ``starvation_bound`` plus the time the budgets need for the weight then waiting),
+  and each starved query ahead of
   it (an earlier claim), and itself, is admitted within the longest window plus the longest
   round trip once it holds the reservation;
 - cancellation: a query cancelled while waiting never reaches the server and takes nothing; one
-  cancelled in flight keeps occupying the budget (the books above include it) until a window
-  after the cancellation.
+  cancelled in flight keeps occupying the budget (the books above include it from its
+  dispatch to a window after the cancellation; the store holds it longer, until its lease runs
+  out).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable, Sequence
 
 from attrs import define, frozen
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from amplitude_async.budget import (
-    EntryId,
+from amplitude_async.admission import (
+    BudgetUsage,
+    Changes,
+    Grant,
     InMemoryBudgetStore,
-    NotYet,
-    PoolSnapshot,
-    Taken,
-    pool_cap,
-    pool_windows,
-    weight_of,
+    Outcome,
+    claim_delay,
 )
+from amplitude_async.budget import pool_cap, pool_windows, weight_of
 from amplitude_async.clock import LoopClock
 from amplitude_async.limits import Limits, Pool
 from amplitude_async.scheduler import Scheduler, SchedulerStatistics
@@ -138,6 +140,14 @@ def check_books(records: list[Record], bound: float, at: float) -> None:
         ]
         if not waiting or len({r.spec.priority for r in waiting}) > 1:
             continue
+        if any(
+            r.cancelled and r.done is not None and r.done + LEASE + LIMITS.hour > at
+            for r in records
+            if r.spec.pool is pool and r.admitted is not None
+        ):
+            # A request cancelled in flight stays in flight until its lease runs out, which
+            # these books (done at the cancellation) do not show.
+            continue
         if any(at - r.queued >= bound for r in waiting if r.queued is not None):
             continue
         for r in waiting:
@@ -149,46 +159,44 @@ def check_books(records: list[Record], bound: float, at: float) -> None:
 
 
 class YieldingStore:
-    """The in-memory store behind awaits that really yield, as a store doing I/O would: the
-    scheduler takes its general path (a driver task awaiting the store), and requests queue,
-    complete and get cancelled while a decision is half done."""
+    """The in-memory store behind an await that really yields, as a store doing I/O would:
+    requests queue, complete and get cancelled while an exchange is under way."""
 
-    def __init__(self, limits: Limits) -> None:
-        self._inner = InMemoryBudgetStore(limits)
+    def __init__(self, limits: Limits, bound: float) -> None:
+        self._inner = InMemoryBudgetStore(limits, starvation_bound=bound)
 
     @property
     def limits(self) -> Limits:
         return self._inner.limits
 
-    async def try_take(self, pool: Pool, weight: int, now: float) -> Taken | NotYet:
-        await asyncio.sleep(0)
-        return await self._inner.try_take(pool, weight, now)
+    @property
+    def starvation_bound(self) -> float:
+        return self._inner.starvation_bound
 
-    async def complete(self, pool: Pool, entry: EntryId, now: float) -> None:
+    async def exchange(self, changes: Changes) -> Outcome:
         await asyncio.sleep(0)
-        await self._inner.complete(pool, entry, now)
+        return self._inner.apply(changes)
 
-    async def release(self, pool: Pool, entry: EntryId) -> None:
-        await asyncio.sleep(0)
-        await self._inner.release(pool, entry)
+    def attach(self, owner: str, deliver: Callable[[Sequence[Grant]], None]) -> None:
+        self._inner.attach(owner, deliver)
 
-    async def pause(self, pool: Pool, until: float) -> None:
-        await asyncio.sleep(0)
-        await self._inner.pause(pool, until)
+    async def detach(self, owner: str) -> None:
+        await self._inner.detach(owner)
 
-    async def snapshot(self, pool: Pool, now: float) -> PoolSnapshot:
-        await asyncio.sleep(0)
-        return await self._inner.snapshot(pool, now)
+    def usage(self) -> BudgetUsage:
+        return self._inner.usage()
 
-    def peek(self, pool: Pool, now: float) -> PoolSnapshot:
-        return self._inner.peek(pool, now)
+
+LEASE = 6.0  # how long an entry cancelled in flight may stay in flight (renewed until then)
 
 
 async def simulate(
     workload: list[Spec], bound: float, *, remote: bool = False
 ) -> tuple[list[Record], SchedulerStatistics]:
-    store = YieldingStore(LIMITS) if remote else None
-    scheduler = Scheduler(LIMITS, starvation_bound=bound, store=store)
+    if remote:
+        scheduler = Scheduler(store=YieldingStore(LIMITS, bound), lease=LEASE)
+    else:
+        scheduler = Scheduler(LIMITS, starvation_bound=bound, lease=LEASE)
     clock = LoopClock()
     enforcers = [Enforcer(LIMITS, clock), Enforcer(LIMITS, clock, reading="in_flight")]
     records = [Record(spec) for spec in workload]
@@ -243,6 +251,7 @@ async def simulate(
     await watcher
     for c in cancellers:
         c.cancel()
+    await asyncio.sleep(LEASE)  # entries cancelled in flight run out
     for enforcer in enforcers:
         assert enforcer.rejected == {"concurrent": 0, "rate": 0}
         assert enforcer.accepted == sum(r.reached_server for r in records)
@@ -290,25 +299,28 @@ def check_run(workload: list[Spec], bound: float, *, remote: bool) -> None:
     if bound == math.inf:
         return
     round_trip = max(s.to_server + s.serve + s.back for s in workload)
+    if any(r.cancelled and r.admitted is not None for r in records):
+        round_trip += LEASE  # an entry cancelled in flight holds its slot until its lease ends
     longest_window = max(LIMITS.window, LIMITS.hour)
     for record in records:
         if record.admitted is None or record.queued is None:
             continue
         pool = record.spec.pool
         mine = [r for r in records if r.spec.pool is pool and r.queued is not None]
-        # Its claim falls due after the bound plus the time the budgets need for the weight
-        # waiting when it queued (at most: everything queued by then and not admitted or
-        # cancelled before).
+        # Its claim is set at most a claim delay after it queued, to that moment plus the bound
+        # plus the time the budgets need for the weight then waiting (at most: everything
+        # queued by then and not admitted or cancelled before it queued).
+        delay = claim_delay(LIMITS)
         waiting_then = sum(
             weight_of(pool, r.spec.cost)
             for r in mine
             if r.queued is not None
-            and r.queued <= record.queued
+            and r.queued <= record.queued + delay
             and not (r.admitted is not None and r.admitted < record.queued)
             and not (r.cancelled and r.admitted is None and cancel_time(r) < record.queued)
         )
         drain = max(w.length / w.budget for w in pool_windows(LIMITS, pool))
-        claim = record.queued + bound + waiting_then * drain
+        claim = record.queued + delay + bound + waiting_then * drain
         # Ahead of it: starved queries with earlier claims, all queued by its claim and still
         # waiting once it could first starve.
         ahead = sum(

@@ -1,4 +1,4 @@
-"""The ``amplitude-async`` command line: query, cost, backfill, emulator, demo.
+"""The ``amplitude-async`` command line: query, cost, backfill, emulator, demo, budget.
 
 One module per command (``add_parser`` and ``run``); :mod:`.common` holds what they share.
 
@@ -26,7 +26,7 @@ from ..errors import (
     NotFound,
     QueryTooExpensive,
 )
-from . import backfill, cost, demo, emulator, query
+from . import backfill, budget, cost, demo, emulator, query
 from .common import (
     EPILOG,
     EXIT_AUTH,
@@ -49,6 +49,7 @@ _COMMANDS = {
     "backfill": backfill,
     "emulator": emulator,
     "demo": demo,
+    "budget": budget,
 }
 
 

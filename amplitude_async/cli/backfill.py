@@ -215,7 +215,11 @@ async def _backfill(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         printer = _ProgressPrinter(err)
         try:
             try:
-                async with _connect(where, settings) as to, client_for(to, cache) as client:
+                shared = args.budget_url or None
+                async with (
+                    _connect(where, settings) as to,
+                    client_for(to, cache, shared) as client,
+                ):
                     report = await run_backfill(
                         plan, client, store, priority=job.priority, stop=stop, on_progress=printer
                     )

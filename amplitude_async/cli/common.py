@@ -82,6 +82,11 @@ def connection_options() -> argparse.ArgumentParser:
     group.add_argument("--region", choices=("us", "eu"), default="us", help="data region (us)")
     group.add_argument("--base-url", help="another API host (a proxy, a running emulator)")
     group.add_argument(
+        "--budget-url",
+        help="share the project's budget with other processes through Redis, e.g. "
+        "redis://host:6379/0 (default: $AMPLITUDE_BUDGET_URL)",
+    )
+    group.add_argument(
         "--cache-url",
         help="keep answers in a result cache shared by runs, redis://HOST:PORT/DB "
         "(default: $AMPLITUDE_CACHE_URL)",
@@ -184,7 +189,9 @@ async def emulated(
         )
 
 
-def client_for(target: Connection, cache_url: str | None = None) -> AmplitudeClient:
+def client_for(
+    target: Connection, cache_url: str | None = None, budget_url: str | None = None
+) -> AmplitudeClient:
     from ..cache import open_cache
     from ..client import AmplitudeClient
     from ..retry import RetryPolicy
@@ -199,6 +206,7 @@ def client_for(target: Connection, cache_url: str | None = None) -> AmplitudeCli
         limits=target.limits,
         retry_policy=policy,
         cache=open_cache(cache_url) if cache_url else None,
+        budget_url=budget_url,
     )
 
 

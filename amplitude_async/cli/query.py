@@ -142,7 +142,7 @@ async def _run_query(args: argparse.Namespace, query: Query[Any], out: TextIO, e
     cache = cache_url(args)
 
     async def go(target: Connection) -> Any:
-        async with client_for(target, cache) as client:
+        async with client_for(target, cache, args.budget_url or None) as client:
             if args.split:
                 result = await run_split(client, query)
             else:

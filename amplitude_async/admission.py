@@ -1,0 +1,682 @@
+"""The budget store: one project's ledgers *and* its queue of waiting requests, and the decision
+that admits them. Pure apart from reading the store's clock; no event loop needed.
+
+A store is shared by every process spending one project's budget. Each process (an *owner*)
+talks to it in *exchanges*: one call carries everything that changed locally since the last one
+(requests queued or cancelled, responses completed, entries given back or abandoned, pauses) and
+returns what the store decided for this owner (grants) and how long until time alone could
+change a decision. The decision itself runs inside the store, atomically, over the waiters of
+every owner, so priorities, packing and the bounded-wait reservation hold across processes as
+they do inside one (the rules are in :mod:`amplitude_async.scheduler`). Grants for other owners
+reach them through :meth:`BudgetStore.attach`.
+
+Time belongs to the store: ledger times, lease deadlines and claim times are on the store's
+clock, and owners only ever see durations (``wake_in``, pause lengths, the lease term), so clocks
+of different machines never meet.
+
+Leases: every in-flight entry has an owner and a deadline, renewed by the owner's exchanges; an
+owner exchanges at least every third of its lease term while it has entries in flight or
+waiters. An entry whose lease runs out counts as completed then (see
+:class:`~amplitude_async.budget.PoolLedger`); waiters of an owner whose lease ran out are dropped.
+
+:class:`InMemoryBudgetStore` is the reference store, for the schedulers of one process; its
+operations never suspend. :class:`amplitude_async.redis_store.RedisBudgetStore` takes the same
+decisions in a Lua script, for many processes and machines.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Final, Protocol
+
+from attrs import define, field, frozen
+
+from .budget import (
+    EntryId,
+    PoolLedger,
+    PoolSnapshot,
+    WindowUsage,
+    largest_first,
+    pool_cap,
+    pool_windows,
+)
+from .clock import Clock, LoopClock
+from .limits import DEFAULT_LIMITS, Limits, Pool
+
+__all__ = [
+    "DEFAULT_STARVATION_WINDOWS",
+    "BudgetStore",
+    "BudgetUsage",
+    "Changes",
+    "Grant",
+    "InMemoryBudgetStore",
+    "Outcome",
+    "PoolUsage",
+    "Registration",
+    "claim_delay",
+    "default_starvation_bound",
+    "plan",
+]
+
+DEFAULT_STARVATION_WINDOWS: Final = 3.0
+"""Default starvation bound, in windows of the limits."""
+
+
+def claim_delay(limits: Limits) -> float:
+    """How long requests queue before their claim times are set, together: a tenth of the
+    window, at most a second. Requests queued within it by several processes count each
+    other's work, as requests queued together by one process do."""
+    return min(1.0, limits.window / 10)
+
+
+def default_starvation_bound(limits: Limits) -> float:
+    """The default starvation bound for ``limits``: three cost windows."""
+    return DEFAULT_STARVATION_WINDOWS * limits.window
+
+
+@frozen
+class Registration:
+    """A request that starts waiting: ``local`` is its id within its owner."""
+
+    local: int
+    pool: Pool
+    weight: int
+    priority: int
+
+
+@define
+class Changes:
+    """What one owner tells the store in one exchange (all of it applied atomically).
+
+    ``lease`` is the owner's lease term in seconds. ``pause`` holds ``(pool, seconds)``.
+    ``warm`` says the owner exchanged with this store within its longest window: if the store
+    finds its state gone, it starts cold (see :class:`BudgetStore`). ``leaving``: the owner
+    detaches after this exchange; its waiters are dropped and, if it kept time for the queue,
+    the other owners are nudged (an empty delivery) to take over. ``at`` overrides the
+    store's clock (for tests comparing stores).
+    """
+
+    owner: str
+    lease: float
+    register: list[Registration] = field(factory=list)
+    cancel: list[tuple[Pool, int]] = field(factory=list)
+    complete: list[tuple[Pool, EntryId]] = field(factory=list)
+    abandon: list[tuple[Pool, EntryId]] = field(factory=list)
+    release: list[tuple[Pool, EntryId]] = field(factory=list)
+    pause: list[tuple[Pool, float]] = field(factory=list)
+    warm: bool = False
+    leaving: bool = False
+    at: float | None = None
+
+
+@frozen
+class Grant:
+    """Waiter ``local`` of an owner was admitted as ``entry`` of ``pool``."""
+
+    pool: Pool
+    local: int
+    entry: EntryId
+
+
+@frozen
+class PoolUsage:
+    """One pool of the shared budget, as the store sees it (every owner together)."""
+
+    pool: Pool
+    windows: tuple[WindowUsage, ...]
+    in_flight: int
+    queued: int
+    paused_for: float
+    """Seconds the pool stays paused (0: not paused)."""
+
+
+@frozen
+class BudgetUsage:
+    """The whole budget as the store sees it: per pool usage and the owners attached."""
+
+    pools: tuple[PoolUsage, ...]
+    processes: int
+
+    def __getitem__(self, pool: Pool) -> PoolUsage:
+        for usage in self.pools:
+            if usage.pool is pool:
+                return usage
+        raise KeyError(pool)
+
+
+@frozen
+class Outcome:
+    """What the store answers an exchange.
+
+    ``grants`` are this owner's; ``cancelled`` the ``(pool, local)`` waiters it removed (the
+    others asked to be cancelled had already been granted: their grants arrive); ``wake_in``
+    seconds until time alone could change a decision, if this owner is the one to exchange
+    again then (``inf``: only a change can, or another owner keeps the time);
+    ``rejoined``: the store did not know this owner (first exchange, dropped after its lease ran
+    out, or the store's state was lost), so its waiting requests must be registered again;
+    ``queued``: requests waiting in the store, every owner's; ``usage``: the budget after the
+    exchange, if the store reports it with every answer.
+    """
+
+    grants: tuple[Grant, ...]
+    cancelled: tuple[tuple[Pool, int], ...]
+    wake_in: float
+    queued: int = 0
+    rejoined: bool = False
+    usage: BudgetUsage | None = None
+
+
+class BudgetStore(Protocol):
+    """Where a project's budget lives: ledgers, the queue of waiters, the decision.
+
+    Every :meth:`exchange` is atomic. Operations that carry the same changes for the same
+    times take the same decisions in every store (a shared suite of tests runs against each).
+    A store whose state was lost (a restart without persistence, a flush, a failover) while an
+    owner was ``warm`` starts cold: as if every window had just been filled, and paused for one
+    lease term, because the API still counts what was admitted before.
+    """
+
+    @property
+    def limits(self) -> Limits:
+        """The limits this store enforces."""
+        ...
+
+    @property
+    def starvation_bound(self) -> float:
+        """The starvation bound of its queue (seconds)."""
+        ...
+
+    async def exchange(self, changes: Changes) -> Outcome:
+        """Apply ``changes`` atomically, decide, and answer. Raises
+        :class:`~amplitude_async.errors.BudgetUnavailable` if the store cannot be reached."""
+        ...
+
+    def attach(self, owner: str, deliver: Callable[[Sequence[Grant]], None]) -> None:
+        """Have grants decided for ``owner`` by other owners' exchanges passed to ``deliver``."""
+        ...
+
+    async def detach(self, owner: str) -> None:
+        """Stop delivering grants to ``owner``."""
+        ...
+
+    def usage(self) -> BudgetUsage | None:
+        """The budget without I/O: exact for a local store, as last seen for a remote one."""
+        ...
+
+
+# -- the queue of one pool ---------------------------------------------------------------------
+
+# Waiter states.
+_WAITING: Final = 0
+_PLANNED: Final = 1  # chosen by a decision, its entry being taken
+_DONE: Final = 2  # granted or cancelled
+
+
+class Waiter:
+    """A request waiting in a store's queue."""
+
+    __slots__ = ("local", "owner", "priority", "seq", "state", "weight")
+
+    def __init__(self, owner: str, local: int, weight: int, priority: int, seq: int) -> None:
+        self.owner = owner
+        self.local = local
+        self.weight = weight
+        self.priority = priority
+        self.seq = seq
+        self.state = _WAITING
+
+    def __repr__(self) -> str:
+        return f"<Waiter {self.owner}:{self.local} w={self.weight} p={self.priority}>"
+
+
+class _Bucket:
+    """Waiters of one (priority, weight), in arrival order; dead ones are skipped lazily."""
+
+    __slots__ = ("live", "waiters")
+
+    def __init__(self) -> None:
+        self.waiters: deque[Waiter] = deque()
+        self.live = 0
+
+    def head(self) -> Waiter:
+        while self.waiters[0].state != _WAITING:
+            self.waiters.popleft()
+        return self.waiters[0]
+
+
+class _Batch:
+    """Waiters that got their claim time from the same decision, in arrival order."""
+
+    __slots__ = ("pos", "waiters")
+
+    def __init__(self, waiters: list[Waiter]) -> None:
+        self.waiters = waiters
+        self.pos = 0  # waiters before it are done
+
+
+class PoolQueue:
+    """The waiting requests of one pool, bucketed by (priority, weight)."""
+
+    def __init__(self) -> None:
+        self.levels: dict[int, dict[int, _Bucket]] = {}
+        # Claim order for the starvation rule: one heap entry per decision's batch of fresh
+        # waiters (they share a claim time), keyed by (claim time, first arrival). Batches hold
+        # disjoint, increasing ranges of arrivals, so the first live waiter of the top batch is
+        # the earliest claim overall.
+        self.claims: list[tuple[float, int, _Batch]] = []
+        # Queued without a claim yet, since ``fresh_since``: their claims are set together
+        # (see InMemoryBudgetStore).
+        self.fresh: list[Waiter] = []
+        self.fresh_since = math.inf
+        self.count = 0
+        self.backlog = 0  # total weight waiting
+
+    def add(self, waiter: Waiter) -> None:
+        buckets = self.levels.get(waiter.priority)
+        if buckets is None:
+            buckets = self.levels[waiter.priority] = {}
+        bucket = buckets.get(waiter.weight)
+        if bucket is None:
+            bucket = buckets[waiter.weight] = _Bucket()
+        bucket.waiters.append(waiter)
+        bucket.live += 1
+        self.fresh.append(waiter)
+        self.count += 1
+        self.backlog += waiter.weight
+
+    def _unlink(self, waiter: Waiter) -> None:
+        buckets = self.levels[waiter.priority]
+        bucket = buckets[waiter.weight]
+        bucket.live -= 1
+        self.count -= 1
+        self.backlog -= waiter.weight
+        if not bucket.live:
+            del buckets[waiter.weight]
+            if not buckets:
+                del self.levels[waiter.priority]
+
+    def discard(self, waiter: Waiter) -> None:
+        """Forget a waiting ``waiter`` (cancelled)."""
+        self._unlink(waiter)
+        waiter.state = _DONE
+
+    def plan(self, waiter: Waiter) -> None:
+        """Take ``waiter`` out of the queue for admission."""
+        self._unlink(waiter)
+        waiter.state = _PLANNED
+
+    def set_claims(self, claim_at: float) -> None:
+        """Give the waiters queued without a claim their claim time."""
+        fresh = self.fresh
+        if fresh:
+            heapq.heappush(self.claims, (claim_at, fresh[0].seq, _Batch(fresh)))
+            self.fresh = []
+
+    def first_claim(self) -> tuple[float, Waiter] | None:
+        """The waiting waiter with the earliest claim, and its claim time."""
+        claims = self.claims
+        while claims:
+            claim_at, _, batch = claims[0]
+            waiters, pos = batch.waiters, batch.pos
+            while pos < len(waiters) and waiters[pos].state == _DONE:
+                pos += 1
+            batch.pos = pos
+            if pos == len(waiters):
+                heapq.heappop(claims)
+                continue
+            if waiters[pos].state == _WAITING:
+                return claim_at, waiters[pos]
+            # A planned head (only while a decision takes its entries): look further, the
+            # slow way; there are at most a few planned waiters.
+            return min(
+                ((at, w) for at, _, b in claims for w in b.waiters[b.pos :] if w.state == _WAITING),
+                key=lambda item: (item[0], item[1].seq),
+                default=None,
+            )
+        return None
+
+    def oldest_at(self, priority: int) -> Waiter:
+        return min((b.head() for b in self.levels[priority].values()), key=lambda w: w.seq)
+
+    def items(self, priority: int) -> list[tuple[int, int]]:
+        return [(weight, b.live) for weight, b in self.levels[priority].items()]
+
+
+def plan(queue: PoolQueue, snap: PoolSnapshot) -> list[Waiter]:
+    """Choose the waiters to admit at ``snap.now`` and mark them planned.
+
+    The rules (starved first, then priorities with heaviest-first packing, and a reservation
+    that later admissions may not delay) are described in :mod:`amplitude_async.scheduler`.
+    """
+    if snap.paused or not snap.slots:
+        return []
+    now = snap.now
+    room, slots = snap.room(), snap.slots
+    planned: list[Waiter] = []
+    taken = 0
+    reserved: Waiter | None = None
+
+    def admit(waiter: Waiter) -> None:
+        nonlocal room, slots, taken
+        queue.plan(waiter)
+        planned.append(waiter)
+        room -= waiter.weight
+        slots -= 1
+        taken += waiter.weight
+
+    def reserve(waiter: Waiter) -> None:
+        # Others may only use room the reserved waiter will not need, and must leave it a slot.
+        nonlocal room, slots, reserved
+        reserved = waiter
+        when = snap.earliest_fit(waiter.weight + taken, slots=len(planned) + 1)
+        if when == math.inf:
+            room, slots = 0, 0
+            return
+        room = min(room, snap.room_at(when) - taken - waiter.weight)
+        slots -= 1
+
+    # Only the first starved waiter claims: admitting every starved one first would turn a
+    # long backlog that outlived its claims into claim (nearly FIFO) order and ruin the packing.
+    first = queue.first_claim()
+    if first is not None and first[0] <= now:
+        if first[1].weight <= room:
+            admit(first[1])
+        else:
+            reserve(first[1])
+
+    levels = sorted(queue.levels, reverse=True)
+    for index, priority in enumerate(levels):
+        if slots <= 0 or room < 0:
+            break
+        if priority not in queue.levels:
+            continue
+        for weight, count in largest_first(queue.items(priority), room, slots).items():
+            for _ in range(count):
+                admit(queue.levels[priority][weight].head())
+        # A reservation only restrains the lower priorities still to come.
+        if reserved is None and index + 1 < len(levels) and priority in queue.levels:
+            reserve(queue.oldest_at(priority))
+    return planned
+
+
+# -- the in-process store ------------------------------------------------------------------------
+
+
+class InMemoryBudgetStore:
+    """A :class:`BudgetStore` in this process: a :class:`~amplitude_async.budget.PoolLedger` and
+    a :class:`PoolQueue` per pool. Its exchanges never suspend.
+
+    ``clock`` is the store's clock (default: the running loop's). Several schedulers of one
+    process may share it, each an owner of its own.
+    """
+
+    def __init__(
+        self,
+        limits: Limits = DEFAULT_LIMITS,
+        *,
+        clock: Clock | None = None,
+        starvation_bound: float | None = None,
+    ) -> None:
+        if starvation_bound is None:
+            starvation_bound = default_starvation_bound(limits)
+        if starvation_bound < 0:
+            raise ValueError(f"starvation_bound must not be negative, got {starvation_bound!r}")
+        self._limits = limits
+        self._starvation_bound = starvation_bound
+        self._clock: Clock = clock if clock is not None else LoopClock()
+        self.ledgers = {
+            pool: PoolLedger(pool_windows(limits, pool), pool_cap(limits, pool)) for pool in Pool
+        }
+        self.queues = {pool: PoolQueue() for pool in Pool}
+        # Seconds the budgets need, at full use, to admit one unit of weight of each pool.
+        self._drain = {
+            pool: max(w.length / w.budget for w in pool_windows(limits, pool)) for pool in Pool
+        }
+        self._claim_delay = claim_delay(limits)
+        self._seq = itertools.count()
+        self._owners: dict[str, float] = {}  # owner -> deadline of its lease
+        self._waiting: dict[str, dict[tuple[Pool, int], Waiter]] = {}
+        self._listeners: dict[str, Callable[[Sequence[Grant]], None]] = {}
+        self._pending: dict[str, list[Grant]] = {}
+        self._keeper: tuple[str, float] = ("", -math.inf)  # who wakes for the queue, and when
+
+    @property
+    def limits(self) -> Limits:
+        """The limits this store enforces."""
+        return self._limits
+
+    @property
+    def starvation_bound(self) -> float:
+        """The starvation bound of its queue (seconds)."""
+        return self._starvation_bound
+
+    def time(self) -> float:
+        """The store's clock."""
+        return self._clock.time()
+
+    async def exchange(self, changes: Changes) -> Outcome:
+        """Apply ``changes``, decide and answer (never suspends)."""
+        return self.apply(changes)
+
+    def attach(self, owner: str, deliver: Callable[[Sequence[Grant]], None]) -> None:
+        """Pass grants other owners' exchanges decide for ``owner`` to ``deliver``."""
+        self._listeners[owner] = deliver
+
+    async def detach(self, owner: str) -> None:
+        """Stop delivering to ``owner``."""
+        self._listeners.pop(owner, None)
+
+    def apply(self, changes: Changes) -> Outcome:
+        """:meth:`exchange`, synchronously."""
+        now = changes.at if changes.at is not None else self._clock.time()
+        owner = changes.owner
+        deadline = now + changes.lease
+        rejoined = owner not in self._owners
+        self._owners[owner] = deadline
+        if len(self._owners) > 1:
+            self._drop_dead_owners(now)
+        mine = self._waiting.get(owner)
+        if mine is None:
+            mine = self._waiting[owner] = {}
+        ledgers = self.ledgers
+        for ledger in ledgers.values():
+            ledger.renew(owner, deadline)
+            ledger.expire(now)
+        for pool, entry in changes.complete:
+            ledger = ledgers[pool]
+            if ledger.owns(entry) is not None:  # else its lease ran out: completed already
+                ledger.complete(entry, now)
+        for pool, entry in changes.abandon:
+            ledgers[pool].abandon(entry)
+        for pool, entry in changes.release:
+            if ledgers[pool].owns(entry) == owner:
+                ledgers[pool].release(entry)
+        cancelled: list[tuple[Pool, int]] = []
+        for key in changes.cancel:
+            waiter = mine.pop(key, None)
+            if waiter is not None:
+                self.queues[key[0]].discard(waiter)
+                cancelled.append(key)
+        for pool, seconds in changes.pause:
+            ledgers[pool].pause(now + seconds)
+        for reg in changes.register:
+            key = (reg.pool, reg.local)
+            if key not in mine:
+                waiter = Waiter(owner, reg.local, reg.weight, reg.priority, next(self._seq))
+                mine[key] = waiter
+                queue = self.queues[reg.pool]
+                if not queue.fresh:
+                    queue.fresh_since = now
+                queue.add(waiter)
+        if changes.leaving:
+            for (pool, _), waiter in mine.items():
+                self.queues[pool].discard(waiter)
+            mine.clear()
+
+        grants: list[Grant] = []
+        others: dict[str, list[Grant]] = {}
+        wake_at = math.inf
+        for pool, queue in self.queues.items():
+            if queue.count:
+                wake_at = min(wake_at, self._decide(pool, queue, now, owner, grants, others))
+        for other, given in others.items():
+            listener = self._listeners.get(other)
+            if listener is not None:
+                listener(given)
+            else:
+                self._pending.setdefault(other, []).extend(given)
+        if self._pending:
+            grants.extend(self._pending.pop(owner, ()))
+        # One owner keeps time for the queue: it alone is told to exchange again when time
+        # frees room, so owners do not all wake for the same expiry. Another takes the duty
+        # over when it sees an earlier time, or the keeper's time passed or its lease ran out.
+        duty = math.inf
+        if changes.leaving:
+            self._leave(owner)
+        elif wake_at < math.inf:
+            keeper, keeper_at = self._keeper
+            if (
+                keeper == owner
+                or self._owners.get(keeper, -math.inf) <= now
+                or keeper_at <= now
+                or wake_at < keeper_at
+            ):
+                self._keeper = (owner, wake_at)
+                duty = wake_at
+        return Outcome(
+            grants=tuple(grants),
+            cancelled=tuple(cancelled),
+            wake_in=duty - now,
+            queued=sum(queue.count for queue in self.queues.values()),
+            rejoined=rejoined,
+        )
+
+    def _leave(self, owner: str) -> None:
+        del self._owners[owner]
+        del self._waiting[owner]
+        self._pending.pop(owner, None)
+        if self._keeper[0] == owner:
+            self._keeper = ("", -math.inf)
+            for other, listener in list(self._listeners.items()):
+                if other != owner and other in self._owners:
+                    listener(())
+
+    def _drop_dead_owners(self, now: float) -> None:
+        dead = [owner for owner, deadline in self._owners.items() if deadline <= now]
+        for owner in dead:
+            del self._owners[owner]
+            self._pending.pop(owner, None)
+            for (pool, _), waiter in self._waiting.pop(owner, {}).items():
+                self.queues[pool].discard(waiter)
+
+    def _decide(
+        self,
+        pool: Pool,
+        queue: PoolQueue,
+        now: float,
+        owner: str,
+        grants: list[Grant],
+        others: dict[str, list[Grant]],
+    ) -> float:
+        """Admit what fits now; return when time alone could change this pool's decision."""
+        ledger = self.ledgers[pool]
+        claims_due = math.inf
+        if queue.fresh:
+            claims_due = queue.fresh_since + self._claim_delay
+            if now >= claims_due:
+                claim_at = now + self._starvation_bound + queue.backlog * self._drain[pool]
+                queue.set_claims(claim_at)
+                claims_due = math.inf
+        ledger.expire(now)
+        if ledger.in_flight >= ledger.cap:
+            # Nothing fits before a completion (reported by an exchange) or a lease running out.
+            return min(ledger.snapshot(now).lease_until, claims_due)
+        if self._admit_uniform(pool, queue, ledger, now, owner, grants, others) and (
+            not queue.count or ledger.in_flight >= ledger.cap
+        ):
+            return min(ledger.snapshot(now).lease_until, claims_due) if queue.count else math.inf
+        snap = ledger.snapshot(now)
+        for waiter in plan(queue, snap):
+            self._grant(pool, waiter, ledger, now, owner, grants, others)
+        wake_at = min(snap.next_change(), claims_due)
+        first = queue.first_claim()
+        if first is not None and first[0] > now:
+            wake_at = min(wake_at, first[0])
+        return wake_at
+
+    def _admit_uniform(
+        self,
+        pool: Pool,
+        queue: PoolQueue,
+        ledger: PoolLedger,
+        now: float,
+        owner: str,
+        grants: list[Grant],
+        others: dict[str, list[Grant]],
+    ) -> bool:
+        """The common case of a batch of like requests, without a snapshot: if every waiter
+        has the same priority and weight and no claim is due, admit them in arrival order while
+        they fit, which is what :func:`plan` would choose. Returns whether it applied."""
+        if len(queue.levels) != 1:
+            return False
+        (buckets,) = queue.levels.values()
+        if len(buckets) != 1:
+            return False
+        first = queue.first_claim()
+        if first is not None and first[0] <= now:
+            return False
+        ((weight, bucket),) = buckets.items()
+        while bucket.live and ledger.fits(weight, now):
+            waiter = bucket.head()
+            queue.plan(waiter)
+            self._grant(pool, waiter, ledger, now, owner, grants, others)
+        return True
+
+    def _grant(
+        self,
+        pool: Pool,
+        waiter: Waiter,
+        ledger: PoolLedger,
+        now: float,
+        owner: str,
+        grants: list[Grant],
+        others: dict[str, list[Grant]],
+    ) -> None:
+        waiter.state = _DONE
+        deadline = self._owners.get(waiter.owner, now)
+        entry = ledger.take(waiter.weight, waiter.owner, deadline)
+        del self._waiting[waiter.owner][(pool, waiter.local)]
+        grant = Grant(pool, waiter.local, entry)
+        if waiter.owner == owner:
+            grants.append(grant)
+        else:
+            others.setdefault(waiter.owner, []).append(grant)
+
+    def usage(self) -> BudgetUsage:
+        """The budget now."""
+        now = self._clock.time()
+        pools = []
+        for pool, ledger in self.ledgers.items():
+            snap = ledger.snapshot(now)
+            pools.append(
+                PoolUsage(
+                    pool=pool,
+                    windows=snap.usage(),
+                    in_flight=snap.in_flight,
+                    queued=self.queues[pool].count,
+                    paused_for=max(0.0, snap.paused_until - now),
+                )
+            )
+        return BudgetUsage(pools=tuple(pools), processes=len(self._owners))
+
+    def __repr__(self) -> str:
+        parts = ", ".join(
+            f"{pool}: {ledger.in_flight} in flight, used {list(ledger.used)}, "
+            f"{self.queues[pool].count} queued"
+            for pool, ledger in self.ledgers.items()
+        )
+        return f"<InMemoryBudgetStore {parts}>"

@@ -1,0 +1,406 @@
+"""A project's budget in Redis, shared by every process and machine that spends it.
+
+:class:`RedisBudgetStore` is a :class:`~amplitude_async.admission.BudgetStore`: each exchange is
+one Lua script (``budget.lua``, run with ``EVALSHA``; a server that lost its scripts gets it
+again) that takes the same decisions as the in-process store, on the server's clock
+(``TIME``), over the waiters of every process. Grants decided for another process are kept for
+its next exchange and published on its channel at once, so a waiting process hears of them
+without polling. It needs the optional ``redis`` extra (``pip install amplitude-async[redis]``).
+
+Keys: every key of a project shares one hash tag, ``{<sha256 of the API key>}`` (truncated), so
+one script may touch them all on Redis Cluster; neither the API key nor the secret is stored.
+Keys expire after twice the longest window plus the lease term without an exchange, so an idle
+project's budget vanishes. The limits are stored with the budget: a process joining with other
+limits gets :class:`~amplitude_async.errors.ConfigurationError`.
+
+Faults: if Redis cannot be reached an exchange raises
+:class:`~amplitude_async.errors.BudgetUnavailable` (the scheduler admits nothing and retries).
+If the budget's keys vanish while processes are using it (a restart without persistence, a
+flush, a failover to a replica that had not seen the last writes), the first process back
+starts it *cold*: each pool as if its smallest window budget had just been spent, and paused
+for one lease term, because Amplitude still counts what was admitted before. An eviction
+policy that may drop keys with a TTL (``volatile-*``, ``allkeys-*``) could reset a budget
+silently: the store warns when it sees one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from importlib import resources
+from typing import Any, Final
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .admission import (
+    BudgetUsage,
+    Changes,
+    Grant,
+    Outcome,
+    PoolUsage,
+    claim_delay,
+    default_starvation_bound,
+)
+from .budget import WindowUsage, pool_cap, pool_windows
+from .errors import BudgetUnavailable, ConfigurationError
+from .limits import DEFAULT_LIMITS, Limits, Pool
+
+__all__ = ["KEY_PREFIX", "RedisBudgetStore", "budget_key_tag"]
+
+KEY_PREFIX: Final = "amplitude-async"
+"""First part of every key and channel name."""
+
+_POOLS: Final = tuple(Pool)
+_POOL_KEYS: Final = (
+    "ledger",
+    "flight",
+    "done-cum",
+    "done-time",
+    "queue",
+    "buckets",
+    "claims",
+    "waiters",
+    "owners",
+    "fresh",
+)
+_MAX_PRIORITY: Final = 10**9
+_RISKY_POLICIES: Final = ("volatile-", "allkeys-")
+_SCRIPT: Final = (resources.files(__package__) / "budget.lua").read_text(encoding="utf-8")
+
+
+def budget_key_tag(api_key: str) -> str:
+    """The hash tag naming a project's keys: a one-way hash of its API key."""
+    digest = hashlib.sha256(b"amplitude-async budget\0" + api_key.encode()).hexdigest()
+    return digest[:32]
+
+
+def _config(limits: Limits, starvation_bound: float) -> str:
+    """The limits as stored with the budget (and compared when a process joins)."""
+    pools = []
+    for pool in _POOLS:
+        windows = pool_windows(limits, pool)
+        pools.append(
+            {
+                "pool": str(pool),
+                "cap": pool_cap(limits, pool),
+                "windows": [[w.budget, w.length] for w in windows],
+                "drain": max(w.length / w.budget for w in windows),
+            }
+        )
+    bound = -1.0 if starvation_bound == math.inf else starvation_bound
+    config = {"pools": pools, "bound": bound, "claim_delay": claim_delay(limits)}
+    return json.dumps(config, sort_keys=True, separators=(",", ":"))
+
+
+def _parse_config(text: str) -> tuple[Limits, float]:
+    """The limits and starvation bound stored with a budget (see :func:`_config`)."""
+    config = json.loads(text)
+    pools = {p["pool"]: p for p in config["pools"]}
+    standard, user = pools[str(Pool.STANDARD)], pools[str(Pool.USER)]
+    (cost_per_window, window), (cost_per_hour, hour) = standard["windows"]
+    ((user_per_hour, _),) = user["windows"]
+    limits = Limits(
+        concurrent=standard["cap"],
+        cost_per_window=cost_per_window,
+        window=window,
+        cost_per_hour=cost_per_hour,
+        hour=hour,
+        user_concurrent=user["cap"],
+        user_queries_per_hour=user_per_hour,
+    )
+    bound = config["bound"]
+    return limits, math.inf if bound < 0 else float(bound)
+
+
+class RedisBudgetStore:
+    """A :class:`~amplitude_async.admission.BudgetStore` in Redis, for one project.
+
+    ``client`` is a ``redis.asyncio.Redis``; :meth:`from_url` makes one. ``api_key`` names the
+    project (only its hash is used). ``limits`` and ``starvation_bound`` must match those of
+    every other process sharing the budget.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        api_key: str,
+        limits: Limits = DEFAULT_LIMITS,
+        starvation_bound: float | None = None,
+    ) -> None:
+        if not api_key:
+            raise ConfigurationError("api_key", "is needed to name the shared budget")
+        if starvation_bound is None:
+            starvation_bound = default_starvation_bound(limits)
+        self._redis = client
+        self._limits = limits
+        self._starvation_bound = starvation_bound
+        self.tag = budget_key_tag(api_key)
+        base = f"{KEY_PREFIX}:{{{self.tag}}}"
+        self.keys = [f"{base}:config", f"{base}:owners", f"{base}:pending"] + [
+            f"{base}:{pool}:{name}" for pool in _POOLS for name in _POOL_KEYS
+        ]
+        self.channel = f"{base}:grants:"
+        self._config = _config(limits, starvation_bound)
+        longest = max(limits.window, limits.hour)
+        self._longest = longest
+        self._script = client.register_script(_SCRIPT)
+        self._listeners: dict[str, asyncio.Task[None]] = {}
+        self._subscribed: dict[str, asyncio.Event] = {}
+        self._usage: BudgetUsage | None = None
+        self._checked_policy = False
+        self.round_trips = 0
+        """Scripts run (one per exchange)."""
+        self.grant_latencies: list[float] | None = None
+        """Set to a list to collect, per grant, the seconds from the decision to this
+        process: the exchange's round trip, or the delivery of a published grant."""
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        api_key: str,
+        limits: Limits = DEFAULT_LIMITS,
+        starvation_bound: float | None = None,
+        timeout: float = 5.0,
+    ) -> RedisBudgetStore:
+        """Connect lazily to ``url`` (``redis://host:6379/0``, ``rediss://`` for TLS).
+
+        ``timeout`` bounds each Redis call, so an unresponsive server surfaces as
+        :class:`~amplitude_async.errors.BudgetUnavailable` instead of a hang.
+        """
+        try:
+            client = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        except ValueError as exc:
+            raise ConfigurationError("budget_url", str(exc)) from None
+        return cls(client, api_key=api_key, limits=limits, starvation_bound=starvation_bound)
+
+    @classmethod
+    async def observe(
+        cls, url: str, *, api_key: str, call_timeout: float = 5.0
+    ) -> RedisBudgetStore | None:
+        """A store for reading the shared budget of ``api_key`` with the limits stored with it
+        (see :meth:`read_usage`); ``None`` if no process uses that budget now."""
+        probe = cls.from_url(url, api_key=api_key, timeout=call_timeout)
+        try:
+            stored = await probe._redis.hget(probe.keys[0], "config")
+        except (RedisError, OSError) as exc:
+            await probe.aclose()
+            raise BudgetUnavailable(f"the budget store cannot be reached: {exc}") from exc
+        await probe.aclose()
+        if stored is None:
+            return None
+        limits, bound = _parse_config(stored.decode() if isinstance(stored, bytes) else stored)
+        return cls.from_url(
+            url, api_key=api_key, limits=limits, starvation_bound=bound, timeout=call_timeout
+        )
+
+    @property
+    def limits(self) -> Limits:
+        """The limits this store enforces."""
+        return self._limits
+
+    @property
+    def starvation_bound(self) -> float:
+        """The starvation bound of the shared queue (seconds)."""
+        return self._starvation_bound
+
+    def __repr__(self) -> str:
+        return f"<RedisBudgetStore {{{self.tag}}} limits={self._limits!r}>"
+
+    # -- exchanges --------------------------------------------------------------------------
+
+    async def exchange(self, changes: Changes) -> Outcome:
+        """Run the script: apply ``changes``, decide, answer."""
+        event = self._subscribed.get(changes.owner)
+        if event is not None and not event.is_set():
+            # Grants published before the subscription would wait for the next exchange.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), 1.0)
+        index = {pool: i + 1 for i, pool in enumerate(_POOLS)}
+        for reg in changes.register:
+            if not -_MAX_PRIORITY <= reg.priority <= _MAX_PRIORITY:
+                raise ValueError(f"priority must be within ±10**9, got {reg.priority!r}")
+        body = {
+            "r": [[index[r.pool], r.local, r.weight, r.priority] for r in changes.register],
+            "c": [[index[p], local] for p, local in changes.cancel],
+            "d": [[index[p], e] for p, e in changes.complete],
+            "a": [[index[p], e] for p, e in changes.abandon],
+            "x": [[index[p], e] for p, e in changes.release],
+            "z": [[index[p], s] for p, s in changes.pause],
+            "leaving": changes.leaving,
+        }
+        ttl = math.ceil(2 * (self._longest + changes.lease) * 1000)
+        args = [
+            changes.owner,
+            repr(float(changes.lease)),
+            "1" if changes.warm else "0",
+            "" if changes.at is None else repr(float(changes.at)),
+            self._config,
+            json.dumps(body, separators=(",", ":")),
+            str(ttl),
+            self.channel,
+        ]
+        try:
+            self.round_trips += 1
+            sent = time.perf_counter()
+            reply = await self._script(keys=self.keys, args=args)
+        except ResponseError as exc:
+            text = str(exc)
+            if "AMPLITUDE_LIMITS" in text:
+                raise ConfigurationError(
+                    "limits",
+                    "differ from those stored with this project's shared budget "
+                    f"({text.split('AMPLITUDE_LIMITS', 1)[1].strip()}); every process sharing "
+                    "it must use the same limits",
+                ) from None
+            raise BudgetUnavailable(f"the budget store refused the exchange: {text}") from exc
+        except (RedisConnectionError, RedisTimeoutError, OSError, RedisError) as exc:
+            raise BudgetUnavailable(f"the budget store cannot be reached: {exc}") from exc
+        if not self._checked_policy:
+            self._checked_policy = True
+            await self._check_eviction_policy()
+        outcome = self._outcome(reply)
+        if self.grant_latencies is not None and outcome.grants:
+            self.grant_latencies.extend([time.perf_counter() - sent] * len(outcome.grants))
+        return outcome
+
+    def _outcome(self, reply: list[Any]) -> Outcome:
+        grants, cancelled, wake, queued, rejoined, usage, processes = (
+            r.decode() if isinstance(r, bytes) else r for r in reply
+        )
+        pools = []
+        for pool, text in zip(_POOLS, str(usage).split(";"), strict=True):
+            used, in_flight, count, paused = text.split("|")
+            windows = pool_windows(self._limits, pool)
+            pools.append(
+                PoolUsage(
+                    pool=pool,
+                    windows=tuple(
+                        WindowUsage(w.name, w.budget, w.length, int(float(u)))
+                        for w, u in zip(windows, used.split(" "), strict=True)
+                    ),
+                    in_flight=int(in_flight),
+                    queued=int(count),
+                    paused_for=float(paused),
+                )
+            )
+        self._usage = BudgetUsage(pools=tuple(pools), processes=int(processes))
+        return Outcome(
+            grants=_parse_grants(str(grants)),
+            cancelled=tuple(
+                (_POOLS[int(p) - 1], int(local))
+                for p, local in (item.split(":") for item in str(cancelled).split(",") if item)
+            ),
+            wake_in=float(wake),
+            queued=int(queued),
+            rejoined=bool(int(rejoined)),
+            usage=self._usage,
+        )
+
+    async def _check_eviction_policy(self) -> None:
+        try:
+            reply = await self._redis.config_get("maxmemory-policy")
+        except RedisError:
+            return  # CONFIG is often disabled on managed Redis
+        policy = reply.get("maxmemory-policy") or reply.get(b"maxmemory-policy") or ""
+        if isinstance(policy, bytes):
+            policy = policy.decode()
+        if policy.startswith(_RISKY_POLICIES):
+            warnings.warn(
+                f"Redis maxmemory-policy is {policy!r}: under memory pressure it may evict the "
+                "shared budget's keys and reset the budget (429s follow); use noeviction",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    def usage(self) -> BudgetUsage | None:
+        """The budget as the last exchange reported it."""
+        return self._usage
+
+    async def read_usage(self) -> BudgetUsage | None:
+        """The budget now, without joining it (``None`` if no process has used it)."""
+        if not await self._redis.exists(self.keys[0]):
+            return None
+        probe = Changes(owner="", lease=1.0)
+        outcome = await self.exchange(probe)
+        return outcome.usage
+
+    # -- grants for waiting processes -------------------------------------------------------
+
+    def attach(self, owner: str, deliver: Callable[[Sequence[Grant]], None]) -> None:
+        """Listen on ``owner``'s channel and pass the grants published there to ``deliver``."""
+        if owner in self._listeners:
+            return
+        event = asyncio.Event()
+        self._subscribed[owner] = event
+        self._listeners[owner] = asyncio.get_running_loop().create_task(
+            self._listen(self.channel + owner, deliver, event)
+        )
+
+    async def _listen(
+        self, channel: str, deliver: Callable[[Sequence[Grant]], None], event: asyncio.Event
+    ) -> None:
+        while True:
+            pubsub = self._redis.pubsub()
+            try:
+                await pubsub.subscribe(channel)
+                event.set()
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
+                    if message is not None and message.get("type") == "message":
+                        data = message["data"]
+                        text = data.decode() if isinstance(data, bytes) else str(data)
+                        stamp, _, text = text.partition("|")
+                        grants = _parse_grants(text)
+                        if self.grant_latencies is not None:
+                            delay = max(0.0, time.time() - float(stamp))
+                            self.grant_latencies.extend([delay] * len(grants))
+                        deliver(grants)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError):
+                # Grants still reach the process with its next exchange; listen again soon.
+                event.set()
+                await asyncio.sleep(0.5)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    async def detach(self, owner: str) -> None:
+        """Stop listening for ``owner``; close the connections when nobody listens."""
+        task = self._listeners.pop(owner, None)
+        self._subscribed.pop(owner, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if not self._listeners:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool (it reconnects if used again)."""
+        for task in self._listeners.values():
+            task.cancel()
+        self._listeners.clear()
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.aclose()
+
+
+def _parse_grants(text: str) -> tuple[Grant, ...]:
+    grants = []
+    for item in text.split(","):
+        if item:
+            pool, local, entry = item.split(":")
+            grants.append(Grant(_POOLS[int(pool) - 1], int(local), int(entry)))
+    return tuple(grants)

@@ -1,0 +1,436 @@
+"""The Redis budget store against a private redis-server: the same decisions as the in-process
+store, keys, limits, faults and grants across processes."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import warnings
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from attrs import frozen
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from redisserver import RedisServer
+
+from amplitude_async.admission import Changes, InMemoryBudgetStore, Outcome, Registration
+from amplitude_async.errors import BudgetUnavailable, ConfigurationError
+from amplitude_async.limits import Limits, Pool
+from amplitude_async.redis_store import RedisBudgetStore, budget_key_tag
+from amplitude_async.scheduler import Scheduler
+
+API_KEY = "0123456789abcdef0123456789abcdef"
+LIMITS = Limits(
+    concurrent=3,
+    cost_per_window=20,
+    window=10.0,
+    cost_per_hour=60,
+    hour=40.0,
+    user_concurrent=2,
+    user_queries_per_hour=4,
+)
+START = 1_700_000_000.0  # a time of the magnitude Redis TIME reports
+
+
+@pytest.fixture
+async def store(redis_server: RedisServer) -> AsyncIterator[RedisBudgetStore]:
+    store = RedisBudgetStore.from_url(redis_server.url, api_key=API_KEY, limits=LIMITS)
+    try:
+        yield store
+    finally:
+        await store.aclose()
+
+
+# -- one suite of operations, every store -----------------------------------------------------
+
+OWNERS = ("a", "b", "c")
+
+
+@frozen
+class Step:
+    """One exchange by ``owner``, ``gap`` half-seconds after the previous one; picks index
+    into the owner's own waiting requests and entries in flight."""
+
+    owner: str
+    gap: int
+    register: list[tuple[Pool, int, int]]
+    complete: list[int]
+    cancel: list[int]
+    release: list[int]
+    abandon: list[int]
+    pause: float | None
+    lease: float
+    leave: bool
+
+
+steps = st.lists(
+    st.builds(
+        Step,
+        owner=st.sampled_from(OWNERS),
+        gap=st.integers(0, 8),
+        register=st.lists(
+            st.tuples(
+                st.sampled_from([Pool.STANDARD, Pool.STANDARD, Pool.USER]),
+                st.integers(0, 20),
+                st.integers(0, 2),
+            ),
+            max_size=4,
+        ),
+        complete=st.lists(st.integers(0, 10), max_size=2),
+        cancel=st.lists(st.integers(0, 10), max_size=1),
+        release=st.lists(st.integers(0, 10), max_size=1),
+        abandon=st.lists(st.integers(0, 10), max_size=1),
+        pause=st.sampled_from([None, None, None, None, 3.0]),
+        lease=st.sampled_from([3.0, 6.0, 30.0]),
+        leave=st.sampled_from([False] * 9 + [True]),
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+def summary(outcome: Outcome) -> tuple[object, ...]:
+    usage = outcome.usage
+    return (
+        sorted((g.pool, g.local, g.entry) for g in outcome.grants),
+        sorted(outcome.cancelled),
+        outcome.queued,
+        outcome.rejoined,
+        None
+        if usage is None
+        else [(p.in_flight, [w.used for w in p.windows]) for p in usage.pools],
+    )
+
+
+async def run_steps(store: Any, plan: list[Step]) -> list[object]:
+    """Drive ``store`` with the steps; every owner keeps its own books, as a scheduler does."""
+    waiting: dict[str, list[tuple[Pool, int]]] = {o: [] for o in OWNERS}
+    flying: dict[str, list[tuple[Pool, int]]] = {o: [] for o in OWNERS}
+    local = dict.fromkeys(OWNERS, 0)
+    seen: list[object] = []
+    now = START
+    for step in plan:
+        owner = step.owner
+        now += step.gap * 0.5
+        changes = Changes(owner=owner, lease=step.lease, at=now)
+        for pool, cost, priority in step.register:
+            local[owner] += 1
+            weight = 1 if pool is Pool.USER else cost
+            changes.register.append(Registration(local[owner], pool, weight, priority))
+            waiting[owner].append((pool, local[owner]))
+        for target, picks in (
+            (changes.complete, step.complete),
+            (changes.release, step.release),
+            (changes.abandon, step.abandon),
+        ):
+            for pick in picks:
+                if flying[owner]:
+                    target.append(flying[owner].pop(pick % len(flying[owner])))
+        for pick in step.cancel:
+            if waiting[owner]:
+                changes.cancel.append(waiting[owner].pop(pick % len(waiting[owner])))
+        if step.pause is not None:
+            changes.pause.append((Pool.STANDARD, step.pause))
+        changes.leaving = step.leave
+        outcome: Outcome = await store.exchange(changes)
+        for grant in outcome.grants:
+            key = (grant.pool, grant.local)
+            if key in waiting[owner]:
+                waiting[owner].remove(key)
+            flying[owner].append((grant.pool, grant.entry))
+        if outcome.rejoined or step.leave:
+            waiting[owner] = []  # what the store forgot is dropped here too
+        usage = store.usage()
+        seen.append(summary(Outcome((), (), 0.0, usage=usage)) + summary(outcome)[:4])
+    return seen
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(plan=steps, bound=st.sampled_from([10.0, 25.0, math.inf]))
+def test_the_lua_script_and_the_in_memory_store_decide_alike(
+    redis_server: RedisServer, plan: list[Step], bound: float
+) -> None:
+    async def main() -> tuple[list[object], list[object]]:
+        client = aioredis.from_url(redis_server.url)
+        await client.flushdb()
+        remote = RedisBudgetStore(client, api_key=API_KEY, limits=LIMITS, starvation_bound=bound)
+
+        class Clocked:
+            """The in-memory store's usage read at the time of the last exchange."""
+
+            def __init__(self) -> None:
+                self.at = START
+                self.store = InMemoryBudgetStore(LIMITS, clock=self, starvation_bound=bound)
+
+            async def exchange(self, changes: Changes) -> Outcome:
+                assert changes.at is not None
+                self.at = changes.at
+                return self.store.apply(changes)
+
+            def time(self) -> float:
+                return self.at
+
+            async def sleep(self, seconds: float) -> None:
+                raise AssertionError("the store never sleeps")
+
+            def usage(self) -> object:
+                return self.store.usage()
+
+        try:
+            return await run_steps(remote, plan), await run_steps(Clocked(), plan)
+        finally:
+            await client.aclose()
+
+    remote, local = asyncio.run(main())
+    assert remote == local
+
+
+# -- keys, limits, scripts -----------------------------------------------------------------------
+
+
+async def test_keys_share_one_tag_expire_and_never_hold_the_key(
+    redis_server: RedisServer, store: RedisBudgetStore
+) -> None:
+    scheduler = Scheduler(store=store, lease=5.0)
+    async with scheduler.slot(Pool.STANDARD, 5):
+        pass
+    await scheduler.aclose()
+    client = aioredis.from_url(redis_server.url)
+    try:
+        keys = [k.decode() for k in await client.keys("*") if isinstance(k, bytes)]
+        assert keys
+        tag = "{" + budget_key_tag(API_KEY) + "}"
+        assert all(tag in key for key in keys)
+        for key in keys:
+            assert 0 < await client.pttl(key) <= 2 * (LIMITS.hour + 5.0) * 1000
+            dump = await client.dump(key)
+            assert API_KEY.encode() not in (dump or b"")
+        assert all(API_KEY not in key for key in keys)
+    finally:
+        await client.aclose()
+
+
+async def test_a_process_with_other_limits_cannot_join(redis_server: RedisServer) -> None:
+    first = RedisBudgetStore.from_url(redis_server.url, api_key=API_KEY, limits=LIMITS)
+    other = RedisBudgetStore.from_url(
+        redis_server.url, api_key=API_KEY, limits=Limits(concurrent=4).scaled(0.01)
+    )
+    try:
+        await first.exchange(Changes(owner="a", lease=5.0))
+        with pytest.raises(ConfigurationError) as info:
+            await other.exchange(Changes(owner="b", lease=5.0))
+        assert info.value.field == "limits"
+        # A scheduler on it fails its waiters with the same error, before sending anything.
+        scheduler = Scheduler(store=other, lease=5.0)
+        with pytest.raises(ConfigurationError):
+            await _enter(scheduler)
+        # Another project (another key) has a budget of its own.
+        elsewhere = RedisBudgetStore.from_url(
+            redis_server.url, api_key="another", limits=Limits(concurrent=4)
+        )
+        await elsewhere.exchange(Changes(owner="b", lease=5.0))
+        await elsewhere.aclose()
+    finally:
+        await first.aclose()
+        await other.aclose()
+
+
+async def test_a_flushed_script_cache_is_reloaded(
+    redis_server: RedisServer, store: RedisBudgetStore
+) -> None:
+    first = await store.exchange(
+        Changes(owner="a", lease=5.0, register=[Registration(1, Pool.STANDARD, 5, 0)])
+    )
+    client = aioredis.from_url(redis_server.url)
+    await client.script_flush()
+    await client.aclose()
+    second = await store.exchange(
+        Changes(owner="a", lease=5.0, register=[Registration(2, Pool.STANDARD, 5, 0)])
+    )
+    assert [g.local for g in first.grants + second.grants] == [1, 2]
+
+
+async def test_an_evicting_memory_policy_is_warned_about(redis_server: RedisServer) -> None:
+    client = aioredis.from_url(redis_server.url)
+    await client.config_set("maxmemory-policy", "volatile-lru")
+    await client.aclose()
+    store = RedisBudgetStore.from_url(redis_server.url, api_key=API_KEY, limits=LIMITS)
+    try:
+        with pytest.warns(RuntimeWarning, match="volatile-lru"):
+            await store.exchange(Changes(owner="a", lease=5.0))
+    finally:
+        await store.aclose()
+
+
+async def test_lost_state_starts_cold(redis_server: RedisServer, store: RedisBudgetStore) -> None:
+    await store.exchange(
+        Changes(owner="a", lease=5.0, register=[Registration(1, Pool.STANDARD, 5, 0)])
+    )
+    client = aioredis.from_url(redis_server.url)
+    await client.flushall()
+    await client.aclose()
+    outcome = await store.exchange(
+        Changes(owner="a", lease=5.0, warm=True, register=[Registration(2, Pool.STANDARD, 1, 0)])
+    )
+    assert outcome.rejoined
+    assert outcome.grants == ()
+    assert outcome.usage is not None
+    standard = outcome.usage[Pool.STANDARD]
+    assert [w.used for w in standard.windows] == [20, 20]
+    assert standard.paused_for == pytest.approx(5.0, abs=0.5)
+
+
+async def test_redis_down_is_budget_unavailable(redis_server: RedisServer) -> None:
+    store = RedisBudgetStore.from_url(redis_server.url, api_key=API_KEY, limits=LIMITS, timeout=1)
+    redis_server.kill()
+    try:
+        with pytest.raises(BudgetUnavailable):
+            await store.exchange(Changes(owner="a", lease=5.0))
+    finally:
+        await store.aclose()
+
+
+# -- schedulers in one process on one Redis budget ------------------------------------------------
+
+
+async def test_a_grant_decided_by_another_process_arrives_without_polling(
+    redis_server: RedisServer,
+) -> None:
+    limits = Limits(concurrent=1)
+    stores = [
+        RedisBudgetStore.from_url(redis_server.url, api_key=API_KEY, limits=limits)
+        for _ in range(2)
+    ]
+    first, second = (Scheduler(store=s, lease=30.0) for s in stores)
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with first.slot(Pool.STANDARD, 1):
+            await release.wait()
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0.1)
+    waiting = asyncio.create_task(_enter(second))
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    stats = second.statistics()
+    assert stats[Pool.STANDARD].in_flight == 1
+    assert stats.processes == 2
+    release.set()
+    await holder
+    # The other process hears at once: far sooner than its lease-renewal exchange (10 s).
+    await asyncio.wait_for(waiting, 5.0)
+    assert stores[1].round_trips <= 3
+    await first.aclose()
+    await second.aclose()
+
+
+async def _enter(scheduler: Scheduler) -> None:
+    async with scheduler.slot(Pool.STANDARD, 1):
+        pass
+
+
+async def test_waiters_fail_with_budget_unavailable_when_redis_dies(
+    redis_server: RedisServer,
+) -> None:
+    store = RedisBudgetStore.from_url(redis_server.url, api_key=API_KEY, limits=LIMITS, timeout=1)
+    scheduler = Scheduler(store=store, lease=5.0, unavailable_wait=0.5)
+    await _enter(scheduler)
+    redis_server.kill()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        with pytest.raises(BudgetUnavailable):
+            await asyncio.wait_for(_enter(scheduler), 30.0)
+        await scheduler.aclose()
+
+
+async def test_the_client_shares_its_budget_through_a_url(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from amplitude_async.client import AmplitudeClient
+
+    async with AmplitudeClient("key", "secret", budget_url=redis_server.url) as client:
+        assert isinstance(client.scheduler.store, RedisBudgetStore)
+        assert client.scheduler.lease == 60.0 + 30.0  # the request timeout plus a margin
+    monkeypatch.setenv("AMPLITUDE_BUDGET_URL", redis_server.url)
+    async with AmplitudeClient("key", "secret", timeout=5.0) as client:
+        assert isinstance(client.scheduler.store, RedisBudgetStore)
+        assert client.scheduler.lease == 35.0
+    with pytest.raises(ConfigurationError) as info:
+        AmplitudeClient("key", "secret", scheduler=Scheduler(), budget_url=redis_server.url)
+    assert info.value.field == "budget_url"
+    with pytest.raises(ConfigurationError) as info:
+        AmplitudeClient("key", "secret", budget_url="http://not-redis")
+    assert info.value.field == "budget_url"
+
+
+class Shifted:
+    """The loop's clock, ``offset`` seconds off: another machine's clock."""
+
+    def __init__(self, offset: float) -> None:
+        self.offset = offset
+
+    def time(self) -> float:
+        return asyncio.get_running_loop().time() + self.offset
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
+async def test_clock_skew_between_processes_cannot_cause_a_429(redis_server: RedisServer) -> None:
+    from amplitude_async.testing import Enforcer
+
+    limits = Limits(concurrent=2, cost_per_window=10, window=0.3, cost_per_hour=1000, hour=1.0)
+    stores = [
+        RedisBudgetStore.from_url(redis_server.url, api_key=API_KEY, limits=limits)
+        for _ in range(2)
+    ]
+    # One process's clock is an hour ahead, the other's a day behind.
+    schedulers = [
+        Scheduler(store=s, clock=Shifted(offset), lease=5.0)
+        for s, offset in zip(stores, (3600.0, -86400.0), strict=True)
+    ]
+    server = [Enforcer(limits, Shifted(0.0)), Enforcer(limits, Shifted(0.0), reading="in_flight")]
+
+    async def request(scheduler: Scheduler) -> None:
+        async with scheduler.slot(Pool.STANDARD, 3):
+            arrivals = [e.arrive(Pool.STANDARD, 3) for e in server]
+            await asyncio.sleep(0.01)
+            for enforcer, arrival in zip(server, arrivals, strict=True):
+                if arrival.ticket is not None:
+                    enforcer.finish(arrival.ticket)
+
+    await asyncio.wait_for(asyncio.gather(*(request(schedulers[i % 2]) for i in range(16))), 60.0)
+    assert [e.rejected for e in server] == [{"concurrent": 0, "rate": 0}] * 2
+    assert sum(e.accepted for e in server) == 32
+    for scheduler in schedulers:
+        await scheduler.aclose()
+
+
+async def test_a_pause_in_one_process_holds_the_others(redis_server: RedisServer) -> None:
+    stores = [
+        RedisBudgetStore.from_url(redis_server.url, api_key=API_KEY, limits=LIMITS)
+        for _ in range(2)
+    ]
+    first, second = (Scheduler(store=s, lease=5.0) for s in stores)
+    await _enter(first)
+    first.pause(Pool.STANDARD, 60.0)  # a "rate" 429
+    async with first.slot(Pool.USER, 0):  # the exchange carries the pause; users not paused
+        pass
+    outcome = await stores[1].exchange(Changes(owner=second.owner, lease=5.0))
+    assert outcome.usage is not None
+    assert outcome.usage[Pool.STANDARD].paused_for > 50.0
+    waiting = asyncio.create_task(_enter(second))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    assert second.statistics()[Pool.STANDARD].paused_until is not None
+    waiting.cancel()
+    for scheduler in (first, second):
+        await scheduler.aclose()
