@@ -72,7 +72,7 @@ from types import TracebackType
 from typing import Final
 
 from aiolimiter import AsyncLimiter
-from attrs import field, frozen
+from attrs import define, field, frozen
 
 from .admission import (
     BudgetStore,
@@ -297,7 +297,7 @@ class Scheduler:
         self._outage_since: float | None = None
         self._paused: dict[Pool, float] = {}
         self._usage: BudgetUsage | None = None
-        self._counters = {pool: dict.fromkeys(_COUNTERS, 0) for pool in Pool}
+        self._counters = {pool: _Counters() for pool in Pool}
 
     @property
     def clock(self) -> Clock:
@@ -349,11 +349,11 @@ class Scheduler:
 
     def record_rate_limited(self, pool: Pool) -> None:
         """Count a 429 answer in ``pool``."""
-        self._counters[pool]["rate_limited"] += 1
+        self._counters[pool].rate_limited += 1
 
     def record_retry(self, pool: Pool) -> None:
         """Count a retried request in ``pool``."""
-        self._counters[pool]["retries"] += 1
+        self._counters[pool].retries += 1
 
     def statistics(self) -> SchedulerStatistics:
         """Return an immutable snapshot: the project's usage (as the store last reported it)
@@ -382,12 +382,12 @@ class Scheduler:
                     queued=self._queued[pool],
                     paused_until=paused_until if paused_until > now else None,
                     windows=windows,
-                    requests_sent=counters["requests_sent"],
-                    cost_sent=counters["cost_sent"],
-                    completed=counters["completed"],
-                    cancelled_waiting=counters["cancelled_waiting"],
-                    rate_limited=counters["rate_limited"],
-                    retries=counters["retries"],
+                    requests_sent=counters.requests_sent,
+                    cost_sent=counters.cost_sent,
+                    completed=counters.completed,
+                    cancelled_waiting=counters.cancelled_waiting,
+                    rate_limited=counters.rate_limited,
+                    retries=counters.retries,
                     queued_everywhere=everywhere,
                 )
             )
@@ -456,7 +456,7 @@ class Scheduler:
             waiter.state = _DONE  # skipped when the registrations are sent
             del self._waiters[pool, waiter.local]
             self._queued[pool] -= 1
-            counters["cancelled_waiting"] += 1
+            counters.cancelled_waiting += 1
         elif waiter.state == _SENT:
             waiter.state = _CANCELLING
             self._queued[pool] -= 1
@@ -466,9 +466,9 @@ class Scheduler:
             # Granted, but cancelled before the request could be sent: give it back.
             self._release.append((pool, waiter.ticket.entry))
             self._in_flight -= 1
-            counters["cancelled_waiting"] += 1
-            counters["requests_sent"] -= 1
-            counters["cost_sent"] -= waiter.ticket.cost
+            counters.cancelled_waiting += 1
+            counters.requests_sent -= 1
+            counters.cost_sent -= waiter.ticket.cost
             self._notify()
 
     def _finish(self, ticket: Ticket, *, abandoned: bool) -> None:
@@ -480,7 +480,7 @@ class Scheduler:
         else:
             self._complete.append((ticket.pool, ticket.entry))
             self._in_flight -= 1
-        self._counters[ticket.pool]["completed"] += 1
+        self._counters[ticket.pool].completed += 1
         self._notify()
 
     def _on_grants(self, grants: Sequence[Grant]) -> None:
@@ -504,7 +504,7 @@ class Scheduler:
                     self._queued[grant.pool] -= 1
                 waiter.state = _DONE
                 self._release.append((grant.pool, grant.entry))
-                counters["cancelled_waiting"] += 1
+                counters.cancelled_waiting += 1
                 self._dirty = True
                 continue
             waiter.state = _DONE
@@ -515,8 +515,8 @@ class Scheduler:
             )
             waiter.ticket = ticket
             waiter.future.set_result(ticket)
-            counters["requests_sent"] += 1
-            counters["cost_sent"] += waiter.cost
+            counters.requests_sent += 1
+            counters.cost_sent += waiter.cost
         if self._release:
             self._notify()
 
@@ -641,7 +641,7 @@ class Scheduler:
             waiter = self._waiters.pop(key, None)
             if waiter is not None:
                 waiter.state = _DONE
-                self._counters[key[0]]["cancelled_waiting"] += 1
+                self._counters[key[0]].cancelled_waiting += 1
         if outcome.grants:
             self._on_grants(outcome.grants)
         if outcome.rejoined:
@@ -741,14 +741,16 @@ class Scheduler:
             self._wakeup.set_result(None)
 
 
-_COUNTERS: Final = (
-    "requests_sent",
-    "cost_sent",
-    "completed",
-    "cancelled_waiting",
-    "rate_limited",
-    "retries",
-)
+@define
+class _Counters:
+    """This process's running counts for one pool (snapshotted by ``statistics()``)."""
+
+    requests_sent: int = 0
+    cost_sent: int = 0
+    completed: int = 0
+    cancelled_waiting: int = 0
+    rate_limited: int = 0
+    retries: int = 0
 
 
 class Slot:
