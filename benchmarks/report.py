@@ -23,6 +23,7 @@ import re
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Final
@@ -150,6 +151,18 @@ def write_section(name: str, body: str, path: Path = RESULTS) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text, encoding="utf-8")
+
+
+def bullets(items: list[str], width: int = 96) -> list[str]:
+    """``items`` as a Markdown list, each wrapped to ``width`` columns."""
+    return [
+        textwrap.fill(item, width, initial_indent="- ", subsequent_indent="  ") for item in items
+    ]
+
+
+def met(ok: bool) -> str:
+    """A target's verdict."""
+    return "met" if ok else "missed"
 
 
 def add_write_option(parser: argparse.ArgumentParser) -> None:
