@@ -64,7 +64,8 @@ def commit() -> str:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
-        # The scripts' own outputs do not count as changes to the code measured.
+        # The scripts' outputs (RESULTS.md, plots) and their notes do not count as changes to
+        # the code measured.
         dirty = subprocess.run(
             [
                 "git",
@@ -73,8 +74,8 @@ def commit() -> str:
                 "--untracked-files=no",
                 "--",
                 ".",
-                ":!benchmarks/RESULTS.md",
-                ":!benchmarks/policies.png",
+                ":!benchmarks/*.md",
+                ":!benchmarks/*.png",
             ],
             capture_output=True,
             text=True,
