@@ -38,6 +38,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable
 from datetime import date, timedelta
@@ -298,7 +299,7 @@ def dashboard_reading(
             f"Hit latency, {store} ({hits} hits, one at a time): p50 {p50:.2f} ms "
             f"({met(p50 < target)}), p95 {p95:.2f} ms ({met(p95 < target)}); target < "
             f"{target:g} ms. 1-minute load average when measured: {rows[name]['hit_load']} on "
-            f"{os.cpu_count()} CPUs (absolute times: context only; the p95 moves with the load)."
+            f"{os.cpu_count()} CPUs (absolute times: context only)."
         )
     miss, hit = rows["both"]["miss_ms"], rows["both"]["hit_ms"]
     out.append(
@@ -359,15 +360,16 @@ async def main(args: argparse.Namespace, out: Report) -> None:
             if redis is not None:
                 savers.append(("both-redis", True, redis_cache))
 
-            out.print(
-                f"Each row: a fresh in-process Emulator (Limits().scaled(0.001): 1000 cost per "
-                f"0.3 s,\n5 in flight) and a fresh client. Requests and cost: what the emulator "
-                f"accepted. Call\nlatencies: per client.run in the concurrent bursts. Miss and "
-                f"hit latencies: one call at a\ntime on a fresh cache, each distinct query cold "
-                f"({args.distinct} misses), then all of them\n{args.hit_rounds} times more "
-                f"({args.hit_rounds * args.distinct} hits). Cache store: "
-                + ("memory, and a private redis-server on 127.0.0.1." if redis else "memory.")
+            store = "memory, and a private redis-server on 127.0.0.1" if redis else "memory"
+            setup = (
+                "Each row: a fresh in-process Emulator (Limits().scaled(0.001): 1000 cost per "
+                "0.3 s, 5 in flight) and a fresh client. Requests and cost: what the emulator "
+                "accepted. Call latencies: per client.run in the concurrent bursts. Miss and hit "
+                "latencies: one call at a time on a fresh cache, each distinct query cold "
+                f"({args.distinct} misses), then all of them {args.hit_rounds} times more "
+                f"({args.hit_rounds * args.distinct} hits). Cache store: {store}."
             )
+            out.print(textwrap.fill(setup, 96))
             out.print(
                 f"\n### Dashboard: {args.calls} calls over {args.distinct} distinct queries "
                 f"(Zipf {args.zipf}, bursts of {args.burst}); {len(set(draws))} distinct drawn\n"
