@@ -38,14 +38,13 @@ import shutil
 import statistics
 import sys
 import tempfile
-import textwrap
 import time
 from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from report import Report, add_write_option, bullets, load, met
+from report import Report, add_write_option, bullets, load, met, wrap
 
 from amplitude_async import (
     ActiveUsers,
@@ -369,7 +368,7 @@ async def main(args: argparse.Namespace, out: Report) -> None:
                 f"({args.distinct} misses), then all of them {args.hit_rounds} times more "
                 f"({args.hit_rounds * args.distinct} hits). Cache store: {store}."
             )
-            out.print(textwrap.fill(setup, 96))
+            out.print(wrap(setup))
             out.print(
                 f"\n### Dashboard: {args.calls} calls over {args.distinct} distinct queries "
                 f"(Zipf {args.zipf}, bursts of {args.burst}); {len(set(draws))} distinct drawn\n"

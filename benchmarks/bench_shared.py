@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from report import Report, add_write_option, bullets, met
+from report import Report, add_write_option, bullets, met, wrap
 
 from amplitude_async.admission import Changes, Registration
 from amplitude_async.limits import Limits, Pool
@@ -308,26 +308,30 @@ def describe(work: str) -> str:
     return f"{count} event segmentations of {days} days (cost {cost} each) plus the 5 priority ones"
 
 
-SETUP = """Setup: Limits().scaled({scale}) ({budget} cost per {window:g} s sliding window,
-{concurrent} in flight) enforced by one strict Emulator in the benchmark's process; 0-4 ms
-arrival delay, 10-100 ms processing. N worker processes, each its own interpreter and event
-loop, share the work and start it together. The first also sends five priority-10 queries 2 s
-in. one: all the work in one process (the reference); shared: N processes on one
-RedisBudgetStore (a private redis-server on 127.0.0.1); own: N processes, each on its own
-in-process budget. Rate used and ideal/wall as in bench_policies.py; server ms: mean time of an
-accepted request in the emulator; grant latency: the exchange's round trip or the delivery of a
-published grant."""
+SETUP = (
+    "Setup: Limits().scaled({scale}) ({budget} cost per {window:g} s sliding window, "
+    "{concurrent} in flight) enforced by one strict Emulator in the benchmark's process; 0-4 ms "
+    "arrival delay, 10-100 ms processing. N worker processes, each its own interpreter and event "
+    "loop, share the work and start it together. The first also sends five priority-10 queries "
+    "2 s in. one: all the work in one process (the reference); shared: N processes on one "
+    "RedisBudgetStore (a private redis-server on 127.0.0.1); own: N processes, each on its own "
+    "in-process budget. Rate used and ideal/wall as in bench_policies.py; server ms: mean time "
+    "of an accepted request in the emulator; grant latency: the exchange's round trip or the "
+    "delivery of a published grant."
+)
 
 
 async def main(args: argparse.Namespace, out: Report) -> None:
     """The runs in processes: each workload's table and what it says."""
     limits = Limits().scaled(args.scale)
     out.print(
-        SETUP.format(
-            scale=args.scale,
-            budget=limits.cost_per_window,
-            window=limits.window,
-            concurrent=limits.concurrent,
+        wrap(
+            SETUP.format(
+                scale=args.scale,
+                budget=limits.cost_per_window,
+                window=limits.window,
+                concurrent=limits.concurrent,
+            )
         )
     )
     async with private_redis() as url:
@@ -369,10 +373,13 @@ def simulated(args: argparse.Namespace, out: Report) -> None:
     for n, default, unbounded in made:
         out.print(f"| {n} | {default:.2f} | {unbounded:.2f} |")
     single = made[0][1]
+    ratios = ", ".join(f"{default / single:.2f} at N = {n}" for n, default, _ in made[1:])
     out.print(
-        "\nMakespan / one scheduler's: "
-        + ", ".join(f"{default / single:.2f} at N = {n}" for n, default, _ in made[1:])
-        + " (what the store alone costs, without processes or network)."
+        "\n"
+        + wrap(
+            f"Makespan / one scheduler's: {ratios or '-'} (what the shared store alone costs, "
+            "without processes or network)."
+        )
     )
 
 

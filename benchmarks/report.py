@@ -161,6 +161,11 @@ def bullets(items: list[str], width: int = 96) -> list[str]:
     ]
 
 
+def wrap(text: str, width: int = 96) -> str:
+    """A paragraph wrapped to ``width`` columns."""
+    return textwrap.fill(text, width)
+
+
 def met(ok: bool) -> str:
     """A target's verdict."""
     return "met" if ok else "missed"
