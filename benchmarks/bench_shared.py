@@ -25,13 +25,18 @@ median and max), grant latency (decision to the waiting process: an exchange's r
 the delivery of a published grant; p50/p99) and Redis round trips per admitted request (shared
 only). Writes a plot to ``benchmarks/shared.png`` unless ``--no-png``.
 
-``--simulate`` only splits the dashboard over N schedulers sharing one in-process store in
-virtual time (no CPU contention, no network) and prints the makespans. ``--workload
-segments:COUNT:DAYS`` replaces the dashboard with COUNT event segmentations of
-DAYS days (cost DAYS + 1 each).
+Each table is followed by what it says, worked out from its numbers: 429s with a shared budget
+and with own budgets, budget used as a ratio to the same run's one-process reference (target:
+no 429s with a shared budget, and the budget used as well as one process), the priority queries'
+wait against one process's, grant latencies and round trips. The dashboard split over N
+schedulers sharing one in-process store in virtual time (no CPU contention, no network) closes
+the section; ``--simulate`` prints only that. ``--workload segments:COUNT:DAYS`` replaces the
+dashboard with COUNT event segmentations of DAYS days (cost DAYS + 1 each); several workloads
+run one after the other.
 
     python benchmarks/bench_shared.py [--processes 1 2 4 8] [--scale 0.005] [--no-png]
-        [--workload dashboard | segments:COUNT:DAYS] [--exchanges 500] [--png PATH]
+        [--workload dashboard | segments:COUNT:DAYS ...] [--exchanges 500] [--png PATH]
+        [--simulate] [--write]
 """
 
 from __future__ import annotations
@@ -39,12 +44,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import random
 import statistics
 from pathlib import Path
 from typing import Any
 
 import attrs
+from report import Report, add_write_option, bullets, met, wrap
 
 from amplitude_async.admission import Changes, Registration
 from amplitude_async.limits import Limits, Pool
@@ -221,25 +228,159 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-async def main(args: argparse.Namespace) -> None:
-    if args.simulate:
-        return
-    rows = []
-    async with private_redis() as url:
-        rows.append(await one_run(1, "one", url, args.scale, args.workload, args.bound))
-        print(rows[-1], flush=True)
-        for n in args.processes:
-            for way in ("shared", "own"):
-                rows.append(await one_run(n, way, url, args.scale, args.workload, args.bound))
-                print(rows[-1], flush=True)
-        alone = await exchanges_alone(url, args.exchanges)
-    print(table(rows))
-    print(
-        f"\nexchanges alone ({args.exchanges}, each granting one request): grant p50 "
-        f"{percentile(alone, 0.5) * 1000:.2f} ms, p99 {percentile(alone, 0.99) * 1000:.2f} ms"
+def spread(values: list[float], digits: int = 3) -> str:
+    """``low-high`` (or the one value) of ``values``."""
+    low, high = min(values), max(values)
+    return (
+        f"{low:.{digits}f}"
+        if f"{low:.{digits}f}" == f"{high:.{digits}f}"
+        else (f"{low:.{digits}f}-{high:.{digits}f}")
     )
-    if not args.no_png:
-        plot(rows, args.png or Path(__file__).with_name("shared.png"))
+
+
+def listed(rows: list[dict[str, Any]], key: str, fmt: str = "{:.2f}", base: float = 1.0) -> str:
+    return ", ".join(f"{fmt.format(r[key] / base)} at N = {r['n']}" for r in rows)
+
+
+def reading(rows: list[dict[str, Any]], alone: list[float]) -> list[str]:
+    """What one workload's table says against issue 9's targets, as ratios to the same run's
+    one-process reference."""
+    one = next(r for r in rows if r["way"] == "one")
+    shared = [r for r in rows if r["way"] == "shared"]
+    own = [r for r in rows if r["way"] == "own" and r["n"] > 1]
+    out = []
+    out.append(
+        f"429s, shared budget: {listed(shared, '429', '{:.0f}')} (target 0: "
+        f"{met(sum(r['429'] for r in shared) == 0)}); each on its own budget: "
+        f"{listed(own, '429', '{:.0f}') or 'no run with N > 1'}."
+    )
+    lowest = min(r["used"] for r in shared)
+    out.append(
+        f"Rate used / one process's ({one['used']:.3f}): shared "
+        f"{listed(shared, 'used', base=one['used'])}; own "
+        f"{listed(own, 'used', base=one['used']) or '-'}. Shared at its lowest {lowest:.3f} "
+        f"(target >= 0.95, as one process, when the budget binds: {met(lowest >= 0.95)})."
+    )
+    out.append(
+        f"Ideal/wall / one process's ({one['ideal_wall']:.3f}): shared "
+        f"{listed(shared, 'ideal_wall', base=one['ideal_wall'])}; own "
+        f"{listed(own, 'ideal_wall', base=one['ideal_wall']) or '-'}."
+    )
+    out.append(f"Queries failed, all runs: {sum(r['failed'] for r in rows)}.")
+    worst = max(r["urgent_max"] for r in shared) / one["urgent_max"]
+    p50s = listed(shared, "urgent_p50", base=one["urgent_p50"])
+    # Two single-process runs of the same work in the same run (one, own at N = 1): how far
+    # the longest wait moves with nothing changed, to read the ratio against.
+    single = [r for r in rows if r["way"] == "own" and r["n"] == 1]
+    noise = (
+        f"; the two single-process runs (one, own at N = 1) differ by "
+        f"{abs(single[0]['urgent_max'] / one['urgent_max'] - 1) * 100:.0f} %"
+        if single
+        else ""
+    )
+    out.append(
+        f"Priority-10 wait / one process's (p50 {one['urgent_p50']:.2f} s, max "
+        f"{one['urgent_max']:.2f} s): shared p50 {p50s}; longest wait {worst:.2f}x one "
+        f"process's (target <= 1: {met(worst <= 1.0)}{noise})."
+    )
+    grants = [r["grant_p50_ms"] for r in shared]
+    out.append(
+        f"Grant latency p50, shared, up to {max(r['n'] for r in shared) + 1} processes on "
+        f"{os.cpu_count()} CPUs, ms: {listed(shared, 'grant_p50_ms')} (target <= 2 ms: "
+        f"{met(max(grants) <= 2.0)}); p99, ms: {listed(shared, 'grant_p99_ms', '{:.1f}')}. One "
+        f"process alone: p50 {percentile(alone, 0.5) * 1000:.2f} ms, p99 "
+        f"{percentile(alone, 0.99) * 1000:.2f} ms. Absolute times: context only, see the load."
+    )
+    trips = [r["round_trips"] for r in shared]
+    out.append(
+        f"Redis round trips per admitted request: {listed(shared, 'round_trips')} (target <= 2: "
+        f"{met(max(trips) <= 2.0)}; one exchange per completion, plus batched registrations, "
+        "claim wake-ups and lease renewals)."
+    )
+    return ["Reading it (worked out from the numbers above):", "", *bullets(out)]
+
+
+def describe(work: str) -> str:
+    if work == "dashboard":
+        return "The demo's full dashboard (193 queries of every endpoint) plus the 5 priority ones"
+    _, count, days = work.split(":")
+    cost = int(days) + 1
+    return f"{count} event segmentations of {days} days (cost {cost} each) plus the 5 priority ones"
+
+
+SETUP = (
+    "Setup: Limits().scaled({scale}) ({budget} cost per {window:g} s sliding window, "
+    "{concurrent} in flight) enforced by one strict Emulator in the benchmark's process; 0-4 ms "
+    "arrival delay, 10-100 ms processing. N worker processes, each its own interpreter and event "
+    "loop, share the work and start it together. The first also sends five priority-10 queries "
+    "2 s in. one: all the work in one process (the reference); shared: N processes on one "
+    "RedisBudgetStore (a private redis-server on 127.0.0.1); own: N processes, each on its own "
+    "in-process budget. Rate used and ideal/wall as in bench_policies.py; server ms: mean time "
+    "of an accepted request in the emulator; grant latency: the exchange's round trip or the "
+    "delivery of a published grant."
+)
+
+
+async def main(args: argparse.Namespace, out: Report) -> None:
+    """The runs in processes: each workload's table and what it says."""
+    limits = Limits().scaled(args.scale)
+    out.print(
+        wrap(
+            SETUP.format(
+                scale=args.scale,
+                budget=limits.cost_per_window,
+                window=limits.window,
+                concurrent=limits.concurrent,
+            )
+        )
+    )
+    async with private_redis() as url:
+        for index, work in enumerate(args.workload):
+            rows = []
+            rows.append(await one_run(1, "one", url, args.scale, work, args.bound))
+            print(rows[-1], flush=True)
+            for n in args.processes:
+                for way in ("shared", "own"):
+                    rows.append(await one_run(n, way, url, args.scale, work, args.bound))
+                    print(rows[-1], flush=True)
+            alone = await exchanges_alone(url, args.exchanges)
+            cost = rows[0]["cost"]
+            out.print(f"\n### {describe(work)} (cost accepted {cost:,})\n")
+            out.print(table(rows))
+            out.print(
+                f"\nexchanges alone ({args.exchanges}, each granting one request): grant p50 "
+                f"{percentile(alone, 0.5) * 1000:.2f} ms, "
+                f"p99 {percentile(alone, 0.99) * 1000:.2f} ms\n"
+            )
+            out.print("\n".join(reading(rows, alone)))
+            if index == 0 and not args.no_png:
+                path = args.png or Path(__file__).with_name("shared.png")
+                plot(rows, path)
+                out.attach(
+                    f"\n![429s and budget used per number of processes ({work})]({path.name})"
+                )
+
+
+def simulated(args: argparse.Namespace, out: Report) -> None:
+    """The virtual-time makespans (run outside any event loop: each has its own)."""
+    out.print(
+        "\n### The dashboard over N schedulers on one in-process store, virtual time\n"
+        "(no CPU contention, no network, 10-100 ms responses)\n"
+    )
+    out.print("| schedulers | makespan s (default bound) | makespan s (no bound) |")
+    out.print("|---|---|---|")
+    made = simulate(sorted({1, *args.processes}), args.scale)
+    for n, default, unbounded in made:
+        out.print(f"| {n} | {default:.2f} | {unbounded:.2f} |")
+    single = made[0][1]
+    ratios = ", ".join(f"{default / single:.2f} at N = {n}" for n, default, _ in made[1:])
+    out.print(
+        "\n"
+        + wrap(
+            f"Makespan / one scheduler's: {ratios or '-'} (what the shared store alone costs, "
+            "without processes or network)."
+        )
+    )
 
 
 if __name__ == "__main__":
@@ -252,8 +393,9 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--workload",
-        default="dashboard",
-        help="'dashboard' (the demo's full dashboard) or 'segments:COUNT:DAYS'",
+        nargs="+",
+        default=["dashboard"],
+        help="'dashboard' (the demo's full dashboard) or 'segments:COUNT:DAYS'; several: in turn",
     )
     parser.add_argument("--no-png", action="store_true")
     parser.add_argument("--png", type=Path, help="where to write the plot (shared.png)")
@@ -262,10 +404,10 @@ if __name__ == "__main__":
         action="store_true",
         help="only the virtual-time makespans of the dashboard split over N schedulers",
     )
+    add_write_option(parser)
     arguments = parser.parse_args()
-    if arguments.simulate:
-        print("| schedulers | makespan s (default bound) | makespan s (no bound) |")
-        print("|---|---|---|")
-        for n, default, unbounded in simulate(sorted({1, *arguments.processes}), arguments.scale):
-            print(f"| {n} | {default:.2f} | {unbounded:.2f} |")
-    asyncio.run(main(arguments))
+    report = Report("bench_shared", "One budget for many processes (`bench_shared.py`)")
+    if not arguments.simulate:
+        asyncio.run(main(arguments, report))
+    simulated(arguments, report)
+    report.finish(write=arguments.write)

@@ -23,6 +23,7 @@ import re
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Final
@@ -63,7 +64,8 @@ def commit() -> str:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
-        # The scripts' own outputs do not count as changes to the code measured.
+        # The scripts' outputs (RESULTS.md, plots) and their notes do not count as changes to
+        # the code measured.
         dirty = subprocess.run(
             [
                 "git",
@@ -72,8 +74,8 @@ def commit() -> str:
                 "--untracked-files=no",
                 "--",
                 ".",
-                ":!benchmarks/RESULTS.md",
-                ":!benchmarks/policies.png",
+                ":!benchmarks/*.md",
+                ":!benchmarks/*.png",
             ],
             capture_output=True,
             text=True,
@@ -150,6 +152,23 @@ def write_section(name: str, body: str, path: Path = RESULTS) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text, encoding="utf-8")
+
+
+def bullets(items: list[str], width: int = 96) -> list[str]:
+    """``items`` as a Markdown list, each wrapped to ``width`` columns."""
+    return [
+        textwrap.fill(item, width, initial_indent="- ", subsequent_indent="  ") for item in items
+    ]
+
+
+def wrap(text: str, width: int = 96) -> str:
+    """A paragraph wrapped to ``width`` columns."""
+    return textwrap.fill(text, width)
+
+
+def met(ok: bool) -> str:
+    """A target's verdict."""
+    return "met" if ok else "missed"
 
 
 def add_write_option(parser: argparse.ArgumentParser) -> None:
