@@ -24,6 +24,7 @@ import resource
 from multiprocessing.connection import Connection
 
 from aiohttp import web
+from serving import serve_forever
 
 MIB = 1024 * 1024
 
@@ -49,18 +50,7 @@ def serve(size: int, port_out: Connection) -> None:
             pass  # the client stopped reading: expected for the capped client
         return response
 
-    async def main() -> None:
-        app = web.Application()
-        app.router.add_get("/{tail:.*}", answer)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port_out.send(runner.addresses[0][1])
-        port_out.close()
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
+    serve_forever(answer, port_out)
 
 
 def peak_mib() -> float:

@@ -32,6 +32,7 @@ from multiprocessing.connection import Connection
 import aiohttp
 from aiohttp import web
 from report import Report, add_write_option
+from serving import serve_forever
 
 from amplitude_async.client import AmplitudeClient
 from amplitude_async.limits import Limits
@@ -49,18 +50,7 @@ def serve(port_out: Connection) -> None:
     async def answer(request: web.Request) -> web.Response:
         return web.Response(body=BODY, content_type="application/json")
 
-    async def main() -> None:
-        app = web.Application()
-        app.router.add_get("/{tail:.*}", answer)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port_out.send(runner.addresses[0][1])
-        port_out.close()
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
+    serve_forever(answer, port_out)
 
 
 async def raw(url: str, n: int, concurrency: int) -> None:
