@@ -224,12 +224,13 @@ class AmplitudeClient:
         self.base_url = check_base_url(base_url if base_url is not None else BASE_URLS[region])
         self._authorization = basic_auth(key, secret)
         self._redact = Redactor.for_keys(key, secret)
+        # Checked once: it bounds each request and, with a margin, the lease of its entry.
+        request_timeout = DEFAULT_TIMEOUT if timeout is None else check_number("timeout", timeout)
         self._owns_scheduler = scheduler is None
         if scheduler is None:
             if budget_url is None:
                 budget_url = os.environ.get("AMPLITUDE_BUDGET_URL") or None
-            lease_base = DEFAULT_TIMEOUT if timeout is None else check_number("timeout", timeout)
-            scheduler = _make_scheduler(key, limits or Limits(), clock, lease_base, budget_url)
+            scheduler = _make_scheduler(key, limits or Limits(), clock, request_timeout, budget_url)
         self.scheduler = scheduler
         self.limits = scheduler.limits
         # A "rate" 429 pauses the pool for one cost window: that window is the limits' own.
@@ -239,7 +240,7 @@ class AmplitudeClient:
             )
         self.retry_policy = attrs.evolve(retry_policy, window=self.limits.window)
         self._transport: Transport = transport or _default_transport(
-            session, timeout, max_body_bytes
+            session, request_timeout, max_body_bytes
         )
         # Keys hash the host with the credentials: projects never share an answer.
         self.savers = Savers(
@@ -582,9 +583,8 @@ class AmplitudeClient:
 
 
 def _default_transport(
-    session: aiohttp.ClientSession | None, timeout: float | None, max_body_bytes: int | None
+    session: aiohttp.ClientSession | None, timeout: float, max_body_bytes: int | None
 ) -> AiohttpTransport:
-    timeout = DEFAULT_TIMEOUT if timeout is None else check_number("timeout", timeout)
     if max_body_bytes is None:
         max_body_bytes = DEFAULT_MAX_BODY_BYTES
     elif not isinstance(max_body_bytes, int) or isinstance(max_body_bytes, bool):
