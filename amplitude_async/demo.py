@@ -22,7 +22,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import date, timedelta
 from typing import Any, Final, TextIO
 
@@ -232,6 +232,24 @@ class DemoSummary:
         return "\n".join(f"  {name:<{width}}  {value}" for name, value in rows)
 
 
+@contextlib.asynccontextmanager
+async def _ticking(
+    progress: _Progress, line: Callable[[], str], every: float
+) -> AsyncIterator[None]:
+    """Show ``line()`` every ``every`` seconds while the body runs."""
+
+    async def ticker() -> None:
+        while True:
+            progress.show(line())
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(ticker())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
 class _Progress:
     """One updating line on a terminal; a line every few seconds otherwise."""
 
@@ -343,19 +361,11 @@ async def run_demo(
                 f"| {time.monotonic() - started:.1f} s"
             )
 
-        async def ticker() -> None:
-            while True:
-                progress.show(line())
-                await asyncio.sleep(0.1 if tty else min(0.25, profile.progress_every))
-
-        task = asyncio.create_task(ticker())
-        try:
+        async with _ticking(progress, line, 0.1 if tty else min(0.25, profile.progress_every)):
             async for query, result in client.as_completed(queries):
                 done += 1
                 cost += query.cost
                 by_kind.setdefault(type(query), []).append((query, result))
-        finally:
-            task.cancel()
         progress.show(line(), final=True)
         stats = client.statistics()
     wall = time.monotonic() - started
@@ -453,16 +463,9 @@ async def run_shared_demo(
                     f"| {time.monotonic() - started:.1f} s"
                 )
 
-            async def ticker() -> None:
-                while True:
-                    progress.show(line())
-                    await asyncio.sleep(0.1 if tty else min(0.25, profile.progress_every))
-
-            task = asyncio.create_task(ticker())
-            try:
+            every = 0.1 if tty else min(0.25, profile.progress_every)
+            async with _ticking(progress, line, every):
                 reports = await run_workers(specs)
-            finally:
-                task.cancel()
             progress.show(line(), final=True)
         served = emulator.statistics()
     # From the workers' first query (their start-up is not the budget's business).
