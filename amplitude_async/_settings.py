@@ -15,8 +15,10 @@ import attrs
 from .errors import ConfigurationError
 
 __all__ = [
+    "MAX_PRIORITY",
     "check_factor",
     "check_number",
+    "check_priority",
     "non_negative_int",
     "non_negative_number",
     "positive_int",
@@ -48,6 +50,20 @@ def check_number(name: str, value: object, *, allow_zero: bool = False) -> float
         relation = "not negative" if allow_zero else "positive"
         raise ConfigurationError(name, f"must be {relation}, got {value!r}")
     return float(value)
+
+
+MAX_PRIORITY = 10**9
+"""Priorities lie within ±this: every budget store (Redis scores included) orders them exactly."""
+
+
+def check_priority(value: object, name: str = "priority") -> int:
+    """Return ``value`` if it is an ``int`` (not ``bool``) within ±:data:`MAX_PRIORITY`, else
+    raise :class:`ConfigurationError` naming ``name`` (checked for every store alike)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigurationError(name, f"must be an integer, got {value!r}")
+    if not -MAX_PRIORITY <= value <= MAX_PRIORITY:
+        raise ConfigurationError(name, f"must be within ±10**9, got {value!r}")
+    return value
 
 
 def check_factor(value: object) -> float:

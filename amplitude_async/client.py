@@ -14,8 +14,6 @@ the close is never sent again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
@@ -24,7 +22,9 @@ import aiohttp
 import attrs
 
 from ._settings import check_number
+from .batch import DEFAULT_LOOKAHEAD, TASK_NAME, Batch
 from .cache import CachePolicy, ResultCache
+from .call import Call
 from .clock import Clock
 from .errors import (
     AmplitudeError,
@@ -64,24 +64,23 @@ from .sansio import (
     decipher,
 )
 from .savers import ClientStatistics, Savers
-from .scheduler import LEASE_MARGIN, Scheduler
+from .scheduler import LEASE_MARGIN, Scheduler, Slot, Ticket
 from .split import run_split
 from .transport import DEFAULT_MAX_BODY_BYTES, AiohttpTransport, Transport
 
-__all__ = ["DEFAULT_LOOKAHEAD", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_TIMEOUT", "AmplitudeClient"]
+__all__ = [
+    "DEFAULT_LOOKAHEAD",
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_TIMEOUT",
+    "TASK_NAME",
+    "AmplitudeClient",
+]
 
 R = TypeVar("R")
 P = ParamSpec("P")
 
 DEFAULT_TIMEOUT = 60.0
 """Seconds before one request is abandoned (Amplitude itself may hang ~30 s instead of a 429)."""
-
-TASK_NAME = "amplitude_async query #"
-"""Prefix of the names of the tasks :meth:`AmplitudeClient.gather` and ``as_completed`` start."""
-
-DEFAULT_LOOKAHEAD = 2048
-"""How many queries of a batch wait in the scheduler at once: enough for tight packing, while a
-100,000-query batch costs no more memory than this many waiting requests."""
 
 
 def _endpoint(
@@ -126,8 +125,8 @@ def _refuse_conflicts(given: dict[str, object], overridden_by: str) -> None:
             )
 
 
-class _Call:
-    """One :meth:`AmplitudeClient.run` in progress, as :meth:`AmplitudeClient.aclose` sees it.
+class _Tracked:
+    """One request in progress (a call's sending task), as :meth:`AmplitudeClient.aclose` sees it.
 
     ``sending`` is true while a request is on the wire (and until its answer is decoded); the
     rest of the time the call only waits, and a close may cancel it without losing anything.
@@ -151,6 +150,23 @@ class _Call:
             self.cut = True
             self.cut_sending = self.sending
             self.task.cancel()
+
+
+class _Entered:
+    """The exit half of a scheduler slot already entered (the wait happens outside it, so the
+    call can point at the slot while it waits)."""
+
+    __slots__ = ("slot", "ticket")
+
+    def __init__(self, slot: Slot, ticket: Ticket) -> None:
+        self.slot = slot
+        self.ticket = ticket
+
+    async def __aenter__(self) -> Ticket:
+        return self.ticket
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.slot.__aexit__(*exc_info)
 
 
 class AmplitudeClient:
@@ -250,7 +266,7 @@ class AmplitudeClient:
             coalesce=coalesce,
         )
         self._closed = False
-        self._calls: set[_Call] = set()
+        self._calls: set[_Tracked] = set()
         self._close_done = asyncio.Event()
         self._idle = asyncio.Event()  # set when the client is closed and no call is left
 
@@ -335,44 +351,65 @@ class AmplitudeClient:
         """
         if split:
             return await run_split(self, query, priority=priority, bypass_cache=bypass_cache)
-        pool, cost = query.pool, query.cost
-        self.scheduler.check(pool, cost)
-        return await self._run(query, cost, priority, bypass_cache=bypass_cache)
+        return await self._execute(self._call(query, priority=priority, bypass_cache=bypass_cache))
+
+    def _call(self, query: Query[R], *, priority: int = 0, bypass_cache: bool = False) -> Call[R]:
+        """A :class:`~amplitude_async.call.Call` for ``query``: its cost checked against the
+        budgets (QueryTooExpensive before any wait), its priority checked."""
+        if not isinstance(query, Query):
+            raise TypeError(f"expected a query (such as EventSegmentation), got {query!r}")
+        cost = query.cost
+        self.scheduler.check(query.pool, cost)
+        return Call(query, cost=cost, priority=priority, bypass_cache=bypass_cache)
+
+    async def _execute(self, call: Call[R]) -> R:
+        """Carry ``call`` through the savers, the scheduler and the transport."""
+        if self._closed:
+            raise ClientClosed(path=call.path)
+        try:
+            return await self.savers.run(call, self._send)
+        except ResponseValidationError as exc:
+            raise self._scrubbed(exc) from None
 
     async def _run(
         self, query: Query[R], cost: int, priority: int, *, bypass_cache: bool = False
     ) -> R:
         """:meth:`run` for a query whose ``cost`` has been computed and checked."""
-        if self._closed:
-            raise ClientClosed(path=query.path)
-        send = functools.partial(self._send, query, cost, priority)
-        try:
-            return await self.savers.run(query, cost, send, bypass_cache=bypass_cache)
-        except ResponseValidationError as exc:
-            raise self._scrubbed(exc) from None
+        return await self._execute(
+            Call(query, cost=cost, priority=priority, bypass_cache=bypass_cache)
+        )
 
-    async def _send(self, query: Query[Any], cost: int, priority: int) -> tuple[bytes, Any]:
-        """Send ``query`` through the scheduler, with retries: its raw body and decoded JSON.
+    async def _send(self, call: Call[Any]) -> tuple[bytes, Any]:
+        """Send ``call`` through the scheduler, with retries: its raw body and decoded JSON.
 
         With coalescing this runs in the flight's own task, so a close cuts the flight (and
-        every caller of it gets ClientClosed), not a caller.
+        every caller of it gets ClientClosed), not a caller. Each attempt waits at the call's
+        priority as it is then (a caller joining the flight may have raised it).
         """
         if self._closed:
-            raise ClientClosed(path=query.path)
+            raise ClientClosed(path=call.path)
         task = asyncio.current_task()
         assert task is not None  # a coroutine awaited inside a running loop has a task
-        call = _Call(task)
-        self._calls.add(call)
+        tracked = _Tracked(task)
+        self._calls.add(tracked)
         try:
-            pool = query.pool
-            request = build_request(self.base_url, query, authorization=self._authorization)
+            pool, cost = call.pool, call.cost
+            request = build_request(
+                self.base_url, call.query, authorization=self._authorization, encoded=call.encoded
+            )
             attempts = Attempts()
             error: AmplitudeError | None
             while True:
-                call.sending = False
-                async with self.scheduler.slot(pool, cost, priority=priority) as ticket:
+                tracked.sending = False
+                slot = self.scheduler.slot(pool, cost, priority=call.priority)
+                call.waiting_in(slot)
+                try:
+                    ticket = await slot.__aenter__()
+                finally:
+                    call.waiting_in(None)
+                async with _Entered(slot, ticket):
                     # From here until the answer is decoded, a close waits for this call.
-                    call.sending = True
+                    tracked.sending = True
                     try:
                         response = await self._transport.send(request)
                         body = decipher(
@@ -401,9 +438,9 @@ class AmplitudeClient:
                 if self._closed:
                     # Sent before the close, failed after it: the close forbids sending it again.
                     raise ClientClosed(
-                        "the client was closed; the failed request was not retried", path=query.path
+                        "the client was closed; the failed request was not retried", path=call.path
                     ) from error
-                call.sending = False
+                tracked.sending = False
                 self.scheduler.record_retry(pool)
                 attempts = attempts.after_wait(decision.delay)
                 if decision.pause_pool:
@@ -413,25 +450,25 @@ class AmplitudeClient:
                 elif decision.delay > 0:
                     await self.scheduler.clock.sleep(decision.delay)
         except asyncio.CancelledError:
-            # Only the close's own cancellation becomes ClientClosed (see _Call); another
+            # Only the close's own cancellation becomes ClientClosed (see _Tracked); another
             # cancellation of the caller's task, even at the same time, passes through.
             closed_it = False
-            if call.cut:
-                call.cut = False  # consumed here; _settle must not take it back again
-                closed_it = task.uncancel() <= call.cancelling
+            if tracked.cut:
+                tracked.cut = False  # consumed here; _settle must not take it back again
+                closed_it = task.uncancel() <= tracked.cancelling
             if closed_it:
-                if call.cut_sending:
+                if tracked.cut_sending:
                     what = " during the request"
                 elif attempts.errors or attempts.rate_limited:
                     what = "; the failed request was not retried"
                 else:
                     what = " before the request was sent"
-                raise ClientClosed(f"the client was closed{what}", path=query.path) from None
+                raise ClientClosed(f"the client was closed{what}", path=call.path) from None
             raise
         finally:
-            self._settle(call)
+            self._settle(tracked)
 
-    def _settle(self, call: _Call) -> None:
+    def _settle(self, call: _Tracked) -> None:
         """Forget a finished call and tell a waiting :meth:`aclose`."""
         if call.cut:
             # The close's cancellation was absorbed somewhere below (the call ended without
@@ -463,44 +500,48 @@ class AmplitudeClient:
     @overload
     async def gather(
         self,
-        queries: Iterable[Query[Any]],
+        queries: Iterable[Query[R]],
         *,
         priority: int = ...,
         return_exceptions: Literal[False] = ...,
-    ) -> list[Any]: ...
+    ) -> list[R]: ...
 
     @overload
     async def gather(
         self,
-        queries: Iterable[Query[Any]],
+        queries: Iterable[Query[R]],
         *,
         priority: int = ...,
         return_exceptions: Literal[True],
-    ) -> list[Any | BaseException]: ...
+    ) -> list[R | BaseException]: ...
 
     async def gather(
         self,
-        queries: Iterable[Query[Any]],
+        queries: Iterable[Query[R]],
         *,
         priority: int = 0,
         return_exceptions: bool = False,
-    ) -> list[Any]:
+    ) -> list[R] | list[R | BaseException]:
         """Run every query; return their results in input order.
 
         With ``return_exceptions=False`` the first failure cancels what has not finished and is
-        raised; with ``True`` failures take the place of their results.
+        raised; with ``True`` failures take the place of their results. The list is typed by
+        the queries' result type (``list[Any]``-like for a mix of query classes).
         """
-        batch = list(queries)
-        results: list[Any] = [None] * len(batch)
-        stream = self._stream(batch, priority, capture=return_exceptions)
-        async with contextlib.aclosing(stream):
-            async for index, outcome in stream:
-                results[index] = outcome
+        batch = self._batch(list(queries), priority)
+        results: list[R | BaseException] = [None] * len(batch)  # type: ignore[list-item]
+        async with batch:
+            async for outcome in batch:
+                if outcome.error is not None and not return_exceptions:
+                    raise outcome.error
+                results[outcome.index] = (
+                    outcome.error if outcome.error is not None else outcome.unwrap()
+                )
         return results
 
     async def as_completed(
-        self, queries: Iterable[Query[Any]], *, priority: int = 0
-    ) -> AsyncGenerator[tuple[Query[Any], Any]]:
+        self, queries: Iterable[Query[R]], *, priority: int = 0
+    ) -> AsyncGenerator[tuple[Query[R], R]]:
         """Yield ``(query, result)`` pairs as they complete; the first failure is raised.
 
         To stop early (``break``) without leaving requests running until the generator is
@@ -508,62 +549,19 @@ class AmplitudeClient:
         as results: async for query, result in results: ...``. Closing cancels every query not
         yet finished (nothing more of them is sent) and returns once they have stopped.
         """
-        batch = queries if isinstance(queries, list) else list(queries)
-        # aclosing: closing this generator closes the inner one at once, which cancels its
-        # tasks, instead of leaving that to the inner generator's own finalisation.
-        async with contextlib.aclosing(self._stream(batch, priority, capture=False)) as stream:
-            async for index, outcome in stream:
-                yield batch[index], outcome
+        items = queries if isinstance(queries, list) else list(queries)
+        batch = self._batch(items, priority)
+        async with batch:
+            async for outcome in batch:
+                yield items[outcome.index], outcome.unwrap()
 
-    async def _stream(
-        self, batch: list[Query[Any]], priority: int, *, capture: bool
-    ) -> AsyncGenerator[tuple[int, Any]]:
+    def _batch(self, queries: list[Query[R]], priority: int) -> Batch[Call[R], R]:
+        """A :class:`~amplitude_async.batch.Batch` of calls, every cost checked up front, so a
+        hopeless query fails the batch before the others have spent budget."""
         if self._closed:
             raise ClientClosed()
-        # Every cost is checked before anything is sent, so a hopeless query in a batch fails
-        # the batch up front instead of after the others have spent budget.
-        costs = [query.cost for query in batch]
-        for query, cost in zip(batch, costs, strict=True):
-            self.scheduler.check(query.pool, cost)
-        done: asyncio.Queue[tuple[int, Any, BaseException | None]] = asyncio.Queue()
-        pending: set[asyncio.Task[None]] = set()
-
-        async def one(index: int, query: Query[Any]) -> None:
-            try:
-                result = await self._run(query, costs[index], priority)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                done.put_nowait((index, None, exc))
-            else:
-                done.put_nowait((index, result, None))
-
-        indices = iter(range(len(batch)))
-
-        def top_up() -> None:
-            while len(pending) < DEFAULT_LOOKAHEAD:
-                index = next(indices, None)
-                if index is None:
-                    return
-                task = asyncio.create_task(one(index, batch[index]), name=f"{TASK_NAME}{index}")
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-
-        top_up()
-        remaining = len(batch)
-        try:
-            while remaining:
-                index, result, error = await done.get()
-                remaining -= 1
-                top_up()
-                if error is not None and not capture:
-                    raise error
-                yield index, (error if error is not None else result)
-        finally:
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+        calls = [self._call(query, priority=priority) for query in queries]
+        return Batch(calls, self._execute)
 
     active_users = _endpoint(ActiveUsers)
     session_length_distribution = _endpoint(SessionLengthDistribution)

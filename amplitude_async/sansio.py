@@ -153,11 +153,15 @@ def basic_auth(api_key: str, secret_key: str) -> str:
     return f"Basic {token}"
 
 
-def build_request(base_url: str, query: _Wire, *, authorization: str) -> Request:
-    """Build the GET request for ``query`` against ``base_url``."""
+def build_request(
+    base_url: str, query: _Wire, *, authorization: str, encoded: str | None = None
+) -> Request:
+    """Build the GET request for ``query`` against ``base_url``; ``encoded``: its parameters
+    already percent-encoded (:func:`encode_params`), when the caller has them."""
     path = query.path
-    params = query.params()
-    url = base_url.rstrip("/") + path + (f"?{encode_params(params)}" if params else "")
+    if encoded is None:
+        encoded = encode_params(query.params())
+    url = base_url.rstrip("/") + path + (f"?{encoded}" if encoded else "")
     headers = {"Authorization": authorization, "Accept": "application/json"}
     return Request(path=path, url=url, headers=headers)
 

@@ -12,6 +12,7 @@ from .. import cost as _cost
 from ..cost import ChartKind
 from ..errors import InvalidQuery
 from ..limits import Pool
+from ..naming import Naming, segment_name
 from ..validation import as_list, describe
 from ..values import Segment
 from . import fields
@@ -28,7 +29,7 @@ __all__ = [
     "to_segments",
 ]
 
-R = TypeVar("R")
+R = TypeVar("R", covariant=True)
 
 MAX_LIMIT: Final = 1000
 """The largest ``limit`` any endpoint accepts."""
@@ -81,6 +82,11 @@ class Query(Generic[R]):
         """The query's cost under Amplitude's cost rule (0 when not costed)."""
         raise NotImplementedError
 
+    def naming(self) -> Naming:
+        """What this query tells about its result's series (results use it to name them)."""
+        segments: Sequence[Segment] = getattr(self, "segments", ())
+        return Naming(segments=tuple(segment_name(s) for s in segments))
+
 
 class DatedQuery(Query[R]):
     """A query over the date range ``[start, end]`` (both inclusive, project time zone)."""
@@ -110,6 +116,10 @@ class DatedQuery(Query[R]):
     def span_limit(cls, interval: int | None) -> int | None:
         """The most days one request of this class covers at ``interval`` (``None``: no cap)."""
         return None if interval is None else cls._span_limits.get(interval)
+
+    def naming(self) -> Naming:
+        """The base naming with this query's date range (to read dates sent without a year)."""
+        return attrs.evolve(super().naming(), start=self.start, end=self.end)
 
     def with_range(self, start: date, end: date) -> Self:
         """A copy over ``[start, end]``, validated again (interval spans included)."""
