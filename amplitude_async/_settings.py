@@ -21,6 +21,7 @@ __all__ = [
     "check_priority",
     "non_negative_int",
     "non_negative_number",
+    "optional_positive_number",
     "positive_int",
     "positive_number",
 ]
@@ -84,6 +85,14 @@ def non_negative_int(instance: object, attribute: attrs.Attribute[Any], value: o
 def positive_number(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """attrs validator: a finite real number above zero."""
     check_number(_name(instance, attribute), value)
+
+
+def optional_positive_number(
+    instance: object, attribute: attrs.Attribute[Any], value: object
+) -> None:
+    """attrs validator: ``None``, or a finite real number above zero."""
+    if value is not None:
+        check_number(_name(instance, attribute), value)
 
 
 def non_negative_number(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:

@@ -249,12 +249,15 @@ class AmplitudeClient:
             scheduler = _make_scheduler(key, limits or Limits(), clock, request_timeout, budget_url)
         self.scheduler = scheduler
         self.limits = scheduler.limits
-        # A "rate" 429 pauses the pool for one cost window: that window is the limits' own.
+        # A "rate" 429 pauses the pool for one cost window: the limits' own, unless the
+        # user's policy names another (taken as given).
         if retry_policy is None:
             retry_policy = RetryPolicy(
                 max_retries=MAX_RETRIES if max_retries is None else max_retries
             )
-        self.retry_policy = attrs.evolve(retry_policy, window=self.limits.window)
+        if retry_policy.window is None:
+            retry_policy = attrs.evolve(retry_policy, window=self.limits.window)
+        self.retry_policy = retry_policy
         self._transport: Transport = transport or _default_transport(
             session, request_timeout, max_body_bytes
         )

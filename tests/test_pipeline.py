@@ -286,3 +286,17 @@ async def test_statistics_show_pools_windows_processes_and_what_remains(
     assert stats[Pool.STANDARD].remaining("cost_per_window") == 1000 - QUERY.cost
     with pytest.raises(KeyError):
         stats[Pool.USER].remaining("cost_per_window")
+
+
+# -- configuration taken as given -------------------------------------------------------------
+
+
+def test_a_users_retry_policy_is_taken_as_given() -> None:
+    from amplitude_async import RetryPolicy
+
+    mine = RetryPolicy(max_retries=2, window=7.0)
+    assert AmplitudeClient("key", "secret", retry_policy=mine, limits=FAST).retry_policy is mine
+    # Without a window, the client's limits supply it.
+    unset = AmplitudeClient("key", "secret", retry_policy=RetryPolicy(max_retries=2), limits=FAST)
+    assert unset.retry_policy.window == FAST.window
+    assert AmplitudeClient("key", "secret", limits=FAST).retry_policy.window == FAST.window
