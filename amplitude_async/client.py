@@ -16,15 +16,17 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from datetime import date
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
 import aiohttp
 import attrs
 
-from ._settings import check_number
+from ._settings import check_number, check_priority
 from .batch import DEFAULT_LOOKAHEAD, TASK_NAME, Batch
 from .cache import CachePolicy, ResultCache
 from .call import Call
+from .chunks import run_chunks
 from .clock import Clock
 from .errors import (
     AmplitudeError,
@@ -53,6 +55,7 @@ from .queries import (
     UserComposition,
     UserSearch,
 )
+from .results import bind_query
 from .retry import MAX_RETRIES, Attempts, RetryPolicy
 from .sansio import (
     BASE_URLS,
@@ -65,7 +68,6 @@ from .sansio import (
 )
 from .savers import ClientStatistics, Savers
 from .scheduler import LEASE_MARGIN, Scheduler, Slot, Ticket
-from .split import run_split
 from .transport import DEFAULT_MAX_BODY_BYTES, AiohttpTransport, Transport
 
 __all__ = [
@@ -353,8 +355,40 @@ class AmplitudeClient:
         if the cache holds it, and stores the fresh answer.
         """
         if split:
-            return await run_split(self, query, priority=priority, bypass_cache=bypass_cache)
+            return await self.run_split(query, priority=priority, bypass_cache=bypass_cache)
         return await self._execute(self._call(query, priority=priority, bypass_cache=bypass_cache))
+
+    async def run_split(
+        self,
+        query: Query[R],
+        *,
+        priority: int = 0,
+        bypass_cache: bool = False,
+        start: date | None = None,
+        end: date | None = None,
+    ) -> R:
+        """:meth:`run` with ``split=True``: ``query`` cut by date into chunks that fit the
+        window budget, each run as a call of this client (coalesced, cached, scheduled), and
+        the results merged (see :mod:`amplitude_async.chunks`). ``start``/``end`` run the
+        query's fields over that range instead of its own, which may be longer than one
+        request may cover (a daily segmentation over more than 365 days)."""
+        check_priority(priority)
+        if self._closed:
+            raise ClientClosed(path=query.path)
+
+        def execute(chunk: Query[R], bypass: bool) -> Awaitable[R]:
+            return self._execute(self._call(chunk, priority=priority, bypass_cache=bypass))
+
+        result = await run_chunks(
+            query,
+            execute,
+            budget=self.limits.cost_per_window,
+            bypass_cache=bypass_cache,
+            start=start,
+            end=end,
+            cached=self.savers if self.savers.cache is not None else None,
+        )
+        return bind_query(result, query)
 
     def _call(self, query: Query[R], *, priority: int = 0, bypass_cache: bool = False) -> Call[R]:
         """A :class:`~amplitude_async.call.Call` for ``query``: its cost checked against the

@@ -300,3 +300,27 @@ def test_a_users_retry_policy_is_taken_as_given() -> None:
     unset = AmplitudeClient("key", "secret", retry_policy=RetryPolicy(max_retries=2), limits=FAST)
     assert unset.retry_policy.window == FAST.window
     assert AmplitudeClient("key", "secret", limits=FAST).retry_policy.window == FAST.window
+
+
+# -- split inside the pipeline ----------------------------------------------------------------
+
+
+async def test_a_split_run_sends_its_chunks_as_calls_of_the_pipeline(
+    ordered: OrderedServer,
+) -> None:
+    # 21 days at cost 1 a day with a budget of 10 per window: three chunks. Two callers of the
+    # same split query share every chunk's request (coalesced inside the pipeline), and the
+    # merged result knows its query.
+    limits = Limits(cost_per_window=10).scaled(0.001)
+    query = EventSegmentation(["Sign Up"], START, date(2026, 9, 21), metric="totals")
+    ordered.gate.set()
+    async with AmplitudeClient("key", "secret", base_url=ordered.url, limits=limits) as client:
+        one, two = await asyncio.gather(
+            client.run(query, split=True), client.run_split(query, priority=3)
+        )
+        stats = client.statistics()
+    assert len(ordered.arrived) == 3
+    assert stats.savings.coalesced == 3
+    assert one.query == query
+    assert {row.label for row in one.rows()} == {"Sign Up"}
+    assert one == two
