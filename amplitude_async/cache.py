@@ -41,7 +41,6 @@ from .queries import (
     UserActivity,
     UserSearch,
 )
-from .sansio import encode_params
 
 if TYPE_CHECKING:  # pragma: no cover
     from redis.asyncio import Redis
@@ -155,7 +154,7 @@ def cache_key(target: str, query: Query[Any]) -> str:
     A SHA-256 of both: nothing in it can be read back. Queries are normalised when built and
     ``params()`` is their canonical wire form, so equal queries share a key.
     """
-    return cache_key_of(target, query.path, encode_params(query.params()))
+    return cache_key_of(target, query.path, query.encoded_params())
 
 
 def cache_key_of(target: str, path: str, encoded: str) -> str:

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from ._settings import check_priority
 from .limits import Pool
 from .queries import Query
-from .sansio import encode_params
 
 if TYPE_CHECKING:  # the scheduler imports nothing of calls; a call only holds its slot
     from .scheduler import Slot
@@ -42,7 +41,7 @@ class Call(Generic[R]):
         self.cost = cost
         self.priority = check_priority(priority)
         self.bypass_cache = bypass_cache
-        self.encoded = encode_params(query.params())
+        self.encoded = query.encoded_params()
         self._slot: Slot | None = None
 
     def __repr__(self) -> str:

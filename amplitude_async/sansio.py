@@ -12,7 +12,7 @@ import email.utils
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, Protocol
 from urllib.parse import quote, urlsplit
@@ -30,6 +30,7 @@ from .errors import (
     ResponseValidationError,
     ServerError,
 )
+from .queries.fields import encode_params
 
 __all__ = [
     "BASE_URLS",
@@ -138,13 +139,6 @@ class Request:
     def __repr__(self) -> str:
         # Headers carry the credentials, so they never show up in logs or tracebacks.
         return f"Request(path={self.path!r}, url={self.url!r})"
-
-
-def encode_params(params: Iterable[tuple[str, str]]) -> str:
-    """Percent-encode ordered ``(name, value)`` pairs as Amplitude expects (space → ``%20``)."""
-    return "&".join(
-        f"{quote(name, safe=_SAFE)}={quote(value, safe=_SAFE)}" for name, value in params
-    )
 
 
 def basic_auth(api_key: str, secret_key: str) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -37,6 +38,9 @@ from .scheduler import SchedulerStatistics
 __all__ = ["ClientStatistics", "Savers", "SavingsStatistics", "Send"]
 
 R = TypeVar("R")
+
+DECODED_ENTRIES = 256
+"""Cache hits whose decoded result is kept beside the cache (most recently used)."""
 
 Send = Callable[[Call[Any]], Awaitable[tuple[bytes, Any]]]
 """Send a call through the scheduler: its raw body and decoded JSON."""
@@ -111,20 +115,21 @@ class Savers:
         self.cache = cache
         self.policy = policy or CachePolicy()
         self._coalescer = Coalescer() if coalesce else None
-        self._counts = SavingsStatistics()
+        # Plain counters, snapshotted by statistics(): counting is on every call's path.
+        self._counts = dict.fromkeys((a.name for a in attrs.fields(SavingsStatistics)), 0)
+        self._decoded: OrderedDict[tuple[str, str], tuple[bytes, Any]] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"<Savers cache={self.cache!r} coalesce={self._coalescer is not None}>"
 
     def statistics(self) -> SavingsStatistics:
         """An immutable snapshot of the counters."""
-        return self._counts
+        return SavingsStatistics(**self._counts)
 
     def _count(self, **deltas: int) -> None:
         counts = self._counts
-        self._counts = attrs.evolve(
-            counts, **{name: getattr(counts, name) + n for name, n in deltas.items()}
-        )
+        for name, n in deltas.items():
+            counts[name] += n
 
     def key(self, query: Query[Any] | Call[Any]) -> str:
         """The cache key of ``query`` (or of a call's query) for this client."""
@@ -200,11 +205,23 @@ class Savers:
     def _decode(self, query: Query[R], body: bytes | None) -> R | None:
         if body is None:
             return None
+        # Results are immutable: a body decoded a moment ago is not decoded again (a hit of a
+        # hot dashboard query is then a look-up and a comparison of bytes).
+        key = (query.path, query.encoded_params())
+        known = self._decoded.get(key)
+        if known is not None and known[0] == body:
+            self._decoded.move_to_end(key)
+            result: R = known[1]
+            return result
         try:
-            return structure_result(json.loads(body), query.result_type, path=query.path)
+            result = structure_result(json.loads(body), query.result_type, path=query.path)
         except (ValueError, AmplitudeError):
             # An entry written by another version, or damaged: a miss, overwritten below.
             return None
+        self._decoded[key] = (body, result)
+        if len(self._decoded) > DECODED_ENTRIES:
+            self._decoded.popitem(last=False)
+        return result
 
     async def _get(self, keys: list[str]) -> list[bytes | None]:
         assert self.cache is not None

@@ -56,7 +56,9 @@ class Query(Generic[R]):
     fields declare their own wire names (:mod:`amplitude_async.queries.fields`).
     """
 
-    __slots__ = ()
+    # The wire form, computed once: a query is immutable, and the client needs its parameters
+    # for the request URL and the cache key (attrs leaves this slot out of eq, hash and repr).
+    __slots__ = ("_encoded", "_params")
 
     endpoint: ClassVar[str] = ""
     """The snake_case endpoint name (the key in :data:`ENDPOINTS`)."""
@@ -75,7 +77,21 @@ class Query(Generic[R]):
 
     def params(self) -> Params:
         """Ordered ``(name, value)`` wire parameters, not URL-encoded."""
-        return fields.to_params(self)
+        try:
+            params: Params = object.__getattribute__(self, "_params")
+        except AttributeError:
+            params = fields.to_params(self)
+            object.__setattr__(self, "_params", params)
+        return params
+
+    def encoded_params(self) -> str:
+        """:meth:`params` percent-encoded as sent (the request's query string)."""
+        try:
+            encoded: str = object.__getattribute__(self, "_encoded")
+        except AttributeError:
+            encoded = fields.encode_params(self.params())
+            object.__setattr__(self, "_encoded", encoded)
+        return encoded
 
     @property
     def cost(self) -> int:
