@@ -16,7 +16,9 @@ from .errors import ConfigurationError
 
 __all__ = [
     "MAX_PRIORITY",
+    "check_bound",
     "check_factor",
+    "check_instance",
     "check_number",
     "check_priority",
     "non_negative_int",
@@ -65,6 +67,19 @@ def check_priority(value: object, name: str = "priority") -> int:
     if not -MAX_PRIORITY <= value <= MAX_PRIORITY:
         raise ConfigurationError(name, f"must be within ±10**9, got {value!r}")
     return value
+
+
+def check_bound(name: str, value: object) -> float:
+    """A duration that may be infinite (``inf``: never): a number, zero or above, not NaN."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == math.inf:
+        return math.inf
+    return check_number(name, value, allow_zero=True)
+
+
+def check_instance(name: str, value: object, kind: type, what: str) -> None:
+    """Raise :class:`ConfigurationError` naming ``name`` unless ``value`` is a ``kind``."""
+    if not isinstance(value, kind):
+        raise ConfigurationError(name, f"must be {what}, got {value!r}")
 
 
 def check_factor(value: object) -> float:

@@ -22,7 +22,7 @@ from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 import aiohttp
 import attrs
 
-from ._settings import check_number, check_priority
+from ._settings import check_instance, check_number, check_priority
 from .batch import DEFAULT_LOOKAHEAD, TASK_NAME, Batch
 from .cache import CachePolicy, ResultCache
 from .call import Call
@@ -223,6 +223,16 @@ class AmplitudeClient:
             secret_key if secret_key is not None else os.environ.get("AMPLITUDE_SECRET_KEY")
         )
         key, secret = check_credentials(api_key, secret_key)
+        if limits is not None:
+            check_instance("limits", limits, Limits, "a Limits")
+        if not isinstance(coalesce, bool):
+            raise ConfigurationError("coalesce", f"must be True or False, got {coalesce!r}")
+        if cache is not None:
+            check_instance("cache", cache, ResultCache, "a ResultCache (MemoryCache, RedisCache)")
+        if cache_policy is not None:
+            check_instance("cache_policy", cache_policy, CachePolicy, "a CachePolicy")
+        if retry_policy is not None:
+            check_instance("retry_policy", retry_policy, RetryPolicy, "a RetryPolicy")
         if region not in BASE_URLS:
             raise ConfigurationError(
                 "region", f"must be one of {sorted(BASE_URLS)}, got {region!r}"

@@ -74,7 +74,7 @@ from typing import Final
 from aiolimiter import AsyncLimiter
 from attrs import define, field, frozen
 
-from ._settings import check_priority
+from ._settings import check_instance, check_number, check_priority
 from .admission import (
     BudgetStore,
     BudgetUsage,
@@ -86,7 +86,7 @@ from .admission import (
 )
 from .budget import EntryId, WindowUsage, check_cost, pool_windows, weight_of
 from .clock import Clock, LoopClock
-from .errors import AmplitudeError, BudgetUnavailable
+from .errors import AmplitudeError, BudgetUnavailable, ConfigurationError
 from .limits import DEFAULT_LIMITS, Limits, Pool
 
 __all__ = [
@@ -281,7 +281,7 @@ class Scheduler:
 
     def __init__(
         self,
-        limits: Limits = DEFAULT_LIMITS,
+        limits: Limits | None = None,
         *,
         clock: Clock | None = None,
         store: BudgetStore | None = None,
@@ -290,17 +290,29 @@ class Scheduler:
         lease: float = DEFAULT_LEASE,
         unavailable_wait: float = DEFAULT_UNAVAILABLE_WAIT,
     ) -> None:
-        if lease <= 0:
-            raise ValueError(f"lease must be positive, got {lease!r}")
-        if unavailable_wait < 0:
-            raise ValueError(f"unavailable_wait must not be negative, got {unavailable_wait!r}")
+        # Every option is checked here, once, naming it (ConfigurationError, a ValueError).
+        lease = check_number("lease", lease)
+        unavailable_wait = check_number("unavailable_wait", unavailable_wait, allow_zero=True)
+        if limits is not None:
+            check_instance("limits", limits, Limits, "a Limits")
+        if pacing is not None and not isinstance(pacing, bool | AsyncLimiter):
+            raise ConfigurationError("pacing", f"must be a bool or an AsyncLimiter, got {pacing!r}")
         self._clock: Clock = clock if clock is not None else LoopClock()
         if store is None:
             store = InMemoryBudgetStore(
-                limits, clock=self._clock, starvation_bound=starvation_bound
+                limits or DEFAULT_LIMITS, clock=self._clock, starvation_bound=starvation_bound
             )
-        elif starvation_bound is not None and starvation_bound != store.starvation_bound:
-            raise ValueError("starvation_bound belongs to the store: set it there")
+        else:
+            if limits is not None and limits != store.limits:
+                raise ConfigurationError(
+                    "limits",
+                    "cannot be combined with store= (the store's limits govern): "
+                    "give the limits to the store",
+                )
+            if starvation_bound is not None and starvation_bound != store.starvation_bound:
+                raise ConfigurationError(
+                    "starvation_bound", "belongs to the store (store=): set it there"
+                )
         self._store: BudgetStore = store
         self.limits = limits = store.limits
         self.starvation_bound = store.starvation_bound

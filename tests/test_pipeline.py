@@ -4,6 +4,7 @@ results that know their query, statistics people can read."""
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from datetime import date
 from typing import Any
@@ -324,3 +325,61 @@ async def test_a_split_run_sends_its_chunks_as_calls_of_the_pipeline(
     assert one.query == query
     assert {row.label for row in one.rows()} == {"Sign Up"}
     assert one == two
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"lease": math.nan}, "lease"),
+        ({"lease": -1.0}, "lease"),
+        ({"lease": "30"}, "lease"),
+        ({"unavailable_wait": math.inf}, "unavailable_wait"),
+        ({"limits": {"concurrent": 5}}, "limits"),
+        ({"pacing": "yes"}, "pacing"),
+        ({"starvation_bound": math.nan}, "starvation_bound"),
+        ({"starvation_bound": -1.0}, "starvation_bound"),
+    ],
+)
+def test_scheduler_options_are_checked_once_naming_the_field(
+    options: dict[str, Any], field: str
+) -> None:
+    from amplitude_async.scheduler import Scheduler
+
+    with pytest.raises(ConfigurationError) as info:
+        Scheduler(**options)
+    assert info.value.field == field
+
+
+def test_limits_beside_a_store_with_other_limits_are_refused() -> None:
+    from amplitude_async.admission import InMemoryBudgetStore
+    from amplitude_async.scheduler import Scheduler
+
+    store = InMemoryBudgetStore(Limits(concurrent=3))
+    with pytest.raises(ConfigurationError) as info:
+        Scheduler(Limits(), store=store)
+    assert info.value.field == "limits"
+    with pytest.raises(ConfigurationError) as bound:
+        Scheduler(store=store, starvation_bound=1.0)
+    assert bound.value.field == "starvation_bound"
+    # The same limits, or none, are fine: the store's govern.
+    assert Scheduler(Limits(concurrent=3), store=store).limits == Limits(concurrent=3)
+    assert Scheduler(store=store).limits == Limits(concurrent=3)
+    assert InMemoryBudgetStore(Limits(), starvation_bound=math.inf).starvation_bound == math.inf
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"limits": "fast"}, "limits"),
+        ({"coalesce": 1}, "coalesce"),
+        ({"cache": {}}, "cache"),
+        ({"cache_policy": 300}, "cache_policy"),
+        ({"retry_policy": 4}, "retry_policy"),
+    ],
+)
+def test_client_options_of_the_wrong_type_are_refused_naming_the_field(
+    options: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        AmplitudeClient("key", "secret", **options)
+    assert info.value.field == field
