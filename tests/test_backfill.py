@@ -8,7 +8,7 @@ import os
 import random
 import signal
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -259,9 +259,14 @@ DATASET = SyntheticDataset(seed=1, users=300, days=61, start=START)
 
 
 @pytest.fixture
-async def emulator() -> AsyncIterator[Emulator]:
-    async with Emulator(DATASET, limits=LIMITS) as emu:
-        yield emu
+def amplitude_emulator_options() -> dict[str, Any]:
+    return {"dataset": DATASET, "limits": LIMITS}
+
+
+@pytest.fixture
+def emulator(amplitude_emulator: Emulator) -> Emulator:
+    """The emulator of the project's pytest plugin, with this module's options."""
+    return amplitude_emulator
 
 
 async def backfill(job_path: Path, emu: Emulator, **kwargs: Any) -> Any:
