@@ -13,15 +13,15 @@ Every result has ``rows(query=None)``: the answer as :class:`Row` objects whose 
 person would call the series (a group-by value, an event's name, a segment, a funnel step, a
 retention cohort), whose x value is a ``date``/``datetime``/``time`` where the API sent one, and
 whose value is a number. Pass the query that produced the result so labels can use its event and
-segment names; without it, labels come from the response alone. ``to_pandas(query=None)`` turns
-the same rows into a ``pandas.DataFrame`` when pandas is installed (``amplitude-async[pandas]``);
-pandas is imported only then.
+segment names; without it, labels come from the response alone. ``to_pandas(query=None)``,
+``to_arrow(query=None)`` and ``to_polars(query=None)`` turn the same rows into a
+``pandas.DataFrame``, a ``pyarrow.Table`` or a ``polars.DataFrame`` with the same columns and
+types (:mod:`amplitude_async.frames`); each library is imported only when its method is called.
 """
 
 from __future__ import annotations
 
 import csv
-import importlib
 import io
 import math
 import re
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeAlias
 
 from attrs import field, frozen
 
+from . import frames
 from .values import Event, InCohort, PerformedEvent, Segment, Where
 
 if TYPE_CHECKING:
@@ -293,20 +294,6 @@ def _meta_parts(meta: SeriesMeta | None) -> tuple[int | None, int | None, str | 
     return None, None, meta or None
 
 
-def _data_frame(rows: Sequence[Row]) -> Any:
-    """The rows as a ``pandas.DataFrame`` (columns label, x, value, metric)."""
-    try:
-        pandas = importlib.import_module("pandas")
-    except ImportError:
-        raise ImportError(
-            "to_pandas() needs pandas: pip install 'amplitude-async[pandas]'"
-        ) from None
-    return pandas.DataFrame(
-        [(r.label, r.x_value, r.value, r.metric) for r in rows],
-        columns=["label", "x", "value", "metric"],
-    )
-
-
 class Tabular(Protocol):
     """What every result offers: its values as rows named with the query's help."""
 
@@ -325,7 +312,15 @@ class _ToPandas:
 
     def to_pandas(self, query: Query[Any] | None = None) -> Any:
         """:meth:`rows` as a ``pandas.DataFrame`` (needs ``amplitude-async[pandas]``)."""
-        return _data_frame(self.rows(query))
+        return frames.to_pandas(self.rows(query))
+
+    def to_arrow(self, query: Query[Any] | None = None) -> Any:
+        """:meth:`rows` as a ``pyarrow.Table`` (needs ``amplitude-async[parquet]``)."""
+        return frames.to_arrow(self.rows(query))
+
+    def to_polars(self, query: Query[Any] | None = None) -> Any:
+        """:meth:`rows` as a ``polars.DataFrame`` (needs ``amplitude-async[polars]``)."""
+        return frames.to_polars(self.rows(query))
 
 
 # --- series-shaped results ---------------------------------------------------------------------

@@ -153,7 +153,7 @@ limit = "50"
         ('metric = "median"', '"q".metric', "metric"),
         ("colour = 1", '"q".colour', "not a field"),
         ('events = [{ event_type = "X", filter = [] }]', "events[0].filter", "unknown field"),
-        ('formats = ["parquet"]', "formats[0]", "Parquet"),
+        ('formats = ["xlsx"]', "formats[0]", "unknown format 'xlsx'"),
     ],
 )
 def test_job_file_errors_name_the_field(tmp_path: Path, patch: str, field: str, words: str) -> None:
