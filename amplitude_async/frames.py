@@ -78,9 +78,10 @@ def import_optional(module: str, what: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError:
-        extra = _EXTRAS.get(module, module)
+        package = module.partition(".")[0]
+        extra = _EXTRAS.get(package, package)
         raise ImportError(
-            f"{what} needs {module}: pip install 'amplitude-async[{extra}]'"
+            f"{what} needs {package}: pip install 'amplitude-async[{extra}]'"
         ) from None
 
 

@@ -64,8 +64,8 @@ class ParquetWriter:
             raise ValueError("a Parquet file needs at least one column")
         if row_group_rows < 1:
             raise ValueError(f"row_group_rows must be positive, got {row_group_rows}")
-        self._pa = import_optional("pyarrow", f"Parquet output ({PARQUET_EXTRA})")
-        pq = import_optional("pyarrow.parquet", f"Parquet output ({PARQUET_EXTRA})")
+        self._pa = import_optional("pyarrow", "Parquet output")
+        pq = import_optional("pyarrow.parquet", "Parquet output")
         self.path = path
         self.columns = tuple(columns)
         self.row_group_rows = row_group_rows
