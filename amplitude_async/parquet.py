@@ -9,12 +9,12 @@
     out.rows                                # how many were written
 
 Records are tuples in the order of the columns, with Python values of each column's
-:data:`~amplitude_async.frames.ColumnType` (``None`` for null). They are buffered until
-``row_group_rows`` of them are there, then written as one row group, so memory stays bounded
-however many records come. The file is written under a temporary name in the target's
-directory and renamed over it (:func:`os.replace`) only when the writer closes without error;
-on an error, or :meth:`ParquetWriter.abort`, the temporary file is deleted and an existing file
-at ``path`` is left as it was.
+:data:`~amplitude_async.frames.ColumnType` (``None`` for null). They are converted to Arrow
+arrays a few thousand at a time and written as one row group when ``row_group_rows`` of them
+are there, so memory stays bounded however many records come. The file is written under a
+temporary name in the target's directory and renamed over it (:func:`os.replace`) only when
+the writer closes without error; on an error, or :meth:`ParquetWriter.abort`, the temporary
+file is deleted and an existing file at ``path`` is left as it was.
 
 pyarrow is imported when a writer is created; without it, ``ImportError`` names the extra
 ``amplitude-async[parquet]``.
@@ -36,6 +36,9 @@ __all__ = ["DEFAULT_ROW_GROUP_ROWS", "PARQUET_EXTRA", "ParquetWriter", "write_pa
 
 DEFAULT_ROW_GROUP_ROWS: Final = 65_536
 """Records per row group: large enough for good compression, small enough to buffer."""
+
+_CONVERT_ROWS: Final = 4096
+"""Records held as Python objects before they are converted to Arrow arrays."""
 
 PARQUET_EXTRA: Final = "amplitude-async[parquet]"
 """The extra that installs what Parquet output needs (pyarrow)."""
@@ -73,6 +76,8 @@ class ParquetWriter:
         """Records written so far (buffered ones included)."""
         self._schema = arrow_schema(self.columns, metadata)
         self._buffer: list[list[Any]] = [[] for _ in self.columns]
+        self._batches: list[Any] = []
+        self._pending = 0
         self._closed = False
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -116,15 +121,18 @@ class ParquetWriter:
         for values, value in zip(self._buffer, record, strict=True):
             values.append(value)
         self.rows += 1
-        if len(self._buffer[0]) >= self.row_group_rows:
-            self._flush()
+        if len(self._buffer[0]) >= min(_CONVERT_ROWS, self.row_group_rows - self._pending):
+            self._convert()
+            if self._pending >= self.row_group_rows:
+                self._flush()
 
     def write_many(self, records: Iterable[Sequence[object]]) -> None:
         """:meth:`write` each of ``records``."""
         for record in records:
             self.write(record)
 
-    def _flush(self) -> None:
+    def _convert(self) -> None:
+        """Turn the buffered Python values into an Arrow batch (far smaller than the objects)."""
         if not self._buffer[0]:
             return
         pa = self._pa
@@ -140,9 +148,19 @@ class ParquetWriter:
         for column, array in zip(self.columns, arrays, strict=True):
             if not column.nullable and array.null_count:
                 raise ValueError(f"column {column.name!r} of {self.path.name} may not be null")
-        batch = pa.RecordBatch.from_arrays(arrays, schema=self._schema)
-        self._writer.write_batch(batch, row_group_size=len(batch))
+        self._batches.append(pa.RecordBatch.from_arrays(arrays, schema=self._schema))
+        self._pending += len(self._buffer[0])
         self._buffer = [[] for _ in self.columns]
+
+    def _flush(self) -> None:
+        """Write the converted batches as one row group."""
+        self._convert()
+        if not self._pending:
+            return
+        table = self._pa.Table.from_batches(self._batches, schema=self._schema)
+        self._writer.write_table(table, row_group_size=self._pending)
+        self._batches = []
+        self._pending = 0
 
     def close(self) -> int:
         """Write what is buffered, finish the file and rename it to ``path``; returns the number
@@ -168,6 +186,7 @@ class ParquetWriter:
             return
         self._closed = True
         self._buffer = [[] for _ in self.columns]
+        self._batches = []
         try:
             with contextlib.suppress(Exception):  # the file is thrown away anyway
                 self._writer.close()

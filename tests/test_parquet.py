@@ -66,6 +66,17 @@ def test_records_come_back_typed_in_row_groups_of_the_given_size(tmp_path: Path)
     assert leftovers(path.parent) == []
 
 
+def test_row_groups_larger_than_a_conversion_batch_keep_their_size(tmp_path: Path) -> None:
+    path = tmp_path / "many.parquet"
+    columns = (Column("n", "int64", nullable=False),)
+    assert write_parquet(path, columns, ((i,) for i in range(12_000)), row_group_rows=5000) == (
+        12_000
+    )
+    meta = pq.ParquetFile(path).metadata
+    assert [meta.row_group(g).num_rows for g in range(meta.num_row_groups)] == [5000, 5000, 2000]
+    assert pq.read_table(path).column("n").to_pylist() == list(range(12_000))
+
+
 def test_nothing_appears_until_close_and_the_old_file_is_replaced_whole(tmp_path: Path) -> None:
     path = tmp_path / "members.parquet"
     write_parquet(path, COLUMNS, [record(1)])
