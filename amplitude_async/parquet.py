@@ -110,7 +110,11 @@ class ParquetWriter:
             self.abort()
 
     def write(self, record: Sequence[object]) -> None:
-        """Add one record (a value per column, in order); a full buffer becomes a row group."""
+        """Add one record (a value per column, in order).
+
+        A value that does not fit its column raises ``ValueError`` when its batch is converted
+        (at the latest on :meth:`close`); the file is then not written.
+        """
         if self._closed:
             raise ValueError(f"the writer of {self.path} is closed")
         if len(record) != len(self.columns):
