@@ -15,14 +15,15 @@ retention cohort), whose x value is a ``date``/``datetime``/``time`` where the A
 whose value is a number. A result returned by the client knows its query (``result.query``, see
 :func:`bind_query`), so labels use its event and segment names; a result decoded by hand takes
 the query as an argument, and without one its labels come from the response alone.
-``to_pandas(query=None)`` turns the same rows into a ``pandas.DataFrame`` when pandas is
-installed (``amplitude-async[pandas]``); pandas is imported only then.
+``to_pandas(query=None)``, ``to_arrow(query=None)`` and ``to_polars(query=None)`` turn the same
+rows into a ``pandas.DataFrame``, a ``pyarrow.Table`` or a ``polars.DataFrame`` with the same
+columns and types (:mod:`amplitude_async.frames`); each library is imported only when its
+method is called.
 """
 
 from __future__ import annotations
 
 import csv
-import importlib
 import io
 import math
 import re
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeAlias, TypeVar
 
 from attrs import field, frozen
 
+from . import frames
 from .naming import ALL_USERS, Naming, event_name, segment_name
 
 if TYPE_CHECKING:
@@ -213,20 +215,6 @@ def _meta_parts(meta: SeriesMeta | None) -> tuple[int | None, int | None, str | 
     return None, None, meta or None
 
 
-def _data_frame(rows: Sequence[Row]) -> Any:
-    """The rows as a ``pandas.DataFrame`` (columns label, x, value, metric)."""
-    try:
-        pandas = importlib.import_module("pandas")
-    except ImportError:
-        raise ImportError(
-            "to_pandas() needs pandas: pip install 'amplitude-async[pandas]'"
-        ) from None
-    return pandas.DataFrame(
-        [(r.label, r.x_value, r.value, r.metric) for r in rows],
-        columns=["label", "x", "value", "metric"],
-    )
-
-
 class Tabular(Protocol):
     """What every result offers: its values as rows named with the query's help."""
 
@@ -256,7 +244,15 @@ class _ToPandas:
 
     def to_pandas(self, query: Query[Any] | None = None) -> Any:
         """:meth:`rows` as a ``pandas.DataFrame`` (needs ``amplitude-async[pandas]``)."""
-        return _data_frame(self.rows(query))
+        return frames.to_pandas(self.rows(query))
+
+    def to_arrow(self, query: Query[Any] | None = None) -> Any:
+        """:meth:`rows` as a ``pyarrow.Table`` (needs ``amplitude-async[parquet]``)."""
+        return frames.to_arrow(self.rows(query))
+
+    def to_polars(self, query: Query[Any] | None = None) -> Any:
+        """:meth:`rows` as a ``polars.DataFrame`` (needs ``amplitude-async[polars]``)."""
+        return frames.to_polars(self.rows(query))
 
 
 AnyResult = TypeVar("AnyResult")
