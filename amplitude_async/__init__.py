@@ -7,6 +7,8 @@ exceeded. ``amplitude_async.testing`` holds an emulator of the API for offline u
 
 from __future__ import annotations
 
+import logging
+
 from .admission import BudgetStore, InMemoryBudgetStore
 from .cache import CachePolicy, MemoryCache, RedisCache, ResultCache
 from .client import AmplitudeClient
@@ -31,6 +33,7 @@ from .errors import (
     TransportError,
 )
 from .limits import Limits, Pool
+from .observe import AdmittedEvent, RateLimitedEvent, ResponseEvent, RetryEvent
 from .queries import (
     DAILY,
     HOURLY,
@@ -80,6 +83,9 @@ from .values import Event, GroupBy, InCohort, PerformedEvent, PropertyFilter, Se
 
 __version__ = "0.1.0"
 
+# Silent unless the application configures logging (the standard library's advice to libraries).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
 __all__ = [
     "DAILY",
     "HOURLY",
@@ -89,6 +95,7 @@ __all__ = [
     "APIError",
     "ActiveUsers",
     "ActiveUsersResult",
+    "AdmittedEvent",
     "AmplitudeClient",
     "AmplitudeError",
     "AuthenticationError",
@@ -130,12 +137,15 @@ __all__ = [
     "RateLimited",
     "RealtimeActiveUsers",
     "RealtimeActiveUsersResult",
+    "RateLimitedEvent",
     "RedisCache",
     "ResponseValidationError",
     "ResultCache",
     "Retention",
+    "ResponseEvent",
     "ResponseTooLarge",
     "RetentionResult",
+    "RetryEvent",
     "RetryPolicy",
     "RevenueLTV",
     "RevenueLTVResult",

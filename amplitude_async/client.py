@@ -35,6 +35,7 @@ from .errors import (
     TransportError,
 )
 from .limits import Limits
+from .observe import EventHooks, Observer, check_hooks
 from .queries import (
     ActiveUsers,
     AverageSessionLength,
@@ -177,6 +178,12 @@ class AmplitudeClient:
     the object that would ignore it (``max_retries`` with ``retry_policy``; ``session``,
     ``timeout`` or ``max_body_bytes`` with ``transport``; ``limits``, ``clock`` or ``budget_url``
     with ``scheduler``) raises :class:`~amplitude_async.errors.ConfigurationError`.
+
+    ``event_hooks`` (``{"admitted": [...], "response": [...], "retry": [...],
+    "rate_limited": [...]}``) are called with the events of :mod:`amplitude_async.observe`.
+    With ``opentelemetry-api`` installed the client reports spans and metrics to
+    ``tracer_provider`` and ``meter_provider`` (default: the global ones, no-op until an SDK
+    sets them); ``telemetry=False`` turns that off. See :mod:`amplitude_async.otel`.
     """
 
     def __init__(
@@ -199,6 +206,10 @@ class AmplitudeClient:
         cache: ResultCache | None = None,
         cache_policy: CachePolicy | None = None,
         budget_url: str | None = None,
+        event_hooks: EventHooks | None = None,
+        telemetry: bool = True,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
     ) -> None:
         api_key = api_key if api_key is not None else os.environ.get("AMPLITUDE_API_KEY")
         secret_key = (
@@ -216,6 +227,17 @@ class AmplitudeClient:
                 {"session": session, "timeout": timeout, "max_body_bytes": max_body_bytes},
                 "transport",
             )
+        hooks = check_hooks(event_hooks)
+        if not telemetry:
+            for name, provider in (
+                ("tracer_provider", tracer_provider),
+                (
+                    "meter_provider",
+                    meter_provider,
+                ),
+            ):
+                if provider is not None:
+                    raise ConfigurationError(name, "cannot be combined with telemetry=False")
         if scheduler is not None:
             _refuse_conflicts(
                 {"limits": limits, "clock": clock, "budget_url": budget_url}, "scheduler"
@@ -249,6 +271,7 @@ class AmplitudeClient:
             policy=cache_policy,
             coalesce=coalesce,
         )
+        self._observer = _make_observer(self, hooks, telemetry, tracer_provider, meter_provider)
         self._closed = False
         self._calls: set[_Call] = set()
         self._close_done = asyncio.Event()
@@ -302,6 +325,7 @@ class AmplitudeClient:
             # Even if this close is itself cancelled: cut whatever is left, close the session.
             for call in list(self._calls):
                 call.cancel()
+            self._observer.close()
             try:
                 if self._owns_scheduler:
                     await self.scheduler.aclose()
@@ -347,7 +371,8 @@ class AmplitudeClient:
             raise ClientClosed(path=query.path)
         send = functools.partial(self._send, query, cost, priority)
         try:
-            return await self.savers.run(query, cost, send, bypass_cache=bypass_cache)
+            with self._observer.query(query, cost, priority):
+                return await self.savers.run(query, cost, send, bypass_cache=bypass_cache)
         except ResponseValidationError as exc:
             raise self._scrubbed(exc) from None
 
@@ -370,11 +395,15 @@ class AmplitudeClient:
             error: AmplitudeError | None
             while True:
                 call.sending = False
-                async with self.scheduler.slot(pool, cost, priority=priority) as ticket:
+                async with (
+                    self.scheduler.slot(pool, cost, priority=priority) as ticket,
+                    self._observer.attempt(query, request, ticket, attempts) as attempt,
+                ):
                     # From here until the answer is decoded, a close waits for this call.
                     call.sending = True
                     try:
                         response = await self._transport.send(request)
+                        attempt.status = response.status
                         body = decipher(
                             response.status,
                             response.headers,
@@ -383,7 +412,7 @@ class AmplitudeClient:
                             redact=self._redact,
                         )
                     except AmplitudeError as exc:
-                        error = self._scrubbed(exc)
+                        error = attempt.error = self._scrubbed(exc)
                         if isinstance(exc, TransportError):
                             # The server may still be counting it: hold its entry until its
                             # lease ends.
@@ -394,6 +423,7 @@ class AmplitudeClient:
                     return response.body, body
                 attempts = attempts.after(error)
                 decision = self.retry_policy.decide(attempts, error)
+                await self._observer.failed(query, error, attempts, decision)
                 if isinstance(error, RateLimited):
                     self.scheduler.record_rate_limited(pool)
                 if not decision.retry:
@@ -580,6 +610,28 @@ class AmplitudeClient:
     revenue_ltv = _endpoint(RevenueLTV)
     chart_csv = _endpoint(ChartCSV)
     chart_query = _endpoint(ChartQuery)
+
+
+def _make_observer(
+    client: AmplitudeClient,
+    hooks: dict[str, Any],
+    telemetry: bool,
+    tracer_provider: Any,
+    meter_provider: Any,
+) -> Observer:
+    """The client's observer; OpenTelemetry is imported here only, and only if ``telemetry``."""
+    traced = None
+    if telemetry:
+        from . import otel
+
+        traced = otel.load(
+            server=client.base_url,
+            redact=client._redact,
+            statistics=client.statistics,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+        )
+    return Observer(redact=client._redact, hooks=hooks, telemetry=traced)
 
 
 def _default_transport(

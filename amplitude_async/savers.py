@@ -18,6 +18,7 @@ hits, misses, coalesced callers and the cost each saved.
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -29,12 +30,15 @@ from .cache import CachePolicy, ResultCache, cache_key, cache_ttl
 from .coalesce import Coalescer
 from .converter import structure_result
 from .errors import AmplitudeError, CacheUnavailable
+from .observe import count as observe_count
 from .queries import Query
 from .scheduler import SchedulerStatistics
 
 __all__ = ["ClientStatistics", "Savers", "SavingsStatistics", "Send"]
 
 R = TypeVar("R")
+
+_log = logging.getLogger(__name__)
 
 Send = Callable[[], Awaitable[tuple[bytes, Any]]]
 """Send a query through the scheduler: its raw body and decoded JSON."""
@@ -120,6 +124,7 @@ class Savers:
         self._counts = attrs.evolve(
             counts, **{name: getattr(counts, name) + n for name, n in deltas.items()}
         )
+        observe_count(deltas)
 
     def key(self, query: Query[Any]) -> str:
         """The cache key of ``query`` for this client."""
@@ -207,10 +212,6 @@ class Savers:
     def _failed(self, exc: Exception) -> None:
         # Any store failure (connection refused, timeout, a full Redis) only costs the saving.
         self._count(cache_errors=1)
-        warnings.warn(
-            CacheUnavailable(
-                f"result cache {self.cache!r} failed ({type(exc).__name__}: {exc}); "
-                "answering without it"
-            ),
-            stacklevel=2,
-        )
+        text = f"result cache {self.cache!r} failed ({type(exc).__name__}: {exc})"
+        _log.warning("%s; answering without it", text, extra={"error": text})
+        warnings.warn(CacheUnavailable(f"{text}; answering without it"), stacklevel=2)

@@ -1,0 +1,321 @@
+"""OpenTelemetry traces and metrics of a client (the optional ``otel`` extra).
+
+Only :func:`load` imports ``opentelemetry``, and only when a client is created with telemetry
+on (the default) and the package is installed; without an SDK configured every call below is
+the API's no-op. Names, units and attributes are in the README's "Observability" table.
+
+Traces: a span ``amplitude.query`` per query (from the call to its result, whether it was
+sent, answered by the cache or joined an identical query in flight), current while the query
+runs so that it is the child of the caller's span; and a ``GET`` span (kind CLIENT, the HTTP
+client semantic conventions) per request sent, its child.
+
+Metrics: counters and histograms recorded as requests end, and observable gauges read from
+the client's :meth:`~amplitude_async.client.AmplitudeClient.statistics` at each collection.
+Instruments are created once per meter provider and shared by the clients using it.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+import weakref
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from .errors import AmplitudeError, RateLimited
+from .sansio import Redactor, Request
+from .scheduler import SchedulerStatistics, Ticket
+
+if TYPE_CHECKING:
+    from contextvars import Token
+
+    from opentelemetry.context import Context
+    from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+    from opentelemetry.trace import Span, TracerProvider
+
+    from .queries import Query
+
+__all__ = ["SCOPE", "Telemetry", "load"]
+
+SCOPE = "amplitude_async"
+"""The instrumentation scope (tracer and meter name)."""
+
+
+def load(
+    *,
+    server: str,
+    redact: Redactor,
+    statistics: Callable[[], SchedulerStatistics],
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+) -> Telemetry | None:
+    """The telemetry of a client of ``server``, or ``None`` if ``opentelemetry-api`` is not
+    installed. ``None`` providers mean the global ones (no-op until an SDK sets them)."""
+    try:
+        from opentelemetry import metrics, trace
+    except ImportError:
+        return None
+    from . import __version__
+
+    tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=tracer_provider)
+    provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+    return Telemetry(server, redact, statistics, tracer, _instruments_for(provider, __version__))
+
+
+class _Instruments:
+    """The instruments of one meter provider, and the clients its gauges read."""
+
+    def __init__(self, provider: MeterProvider, version: str) -> None:
+        meter = provider.get_meter(SCOPE, version)
+        self.sources: weakref.WeakSet[Telemetry] = weakref.WeakSet()
+        self.requests = meter.create_counter(
+            "amplitude.client.requests", "{request}", "Requests sent (each attempt)"
+        )
+        self.cost = meter.create_counter(
+            "amplitude.client.cost", "{cost}", "Cost spent: the cost of every request sent"
+        )
+        self.rate_limited = meter.create_counter(
+            "amplitude.client.rate_limited", "{response}", "429 answers"
+        )
+        self.retries = meter.create_counter(
+            "amplitude.client.retries", "{retry}", "Requests sent again after a failure"
+        )
+        self.cache_hits = meter.create_counter(
+            "amplitude.client.cache.hits", "{query}", "Queries answered by the result cache"
+        )
+        self.cost_saved = meter.create_counter(
+            "amplitude.client.cost.saved", "{cost}", "Cost not spent thanks to cache/coalescing"
+        )
+        self.queue_wait = meter.create_histogram(
+            "amplitude.client.queue.wait", "s", "Seconds a request waited for the budgets"
+        )
+        self.duration = meter.create_histogram(
+            "amplitude.client.request.duration", "s", "Seconds a request spent on the wire"
+        )
+        meter.create_observable_gauge(
+            "amplitude.budget.used", [self._used], "{cost}", "Cost occupying each window now"
+        )
+        meter.create_observable_gauge(
+            "amplitude.budget.remaining",
+            [self._remaining],
+            "{cost}",
+            "Cost each window could still admit now",
+        )
+        meter.create_observable_gauge(
+            "amplitude.client.in_flight",
+            [self._in_flight],
+            "{request}",
+            "Requests in flight in the project (every process sharing the budget)",
+        )
+        meter.create_observable_gauge(
+            "amplitude.client.queued",
+            [self._queued],
+            "{request}",
+            "Requests of this process waiting for the budgets",
+        )
+        meter.create_observable_gauge(
+            "amplitude.budget.processes",
+            [self._processes],
+            "{process}",
+            "Processes attached to the project's budget",
+        )
+
+    def _snapshots(self) -> Iterator[tuple[dict[str, str], SchedulerStatistics]]:
+        for source in list(self.sources):
+            stats = source.statistics()
+            yield {"server.address": source.server_address}, stats
+
+    def _window_values(self, remaining: bool) -> Iterator[Observation]:
+        from opentelemetry.metrics import Observation
+
+        for base, stats in self._snapshots():
+            for pool in stats.pools:
+                for window in pool.windows:
+                    value = window.remaining if remaining else window.used
+                    attributes = {**base, "amplitude.pool": str(pool.pool)}
+                    attributes["amplitude.window"] = window.name
+                    yield Observation(value, attributes)
+
+    def _used(self, options: CallbackOptions) -> Iterator[Observation]:
+        return self._window_values(remaining=False)
+
+    def _remaining(self, options: CallbackOptions) -> Iterator[Observation]:
+        return self._window_values(remaining=True)
+
+    def _pool_values(self, queued: bool) -> Iterator[Observation]:
+        from opentelemetry.metrics import Observation
+
+        for base, stats in self._snapshots():
+            for pool in stats.pools:
+                value = pool.queued if queued else pool.in_flight
+                yield Observation(value, {**base, "amplitude.pool": str(pool.pool)})
+
+    def _in_flight(self, options: CallbackOptions) -> Iterator[Observation]:
+        return self._pool_values(queued=False)
+
+    def _queued(self, options: CallbackOptions) -> Iterator[Observation]:
+        return self._pool_values(queued=True)
+
+    def _processes(self, options: CallbackOptions) -> Iterator[Observation]:
+        from opentelemetry.metrics import Observation
+
+        for base, stats in self._snapshots():
+            yield Observation(stats.processes, base)
+
+
+# One set of instruments per meter provider: creating an instrument twice on a provider would
+# drop the second gauge's callbacks. Providers live as long as the program, like this table.
+_INSTRUMENTS: dict[int, tuple[Any, _Instruments]] = {}
+
+
+def _instruments_for(provider: MeterProvider, version: str) -> _Instruments:
+    known = _INSTRUMENTS.get(id(provider))
+    if known is not None and known[0] is provider:
+        return known[1]
+    instruments = _Instruments(provider, version)
+    _INSTRUMENTS[id(provider)] = (provider, instruments)
+    return instruments
+
+
+class Telemetry:
+    """The spans and metrics of one client (built by :func:`load`)."""
+
+    def __init__(
+        self,
+        server: str,
+        redact: Redactor,
+        statistics: Callable[[], SchedulerStatistics],
+        tracer: Any,
+        instruments: _Instruments,
+    ) -> None:
+        from opentelemetry import context, trace
+
+        self._context = context
+        self._trace = trace
+        parts = urllib.parse.urlsplit(server)
+        self.server_address = parts.hostname or ""
+        self._server_port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._redact = redact
+        self.statistics = statistics
+        self._tracer = tracer
+        self._metrics = instruments
+        instruments.sources.add(self)
+
+    def __repr__(self) -> str:
+        return f"<Telemetry server={self.server_address!r}>"
+
+    def close(self) -> None:
+        """Stop reporting this client's gauges (it was closed)."""
+        self._metrics.sources.discard(self)
+
+    def start_query(
+        self, query: Query[Any], cost: int, priority: int
+    ) -> tuple[Span, Token[Context]]:
+        """Start the query's span and make it current: (span, token to detach)."""
+        span = self._tracer.start_span(
+            "amplitude.query",
+            attributes={
+                "amplitude.endpoint": query.endpoint,
+                "amplitude.pool": str(query.pool),
+                "amplitude.cost": cost,
+                "amplitude.priority": priority,
+                "server.address": self.server_address,
+            },
+        )
+        token = self._context.attach(self._trace.set_span_in_context(span))
+        return span, token
+
+    def end_query(
+        self,
+        started: tuple[Span, Token[Context]],
+        query: Query[Any],
+        cost: int,
+        attempts: int,
+        queue_wait: float,
+        cache_hit: bool,
+        coalesced: bool,
+        saved: int,
+        status: int | None,
+        error_type: str | None,
+    ) -> None:
+        """End the query's span with what happened, and count what was saved."""
+        span, token = started
+        self._context.detach(token)
+        span.set_attribute("amplitude.attempts", attempts)
+        span.set_attribute("amplitude.queue_wait", queue_wait)
+        span.set_attribute("amplitude.cache_hit", cache_hit)
+        span.set_attribute("amplitude.coalesced", coalesced)
+        if status is not None:
+            span.set_attribute("http.response.status_code", status)
+        if error_type is not None:
+            span.set_attribute("error.type", error_type)
+            span.set_status(self._trace.StatusCode.ERROR)
+        span.end()
+        metrics = self._metrics
+        endpoint = {"amplitude.endpoint": query.endpoint}
+        if cache_hit:
+            metrics.cache_hits.add(1, endpoint)
+        if saved:
+            by = "cache" if cache_hit else "coalescing"
+            metrics.cost_saved.add(saved, {**endpoint, "amplitude.saved_by": by})
+
+    def start_attempt(
+        self, query: Query[Any], request: Request, ticket: Ticket, number: int
+    ) -> Span:
+        """Start the span of one request sent (a child of the current query span)."""
+        attributes: dict[str, Any] = {
+            "http.request.method": "GET",
+            "url.full": self._redact(request.url),
+            "server.address": self.server_address,
+            "server.port": self._server_port,
+            "amplitude.endpoint": query.endpoint,
+            "amplitude.queue_wait": ticket.waited,
+        }
+        if number > 1:
+            attributes["http.request.resend_count"] = number - 1
+        span: Span = self._tracer.start_span(
+            "GET", kind=self._trace.SpanKind.CLIENT, attributes=attributes
+        )
+        return span
+
+    def end_attempt(
+        self,
+        span: Span,
+        query: Query[Any],
+        ticket: Ticket,
+        status: int | None,
+        error_type: str | None,
+        duration: float,
+        number: int,
+    ) -> None:
+        """End a request's span and record its metrics."""
+        attributes: dict[str, Any] = {
+            "amplitude.endpoint": query.endpoint,
+            "amplitude.pool": str(ticket.pool),
+        }
+        if status is not None:
+            attributes["http.response.status_code"] = status
+            span.set_attribute("http.response.status_code", status)
+        if error_type is not None:
+            attributes["error.type"] = error_type
+            span.set_attribute("error.type", error_type)
+            span.set_status(self._trace.StatusCode.ERROR)
+        span.end()
+        metrics = self._metrics
+        metrics.requests.add(1, attributes)
+        metrics.cost.add(ticket.cost, {"amplitude.pool": str(ticket.pool)})
+        metrics.duration.record(duration, attributes)
+        metrics.queue_wait.record(ticket.waited, {"amplitude.pool": str(ticket.pool)})
+        if status == 429:
+            metrics.rate_limited.add(1, {"amplitude.pool": str(ticket.pool)})
+
+    def retried(self, query: Query[Any], error: AmplitudeError) -> None:
+        """Count a retry decided after ``error``."""
+        kind = "rate_limited" if isinstance(error, RateLimited) else type(error).__name__
+        self._metrics.retries.add(
+            1,
+            {
+                "amplitude.endpoint": query.endpoint,
+                "amplitude.pool": str(query.pool),
+                "error.type": kind,
+            },
+        )
