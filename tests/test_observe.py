@@ -62,6 +62,17 @@ def composition(prop: str) -> UserComposition:
     return UserComposition(START, END, prop)
 
 
+def matches(point: Any, attributes: dict[str, Any]) -> bool:
+    """Whether a metric point has every one of ``attributes``."""
+    return all(point.attributes.get(k) == v for k, v in attributes.items())
+
+
+def attribute(span: ReadableSpan, name: str) -> Any:
+    """One attribute of a finished span."""
+    assert span.attributes is not None
+    return span.attributes[name]
+
+
 def sample(name: str) -> Any:
     return json.loads((SAMPLES / f"{name}.json").read_text())
 
@@ -86,13 +97,15 @@ class Telemetry:
         return [
             s
             for s in self.finished()
-            if s.name == "GET" and s.parent is not None and s.parent.span_id == parent.context.span_id
+            if s.name == "GET"
+            and s.parent is not None
+            and s.parent.span_id == parent.context.span_id
         ]
 
     def points(self, name: str) -> list[Any]:
         data = self.reader.get_metrics_data()
         assert data is not None
-        found = []
+        found: list[Any] = []
         for resource in data.resource_metrics:
             for scope in resource.scope_metrics:
                 for metric in scope.metrics:
@@ -102,12 +115,8 @@ class Telemetry:
 
     def total(self, name: str, **attributes: Any) -> float:
         """Sum of a counter's points (histograms: their counts) matching ``attributes``."""
-        points = [
-            p
-            for p in self.points(name)
-            if all(p.attributes.get(k) == v for k, v in attributes.items())
-        ]
-        return sum(getattr(p, "value", None) or getattr(p, "count", 0) for p in points)
+        points = [p for p in self.points(name) if matches(p, attributes)]
+        return float(sum(getattr(p, "value", None) or getattr(p, "count", 0) for p in points))
 
 
 @pytest.fixture
@@ -155,7 +164,8 @@ async def test_a_query_is_a_span_with_a_client_span_per_attempt(
     assert query.status.status_code is not StatusCode.ERROR
     first, second = telemetry.attempts(query)
     assert first.kind is SpanKind.CLIENT
-    assert first.attributes is not None and second.attributes is not None
+    assert first.attributes is not None
+    assert second.attributes is not None
     assert first.attributes["http.request.method"] == "GET"
     assert first.attributes["url.full"] == f"{server.url}/api/2/events/list"
     assert first.attributes["server.port"] == int(server.url.rsplit(":", 1)[1])
@@ -206,22 +216,19 @@ async def test_a_429_pauses_the_pool_and_shows_in_spans_and_metrics(
 
 
 async def test_a_queued_query_reports_its_wait(telemetry: Telemetry) -> None:
-    release = asyncio.Event()
-    arrived = 0
+    release, arrived = asyncio.Event(), asyncio.Event()
 
     async def slow(request: web.Request) -> web.Response:
-        nonlocal arrived
-        arrived += 1
+        arrived.set()
         await release.wait()
         return web.json_response(sample("doc_composition"))
 
     async with serve(slow) as url, make_client(url, telemetry, limits=Limits(concurrent=1)) as c:
         try:
             first = asyncio.create_task(c.run(composition("version"), priority=1))
-            while arrived < 1:
-                await asyncio.sleep(0.001)
+            await arrived.wait()
             second = asyncio.create_task(c.run(composition("country")))
-            while c.statistics()[Pool.STANDARD].queued < 1:
+            while c.statistics()[Pool.STANDARD].queued < 1:  # noqa: ASYNC110 - no event for it
                 await asyncio.sleep(0.001)
             await asyncio.sleep(0.02)
         finally:
@@ -229,14 +236,11 @@ async def test_a_queued_query_reports_its_wait(telemetry: Telemetry) -> None:
         await asyncio.gather(first, second)
         assert telemetry.total("amplitude.client.queue.wait") == 2
     spans = {s.attributes["amplitude.priority"]: s for s in telemetry.queries() if s.attributes}
-    queued = spans[0].attributes
-    assert queued is not None
-    assert queued["amplitude.queue_wait"] >= 0.02
-    assert spans[1].attributes is not None
-    assert spans[1].attributes["amplitude.queue_wait"] < queued["amplitude.queue_wait"]
+    waited = float(attribute(spans[0], "amplitude.queue_wait"))
+    assert waited >= 0.02
+    assert float(attribute(spans[1], "amplitude.queue_wait")) < waited
     (attempt,) = telemetry.attempts(spans[0])
-    assert attempt.attributes is not None
-    assert attempt.attributes["amplitude.queue_wait"] == queued["amplitude.queue_wait"]
+    assert attribute(attempt, "amplitude.queue_wait") == waited
 
 
 async def test_cache_hits_and_coalesced_callers_are_marked(
@@ -266,8 +270,7 @@ async def test_cache_hits_and_coalesced_callers_are_marked(
     assert len(telemetry.attempts(by_mark[False, False])) == 1
     assert telemetry.attempts(by_mark[False, True]) == []
     assert telemetry.attempts(by_mark[True, False]) == []
-    assert by_mark[True, False].attributes is not None
-    assert by_mark[True, False].attributes["amplitude.attempts"] == 0
+    assert attribute(by_mark[True, False], "amplitude.attempts") == 0
     assert telemetry.total("amplitude.client.cache.hits") == 1
     saved = "amplitude.client.cost.saved"
     assert telemetry.total(saved, **{"amplitude.saved_by": "cache"}) == query.cost
@@ -302,16 +305,12 @@ async def test_gauges_read_the_budget(telemetry: Telemetry) -> None:
     limits = Limits(concurrent=1, cost_per_window=1000, cost_per_hour=5000)
     async with serve(slow) as url, make_client(url, telemetry, limits=limits) as client:
         tasks = [asyncio.create_task(client.run(composition(p))) for p in ("version", "country")]
-        while client.statistics()[Pool.STANDARD].queued < 1:
+        while client.statistics()[Pool.STANDARD].queued < 1:  # noqa: ASYNC110 - no event for it
             await asyncio.sleep(0.001)
         cost = composition("version").cost
 
         def gauge(name: str, **attributes: Any) -> float:
-            points = [
-                p
-                for p in telemetry.points(name)
-                if all(p.attributes.get(k) == v for k, v in attributes.items())
-            ]
+            points = [p for p in telemetry.points(name) if matches(p, attributes)]
             assert len(points) == 1, points
             return float(points[0].value)
 
@@ -419,7 +418,8 @@ async def test_hooks_see_typed_events_in_order(server: RecordingServer) -> None:
     assert isinstance(failed, ResponseEvent)
     assert (failed.attempt, failed.status, type(failed.error)) == (1, 503, ServerError)
     assert isinstance(retry, RetryEvent)
-    assert retry.attempt == 1 and retry.delay > 0
+    assert retry.attempt == 1
+    assert retry.delay > 0
     limited = typed[6]
     assert isinstance(limited, RateLimitedEvent)
     assert (limited.attempt, limited.limit, limited.pause) == (2, "rate", FAST.window)
@@ -473,7 +473,7 @@ async def echoing() -> AsyncIterator[str]:
     async def echo(request: web.Request) -> web.Response:
         status = next(answers, 400)
         quoted = f"{request.headers.get('Authorization')} {KEY} {SECRET} url={request.url}"
-        body = {"error": {"http_code": status, "message": quoted}}
+        body: dict[str, Any] = {"error": {"http_code": status, "message": quoted}}
         if status == 429:
             body = RATE_429 | {"echo": quoted}
         return web.json_response(body, status=status, headers={"X-Echo": quoted})
