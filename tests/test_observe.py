@@ -116,7 +116,10 @@ class Telemetry:
     def total(self, name: str, **attributes: Any) -> float:
         """Sum of a counter's points (histograms: their counts) matching ``attributes``."""
         points = [p for p in self.points(name) if matches(p, attributes)]
-        return float(sum(getattr(p, "value", None) or getattr(p, "count", 0) for p in points))
+        total = 0.0
+        for point in points:
+            total += point.count if hasattr(point, "count") else point.value
+        return total
 
 
 @pytest.fixture
