@@ -218,15 +218,26 @@ class Observer:
     def __repr__(self) -> str:
         return f"<Observer hooks={sorted(self.hooks)} telemetry={self.telemetry is not None}>"
 
-    def query(self, query: Query[Any], cost: int, priority: int) -> QueryScope:
+    def _quiet(self) -> bool:
+        """Whether nothing would see a scope now (no SDK, DEBUG off): then none is opened."""
+        telemetry = self.telemetry
+        return (
+            telemetry is None or (telemetry.tracing() is None and not telemetry.measuring())
+        ) and not CLIENT_LOG.isEnabledFor(logging.DEBUG)
+
+    def query(self, query: Query[Any], cost: int, priority: int) -> QueryScope | _NoScope:
         """The scope of one query, to enter around everything done for it."""
+        if self._quiet():
+            return _NO_SCOPE
         return QueryScope(self, query, cost, priority)
 
     def attempt(
         self, query: Query[Any], request: Request, ticket: Ticket, attempts: Attempts
-    ) -> AttemptScope:
+    ) -> AttemptScope | _NoScope:
         """The scope of one admitted request: enter it as soon as the scheduler admits it;
         set ``status`` when the answer arrives and ``error`` when it fails."""
+        if not self.hooks and self._quiet():
+            return _NO_SCOPE
         return AttemptScope(self, query, request, ticket, attempts)
 
     async def failed(
@@ -306,6 +317,32 @@ class Observer:
                     text,
                     extra={"event": name, "error": text},
                 )
+
+
+class _NoScope:
+    """The scope opened when nothing observes: it does nothing (shared, so its ``status`` and
+    ``error`` are written and never read)."""
+
+    __slots__ = ("error", "status")
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.error: AmplitudeError | None = None
+
+    def __enter__(self) -> _NoScope:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    async def __aenter__(self) -> _NoScope:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+_NO_SCOPE: Final = _NoScope()
 
 
 class QueryScope:

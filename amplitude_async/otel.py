@@ -12,6 +12,11 @@ client semantic conventions) per request sent, its child.
 Metrics: counters and histograms recorded as requests end, and observable gauges read from
 the client's :meth:`~amplitude_async.client.AmplitudeClient.statistics` at each collection.
 Instruments are created once per meter provider and shared by the clients using it.
+
+Without an SDK the global providers are the API's proxies, whose spans record nothing and whose
+instruments drop every measurement; each query checks for that (:meth:`Telemetry.tracing`,
+:meth:`Telemetry.measuring`) and then skips the work, so the API alone costs next to nothing.
+An SDK set later is used from the next query on.
 """
 
 from __future__ import annotations
@@ -51,14 +56,31 @@ def load(
     """The telemetry of a client of ``server``, or ``None`` if ``opentelemetry-api`` is not
     installed. ``None`` providers mean the global ones (no-op until an SDK sets them)."""
     try:
-        from opentelemetry import metrics, trace
+        from opentelemetry import metrics
     except ImportError:
         return None
     from . import __version__
 
-    tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=tracer_provider)
     provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
-    return Telemetry(server, redact, statistics, tracer, _instruments_for(provider, __version__))
+    return Telemetry(
+        server,
+        redact,
+        statistics,
+        tracer_provider,
+        meter_provider,
+        _instruments_for(provider, __version__),
+    )
+
+
+def _unset_meter_provider() -> type:
+    """The class of the global meter provider before an SDK sets one (private to the API,
+    hence looked up defensively: without it, measurements are always made)."""
+    try:
+        from opentelemetry.metrics._internal import _ProxyMeterProvider
+    except ImportError:  # pragma: no cover - depends on the API's version
+        return type(None)
+    proxy: type = _ProxyMeterProvider
+    return proxy
 
 
 class _Instruments:
@@ -184,24 +206,48 @@ class Telemetry:
         server: str,
         redact: Redactor,
         statistics: Callable[[], SchedulerStatistics],
-        tracer: Any,
+        tracer_provider: TracerProvider | None,
+        meter_provider: MeterProvider | None,
         instruments: _Instruments,
     ) -> None:
-        from opentelemetry import context, trace
+        from opentelemetry import context, metrics, trace
 
         self._context = context
         self._trace = trace
+        self._metrics_api = metrics
+        self._tracer_provider = tracer_provider
+        self._meter_provider = meter_provider
+        self._tracers: tuple[Any, Any] = (None, None)  # (provider, its tracer)
+        self._no_tracing = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+        self._no_metrics = (_unset_meter_provider(), metrics.NoOpMeterProvider)
         parts = urllib.parse.urlsplit(server)
         self.server_address = parts.hostname or ""
         self._server_port = parts.port or (443 if parts.scheme == "https" else 80)
         self._redact = redact
         self.statistics = statistics
-        self._tracer = tracer
         self._metrics = instruments
         instruments.sources.add(self)
 
     def __repr__(self) -> str:
         return f"<Telemetry server={self.server_address!r}>"
+
+    def tracing(self) -> Any:
+        """The tracer to use now, or ``None`` if spans would record nothing (no SDK)."""
+        provider = self._tracer_provider or self._trace.get_tracer_provider()
+        if isinstance(provider, self._no_tracing):
+            return None
+        known, tracer = self._tracers
+        if known is not provider:
+            from . import __version__
+
+            tracer = provider.get_tracer(SCOPE, __version__)
+            self._tracers = (provider, tracer)
+        return tracer
+
+    def measuring(self) -> bool:
+        """Whether measurements are kept now (not the API's no-op or unset provider)."""
+        provider = self._meter_provider or self._metrics_api.get_meter_provider()
+        return not isinstance(provider, self._no_metrics)
 
     def close(self) -> None:
         """Stop reporting this client's gauges (it was closed)."""
@@ -209,9 +255,13 @@ class Telemetry:
 
     def start_query(
         self, query: Query[Any], cost: int, priority: int
-    ) -> tuple[Span, Token[Context]]:
-        """Start the query's span and make it current: (span, token to detach)."""
-        span = self._tracer.start_span(
+    ) -> tuple[Span, Token[Context]] | None:
+        """Start the query's span and make it current: (span, token to detach); ``None`` when
+        not tracing."""
+        tracer = self.tracing()
+        if tracer is None:
+            return None
+        span = tracer.start_span(
             "amplitude.query",
             attributes={
                 "amplitude.endpoint": query.endpoint,
@@ -226,7 +276,7 @@ class Telemetry:
 
     def end_query(
         self,
-        started: tuple[Span, Token[Context]],
+        started: tuple[Span, Token[Context]] | None,
         query: Query[Any],
         cost: int,
         attempts: int,
@@ -238,18 +288,21 @@ class Telemetry:
         error_type: str | None,
     ) -> None:
         """End the query's span with what happened, and count what was saved."""
-        span, token = started
-        self._context.detach(token)
-        span.set_attribute("amplitude.attempts", attempts)
-        span.set_attribute("amplitude.queue_wait", queue_wait)
-        span.set_attribute("amplitude.cache_hit", cache_hit)
-        span.set_attribute("amplitude.coalesced", coalesced)
-        if status is not None:
-            span.set_attribute("http.response.status_code", status)
-        if error_type is not None:
-            span.set_attribute("error.type", error_type)
-            span.set_status(self._trace.StatusCode.ERROR)
-        span.end()
+        if started is not None:
+            span, token = started
+            self._context.detach(token)
+            span.set_attribute("amplitude.attempts", attempts)
+            span.set_attribute("amplitude.queue_wait", queue_wait)
+            span.set_attribute("amplitude.cache_hit", cache_hit)
+            span.set_attribute("amplitude.coalesced", coalesced)
+            if status is not None:
+                span.set_attribute("http.response.status_code", status)
+            if error_type is not None:
+                span.set_attribute("error.type", error_type)
+                span.set_status(self._trace.StatusCode.ERROR)
+            span.end()
+        if not (cache_hit or saved) or not self.measuring():
+            return
         metrics = self._metrics
         endpoint = {"amplitude.endpoint": query.endpoint}
         if cache_hit:
@@ -260,8 +313,12 @@ class Telemetry:
 
     def start_attempt(
         self, query: Query[Any], request: Request, ticket: Ticket, number: int
-    ) -> Span:
-        """Start the span of one request sent (a child of the current query span)."""
+    ) -> Span | None:
+        """Start the span of one request sent (a child of the current query span); ``None``
+        when not tracing."""
+        tracer = self.tracing()
+        if tracer is None:
+            return None
         attributes: dict[str, Any] = {
             "http.request.method": "GET",
             "url.full": self._redact(request.url),
@@ -272,14 +329,14 @@ class Telemetry:
         }
         if number > 1:
             attributes["http.request.resend_count"] = number - 1
-        span: Span = self._tracer.start_span(
+        span: Span = tracer.start_span(
             "GET", kind=self._trace.SpanKind.CLIENT, attributes=attributes
         )
         return span
 
     def end_attempt(
         self,
-        span: Span,
+        span: Span | None,
         query: Query[Any],
         ticket: Ticket,
         status: int | None,
@@ -288,18 +345,23 @@ class Telemetry:
         number: int,
     ) -> None:
         """End a request's span and record its metrics."""
+        if span is not None:
+            if status is not None:
+                span.set_attribute("http.response.status_code", status)
+            if error_type is not None:
+                span.set_attribute("error.type", error_type)
+                span.set_status(self._trace.StatusCode.ERROR)
+            span.end()
+        if not self.measuring():
+            return
         attributes: dict[str, Any] = {
             "amplitude.endpoint": query.endpoint,
             "amplitude.pool": str(ticket.pool),
         }
         if status is not None:
             attributes["http.response.status_code"] = status
-            span.set_attribute("http.response.status_code", status)
         if error_type is not None:
             attributes["error.type"] = error_type
-            span.set_attribute("error.type", error_type)
-            span.set_status(self._trace.StatusCode.ERROR)
-        span.end()
         metrics = self._metrics
         metrics.requests.add(1, attributes)
         metrics.cost.add(ticket.cost, {"amplitude.pool": str(ticket.pool)})
@@ -310,6 +372,8 @@ class Telemetry:
 
     def retried(self, query: Query[Any], error: AmplitudeError) -> None:
         """Count a retry decided after ``error``."""
+        if not self.measuring():
+            return
         kind = "rate_limited" if isinstance(error, RateLimited) else type(error).__name__
         self._metrics.retries.add(
             1,
