@@ -221,9 +221,9 @@ class Observer:
     def _quiet(self) -> bool:
         """Whether nothing would see a scope now (no SDK, DEBUG off): then none is opened."""
         telemetry = self.telemetry
-        return (
-            telemetry is None or (telemetry.tracing() is None and not telemetry.measuring())
-        ) and not CLIENT_LOG.isEnabledFor(logging.DEBUG)
+        return (telemetry is None or not telemetry.live()) and not CLIENT_LOG.isEnabledFor(
+            logging.DEBUG
+        )
 
     def query(self, query: Query[Any], cost: int, priority: int) -> QueryScope | _NoScope:
         """The scope of one query, to enter around everything done for it."""

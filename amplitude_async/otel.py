@@ -14,13 +14,14 @@ the client's :meth:`~amplitude_async.client.AmplitudeClient.statistics` at each 
 Instruments are created once per meter provider and shared by the clients using it.
 
 Without an SDK the global providers are the API's proxies, whose spans record nothing and whose
-instruments drop every measurement; each query checks for that (:meth:`Telemetry.tracing`,
-:meth:`Telemetry.measuring`) and then skips the work, so the API alone costs next to nothing.
-An SDK set later is used from the next query on.
+instruments drop every measurement; the client checks for that
+(:meth:`Telemetry.live`, at most every second) and then skips the work, so the API alone costs
+next to nothing. An SDK set later is used within a second.
 """
 
 from __future__ import annotations
 
+import time
 import urllib.parse
 import weakref
 from collections.abc import Callable, Iterator
@@ -43,6 +44,9 @@ __all__ = ["SCOPE", "Telemetry", "load"]
 
 SCOPE = "amplitude_async"
 """The instrumentation scope (tracer and meter name)."""
+
+RECHECK = 1.0
+"""Seconds between checks whether an SDK has been configured (see :meth:`Telemetry.live`)."""
 
 
 def load(
@@ -220,6 +224,8 @@ class Telemetry:
         self._tracers: tuple[Any, Any] = (None, None)  # (provider, its tracer)
         self._no_tracing = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
         self._no_metrics = (_unset_meter_provider(), metrics.NoOpMeterProvider)
+        self._live = False
+        self._recheck_at = -1.0
         parts = urllib.parse.urlsplit(server)
         self.server_address = parts.hostname or ""
         self._server_port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -230,6 +236,15 @@ class Telemetry:
 
     def __repr__(self) -> str:
         return f"<Telemetry server={self.server_address!r}>"
+
+    def live(self) -> bool:
+        """Whether spans or measurements are recorded now; checked at most every
+        :data:`RECHECK` seconds, so that the API without an SDK costs next to nothing."""
+        now = time.monotonic()
+        if now >= self._recheck_at:
+            self._live = self.tracing() is not None or self.measuring()
+            self._recheck_at = now + RECHECK
+        return self._live
 
     def tracing(self) -> Any:
         """The tracer to use now, or ``None`` if spans would record nothing (no SDK)."""
