@@ -306,15 +306,18 @@ class Telemetry:
         if started is not None:
             span, token = started
             self._context.detach(token)
-            span.set_attribute("amplitude.attempts", attempts)
-            span.set_attribute("amplitude.queue_wait", queue_wait)
-            span.set_attribute("amplitude.cache_hit", cache_hit)
-            span.set_attribute("amplitude.coalesced", coalesced)
+            ended: dict[str, Any] = {
+                "amplitude.attempts": attempts,
+                "amplitude.queue_wait": queue_wait,
+                "amplitude.cache_hit": cache_hit,
+                "amplitude.coalesced": coalesced,
+            }
             if status is not None:
-                span.set_attribute("http.response.status_code", status)
+                ended["http.response.status_code"] = status
             if error_type is not None:
-                span.set_attribute("error.type", error_type)
+                ended["error.type"] = error_type
                 span.set_status(self._trace.StatusCode.ERROR)
+            span.set_attributes(ended)
             span.end()
         if not (cache_hit or saved) or not self.measuring():
             return
@@ -360,23 +363,20 @@ class Telemetry:
         number: int,
     ) -> None:
         """End a request's span and record its metrics."""
+        outcome: dict[str, Any] = {}
+        if status is not None:
+            outcome["http.response.status_code"] = status
+        if error_type is not None:
+            outcome["error.type"] = error_type
         if span is not None:
-            if status is not None:
-                span.set_attribute("http.response.status_code", status)
             if error_type is not None:
-                span.set_attribute("error.type", error_type)
                 span.set_status(self._trace.StatusCode.ERROR)
+            span.set_attributes(outcome)
             span.end()
         if not self.measuring():
             return
-        attributes: dict[str, Any] = {
-            "amplitude.endpoint": query.endpoint,
-            "amplitude.pool": str(ticket.pool),
-        }
-        if status is not None:
-            attributes["http.response.status_code"] = status
-        if error_type is not None:
-            attributes["error.type"] = error_type
+        attributes = {"amplitude.endpoint": query.endpoint, "amplitude.pool": str(ticket.pool)}
+        attributes.update(outcome)
         metrics = self._metrics
         metrics.requests.add(1, attributes)
         metrics.cost.add(ticket.cost, {"amplitude.pool": str(ticket.pool)})
