@@ -271,7 +271,9 @@ class AmplitudeClient:
             policy=cache_policy,
             coalesce=coalesce,
         )
-        self._observer = _make_observer(self, hooks, telemetry, tracer_provider, meter_provider)
+        self._observer = _make_observer(
+            self, key, hooks, telemetry, tracer_provider, meter_provider
+        )
         self._closed = False
         self._calls: set[_Call] = set()
         self._close_done = asyncio.Event()
@@ -614,6 +616,7 @@ class AmplitudeClient:
 
 def _make_observer(
     client: AmplitudeClient,
+    api_key: str,
     hooks: dict[str, Any],
     telemetry: bool,
     tracer_provider: Any,
@@ -626,6 +629,7 @@ def _make_observer(
 
         traced = otel.load(
             server=client.base_url,
+            api_key=api_key,
             redact=client._redact,
             statistics=client.statistics,
             tracer_provider=tracer_provider,

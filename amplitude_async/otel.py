@@ -21,6 +21,7 @@ next to nothing. An SDK set later is used within a second.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import urllib.parse
 import weakref
@@ -49,9 +50,16 @@ RECHECK = 1.0
 """Seconds between checks whether an SDK has been configured (see :meth:`Telemetry.live`)."""
 
 
+def project_label(api_key: str) -> str:
+    """The ``amplitude.project`` attribute of a project: the start of the one-way hash that
+    names its shared budget in Redis (``redis_store.budget_key_tag``), never the key."""
+    return hashlib.sha256(b"amplitude-async budget\0" + api_key.encode()).hexdigest()[:12]
+
+
 def load(
     *,
     server: str,
+    api_key: str,
     redact: Redactor,
     statistics: Callable[[], SchedulerStatistics],
     tracer_provider: TracerProvider | None = None,
@@ -68,6 +76,7 @@ def load(
     provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
     return Telemetry(
         server,
+        project_label(api_key),
         redact,
         statistics,
         tracer_provider,
@@ -148,7 +157,10 @@ class _Instruments:
     def _snapshots(self) -> Iterator[tuple[dict[str, str], SchedulerStatistics]]:
         for source in list(self.sources):
             stats = source.statistics()
-            yield {"server.address": source.server_address}, stats
+            yield (
+                {"server.address": source.server_address, "amplitude.project": source.project},
+                stats,
+            )
 
     def _window_values(self, remaining: bool) -> Iterator[Observation]:
         from opentelemetry.metrics import Observation
@@ -189,17 +201,18 @@ class _Instruments:
 
 
 # One set of instruments per meter provider: creating an instrument twice on a provider would
-# drop the second gauge's callbacks. Providers live as long as the program, like this table.
-_INSTRUMENTS: dict[int, tuple[Any, _Instruments]] = {}
+# drop the second gauge's callbacks.
+_INSTRUMENTS: weakref.WeakKeyDictionary[Any, _Instruments] = weakref.WeakKeyDictionary()
 
 
 def _instruments_for(provider: MeterProvider, version: str) -> _Instruments:
-    known = _INSTRUMENTS.get(id(provider))
-    if known is not None and known[0] is provider:
-        return known[1]
-    instruments = _Instruments(provider, version)
-    _INSTRUMENTS[id(provider)] = (provider, instruments)
-    return instruments
+    try:
+        known = _INSTRUMENTS.get(provider)
+    except TypeError:  # a provider that cannot be weakly referenced: no sharing
+        return _Instruments(provider, version)
+    if known is None:
+        known = _INSTRUMENTS[provider] = _Instruments(provider, version)
+    return known
 
 
 class Telemetry:
@@ -208,6 +221,7 @@ class Telemetry:
     def __init__(
         self,
         server: str,
+        project: str,
         redact: Redactor,
         statistics: Callable[[], SchedulerStatistics],
         tracer_provider: TracerProvider | None,
@@ -228,6 +242,7 @@ class Telemetry:
         self._recheck_at = -1.0
         parts = urllib.parse.urlsplit(server)
         self.server_address = parts.hostname or ""
+        self.project = project
         self._server_port = parts.port or (443 if parts.scheme == "https" else 80)
         self._redact = redact
         self.statistics = statistics
@@ -322,7 +337,7 @@ class Telemetry:
         if not (cache_hit or saved) or not self.measuring():
             return
         metrics = self._metrics
-        endpoint = {"amplitude.endpoint": query.endpoint}
+        endpoint = {"amplitude.endpoint": query.endpoint, "amplitude.project": self.project}
         if cache_hit:
             metrics.cache_hits.add(1, endpoint)
         if saved:
@@ -375,15 +390,15 @@ class Telemetry:
             span.end()
         if not self.measuring():
             return
-        attributes = {"amplitude.endpoint": query.endpoint, "amplitude.pool": str(ticket.pool)}
-        attributes.update(outcome)
+        pool = {"amplitude.pool": str(ticket.pool), "amplitude.project": self.project}
+        attributes = {"amplitude.endpoint": query.endpoint, **pool, **outcome}
         metrics = self._metrics
         metrics.requests.add(1, attributes)
-        metrics.cost.add(ticket.cost, {"amplitude.pool": str(ticket.pool)})
+        metrics.cost.add(ticket.cost, pool)
         metrics.duration.record(duration, attributes)
-        metrics.queue_wait.record(ticket.waited, {"amplitude.pool": str(ticket.pool)})
+        metrics.queue_wait.record(ticket.waited, pool)
         if status == 429:
-            metrics.rate_limited.add(1, {"amplitude.pool": str(ticket.pool)})
+            metrics.rate_limited.add(1, pool)
 
     def retried(self, query: Query[Any], error: AmplitudeError) -> None:
         """Count a retry decided after ``error``."""
@@ -395,6 +410,7 @@ class Telemetry:
             {
                 "amplitude.endpoint": query.endpoint,
                 "amplitude.pool": str(query.pool),
+                "amplitude.project": self.project,
                 "error.type": kind,
             },
         )

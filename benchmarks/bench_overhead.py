@@ -51,7 +51,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from report import Report, add_write_option
+from report import Report, add_write_option, met
 from serving import serve_forever
 
 from amplitude_async.client import AmplitudeClient
@@ -228,6 +228,18 @@ def report(args: argparse.Namespace, samples: dict[str, list[tuple[float, float]
             base = samples[baseline]
             line += f" {spread([c / bc for (_, bc), (_, c) in zip(base, runs, strict=True)])} |"
         out.print(line)
+    if baseline:
+        cheap = ("client, telemetry off", "client, OTel API, no SDK")
+        base = samples[baseline]
+        medians = [
+            statistics.median(c / bc for (_, bc), (_, c) in zip(base, samples[way], strict=True))
+            for way in cheap
+        ]
+        out.print(
+            f"\ntarget: telemetry off and the API without an SDK within 5 % of {baseline} "
+            f"(median CPU per request {medians[0]:.2f}, {medians[1]:.2f}): "
+            f"{met(max(medians) <= 1.05)}"
+        )
     out.print("\ncontext (absolute, this machine and load):")
     out.print("| way | median req/s | min..max req/s | CPU per request (median) |")
     out.print("|---|---|---|---|")

@@ -39,7 +39,7 @@ from amplitude_async.client import AmplitudeClient
 from amplitude_async.errors import BudgetUnavailable, ConfigurationError
 from amplitude_async.limits import Limits, Pool
 from amplitude_async.queries import EventSegmentation, EventsList, UserComposition
-from amplitude_async.redis_store import RedisBudgetStore
+from amplitude_async.redis_store import RedisBudgetStore, budget_key_tag
 from amplitude_async.retry import RetryPolicy
 from amplitude_async.scheduler import Scheduler
 
@@ -328,6 +328,37 @@ async def test_gauges_read_the_budget(telemetry: Telemetry) -> None:
         await asyncio.gather(*tasks)
     # A closed client no longer reports.
     assert telemetry.points("amplitude.client.queued") == []
+
+
+async def test_clients_of_two_projects_share_the_instruments(
+    server: RecordingServer, telemetry: Telemetry
+) -> None:
+    server.reply(200, sample("doc_events_list"))
+    other_key = "another-project-key"
+    async with (
+        make_client(server.url, telemetry) as first,
+        AmplitudeClient(
+            other_key,
+            SECRET,
+            base_url=server.url,
+            limits=Limits(cost_per_window=500),
+            tracer_provider=telemetry.tracer_provider,
+            meter_provider=telemetry.meter_provider,
+        ),
+    ):
+        await first.run(EventsList())
+        remaining = {
+            p.attributes["amplitude.project"]: p.value
+            for p in telemetry.points("amplitude.budget.remaining")
+            if p.attributes["amplitude.window"] == "cost_per_window"
+        }
+    mine, theirs = budget_key_tag(KEY)[:12], budget_key_tag(other_key)[:12]
+    assert set(remaining) == {mine, theirs}
+    assert remaining[theirs] == 500
+    assert remaining[mine] == FAST.cost_per_window - EventsList().cost
+    cost = EventsList().cost
+    assert telemetry.total("amplitude.client.cost", **{"amplitude.project": mine}) == cost
+    assert telemetry.total("amplitude.client.cost", **{"amplitude.project": theirs}) == 0
 
 
 def test_the_package_imports_no_optional_dependency_and_logs_nothing(tmp_path: Path) -> None:
