@@ -622,7 +622,7 @@ def _make_observer(
     tracer_provider: Any,
     meter_provider: Any,
 ) -> Observer:
-    """The client's observer; OpenTelemetry is imported here only, and only if ``telemetry``."""
+    """The client's observer (its OpenTelemetry side only with ``telemetry``)."""
     traced = None
     if telemetry:
         from . import otel

@@ -1,8 +1,10 @@
 """OpenTelemetry traces and metrics of a client (the optional ``otel`` extra).
 
-Only :func:`load` imports ``opentelemetry``, and only when a client is created with telemetry
-on (the default) and the package is installed; without an SDK configured every call below is
-the API's no-op. Names, units and attributes are in the README's "Observability" table.
+Nothing here imports ``opentelemetry`` until the application has: a client built with
+telemetry on (the default) looks for it in :data:`sys.modules` (at most every
+:data:`RECHECK` seconds), so a program that never uses OpenTelemetry never loads it, and one that
+configures it after creating its clients is seen within a second. Providers given to the client
+are used at once. Names, units and attributes are in the README's "Observability" table.
 
 Traces: a span ``amplitude.query`` per query (from the call to its result, whether it was
 sent, answered by the cache or joined an identical query in flight), current while the query
@@ -22,6 +24,7 @@ next to nothing. An SDK set later is used within a second.
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 import urllib.parse
 import weakref
@@ -64,24 +67,11 @@ def load(
     statistics: Callable[[], SchedulerStatistics],
     tracer_provider: TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
-) -> Telemetry | None:
-    """The telemetry of a client of ``server``, or ``None`` if ``opentelemetry-api`` is not
-    installed. ``None`` providers mean the global ones (no-op until an SDK sets them)."""
-    try:
-        from opentelemetry import metrics
-    except ImportError:
-        return None
-    from . import __version__
-
-    provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+) -> Telemetry:
+    """The telemetry of a client of ``server`` with ``api_key``. ``None`` providers mean the
+    global ones (no-op until an SDK sets them)."""
     return Telemetry(
-        server,
-        project_label(api_key),
-        redact,
-        statistics,
-        tracer_provider,
-        meter_provider,
-        _instruments_for(provider, __version__),
+        server, project_label(api_key), redact, statistics, tracer_provider, meter_provider
     )
 
 
@@ -226,28 +216,45 @@ class Telemetry:
         statistics: Callable[[], SchedulerStatistics],
         tracer_provider: TracerProvider | None,
         meter_provider: MeterProvider | None,
-        instruments: _Instruments,
     ) -> None:
-        from opentelemetry import context, metrics, trace
-
-        self._context = context
-        self._trace = trace
-        self._metrics_api = metrics
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
         self._tracers: tuple[Any, Any] = (None, None)  # (provider, its tracer)
-        self._no_tracing = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
-        self._no_metrics = (_unset_meter_provider(), metrics.NoOpMeterProvider)
         self._live = False
         self._recheck_at = -1.0
+        self._closed = False
         parts = urllib.parse.urlsplit(server)
         self.server_address = parts.hostname or ""
         self.project = project
         self._server_port = parts.port or (443 if parts.scheme == "https" else 80)
         self._redact = redact
         self.statistics = statistics
-        self._metrics = instruments
-        instruments.sources.add(self)
+        self._ready = False
+        if tracer_provider is not None or meter_provider is not None:
+            self._activate()
+
+    def _activate(self) -> bool:
+        """Load the API once the application has (see the module doc); whether it is loaded."""
+        if self._ready:
+            return True
+        if "opentelemetry" not in sys.modules or self._closed:
+            return False
+        try:
+            from opentelemetry import context, metrics, trace
+        except ImportError:  # pragma: no cover - a broken installation
+            return False
+        from . import __version__
+
+        self._context = context
+        self._trace = trace
+        self._metrics_api = metrics
+        self._no_tracing = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+        self._no_metrics = (_unset_meter_provider(), metrics.NoOpMeterProvider)
+        provider = self._meter_provider or metrics.get_meter_provider()
+        self._metrics = _instruments_for(provider, __version__)
+        self._metrics.sources.add(self)
+        self._ready = True
+        return True
 
     def __repr__(self) -> str:
         return f"<Telemetry server={self.server_address!r}>"
@@ -257,12 +264,14 @@ class Telemetry:
         :data:`RECHECK` seconds, so that the API without an SDK costs next to nothing."""
         now = time.monotonic()
         if now >= self._recheck_at:
-            self._live = self.tracing() is not None or self.measuring()
+            self._live = self._activate() and (self.tracing() is not None or self.measuring())
             self._recheck_at = now + RECHECK
         return self._live
 
     def tracing(self) -> Any:
         """The tracer to use now, or ``None`` if spans would record nothing (no SDK)."""
+        if not self._ready:
+            return None
         provider = self._tracer_provider or self._trace.get_tracer_provider()
         if isinstance(provider, self._no_tracing):
             return None
@@ -276,12 +285,16 @@ class Telemetry:
 
     def measuring(self) -> bool:
         """Whether measurements are kept now (not the API's no-op or unset provider)."""
+        if not self._ready:
+            return False
         provider = self._meter_provider or self._metrics_api.get_meter_provider()
         return not isinstance(provider, self._no_metrics)
 
     def close(self) -> None:
         """Stop reporting this client's gauges (it was closed)."""
-        self._metrics.sources.discard(self)
+        self._closed = True
+        if self._ready:
+            self._metrics.sources.discard(self)
 
     def start_query(
         self, query: Query[Any], cost: int, priority: int

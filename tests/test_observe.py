@@ -361,12 +361,16 @@ async def test_clients_of_two_projects_share_the_instruments(
     assert telemetry.total("amplitude.client.cost", **{"amplitude.project": theirs}) == 0
 
 
-def test_the_package_imports_no_optional_dependency_and_logs_nothing(tmp_path: Path) -> None:
+def test_opentelemetry_is_loaded_only_once_the_application_has_it() -> None:
+    """In a fresh interpreter: importing the package and running queries (telemetry on, the
+    default) imports neither optional package, and logs nothing without a handler; an SDK the
+    application configures afterwards is picked up by the same client."""
     script = textwrap.dedent(
         """
         import asyncio, sys
         from aiohttp import web
         import amplitude_async
+        from amplitude_async import otel
         from amplitude_async.limits import Limits
         from amplitude_async.queries import EventsList, RealtimeActiveUsers
 
@@ -375,6 +379,7 @@ def test_the_package_imports_no_optional_dependency_and_logs_nothing(tmp_path: P
                           ("opentelemetry", "prometheus_client"))
 
         assert loaded() == [], loaded()
+        otel.RECHECK = 0.0  # look for an SDK at every query
 
         async def main():
             async def answer(request):
@@ -389,26 +394,39 @@ def test_the_package_imports_no_optional_dependency_and_logs_nothing(tmp_path: P
             await site.start()
             url = f"http://127.0.0.1:{runner.addresses[0][1]}"
             async with amplitude_async.AmplitudeClient(
-                "k", "s", base_url=url, telemetry=False, limits=Limits().scaled(0.001),
-                max_retries=0,
+                "k", "s", base_url=url, limits=Limits().scaled(0.001), max_retries=0,
             ) as client:
                 await client.run(EventsList())
                 try:  # a WARNING record ("retries exhausted"): silent without a handler
                     await client.run(RealtimeActiveUsers())
                 except amplitude_async.ServerError:
                     pass
+                assert loaded() == [], loaded()
+                print("clean")
+
+                from opentelemetry import trace
+                from opentelemetry.sdk.trace import TracerProvider
+                from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+                from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+                    InMemorySpanExporter,
+                )
+
+                spans = InMemorySpanExporter()
+                provider = TracerProvider()
+                provider.add_span_processor(SimpleSpanProcessor(spans))
+                trace.set_tracer_provider(provider)
+                await client.run(EventsList())
+                print(sorted(span.name for span in spans.get_finished_spans()))
             await runner.cleanup()
 
         asyncio.run(main())
-        assert loaded() == [], loaded()
-        print("clean")
         """
     )
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "clean"
+    assert done.stdout.split("\n") == ["clean", "['GET', 'amplitude.query']", ""]
     assert done.stderr == ""  # the package logger's NullHandler keeps it silent
 
 
