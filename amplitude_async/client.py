@@ -181,7 +181,7 @@ class AmplitudeClient:
 
     ``event_hooks`` (``{"admitted": [...], "response": [...], "retry": [...],
     "rate_limited": [...]}``) are called with the events of :mod:`amplitude_async.observe`.
-    With ``opentelemetry-api`` installed the client reports spans and metrics to
+    Once the application uses OpenTelemetry, the client reports spans and metrics to
     ``tracer_provider`` and ``meter_provider`` (default: the global ones, no-op until an SDK
     sets them); ``telemetry=False`` turns that off. See :mod:`amplitude_async.otel`.
     """
@@ -228,16 +228,9 @@ class AmplitudeClient:
                 "transport",
             )
         hooks = check_hooks(event_hooks)
-        if not telemetry:
-            for name, provider in (
-                ("tracer_provider", tracer_provider),
-                (
-                    "meter_provider",
-                    meter_provider,
-                ),
-            ):
-                if provider is not None:
-                    raise ConfigurationError(name, "cannot be combined with telemetry=False")
+        if not telemetry and (tracer_provider is not None or meter_provider is not None):
+            name = "tracer_provider" if tracer_provider is not None else "meter_provider"
+            raise ConfigurationError(name, "cannot be combined with telemetry=False")
         if scheduler is not None:
             _refuse_conflicts(
                 {"limits": limits, "clock": clock, "budget_url": budget_url}, "scheduler"

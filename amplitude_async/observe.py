@@ -195,8 +195,8 @@ def _error_type(error: BaseException | None) -> str | None:
 class Observer:
     """Logs, hooks and telemetry of one client (see the module doc).
 
-    ``server`` is the base URL, ``redact`` the client's redactor, ``hooks`` the checked
-    ``event_hooks``, ``telemetry`` the OpenTelemetry side (``None``: not installed or off).
+    ``redact`` is the client's redactor, ``hooks`` the checked ``event_hooks``, ``telemetry``
+    the OpenTelemetry side (``None``: off).
     """
 
     def __init__(
