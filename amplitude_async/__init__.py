@@ -8,6 +8,7 @@ exceeded. ``amplitude_async.testing`` holds an emulator of the API for offline u
 from __future__ import annotations
 
 import importlib as _importlib
+import logging
 import warnings as _warnings
 from typing import Any as _Any
 
@@ -33,6 +34,7 @@ from .errors import (
     TransportError,
 )
 from .limits import Limits, Pool
+from .observe import AdmittedEvent, RateLimitedEvent, ResponseEvent, RetryEvent
 from .queries import (
     DAILY,
     HOURLY,
@@ -81,6 +83,9 @@ from .values import Event, GroupBy, InCohort, PerformedEvent, PropertyFilter, Se
 
 __version__ = "0.1.0"
 
+# Silent unless the application configures logging (the standard library's advice to libraries).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
 __all__ = [
     "DAILY",
     "HOURLY",
@@ -90,6 +95,7 @@ __all__ = [
     "APIError",
     "ActiveUsers",
     "ActiveUsersResult",
+    "AdmittedEvent",
     "AmplitudeClient",
     "AmplitudeError",
     "AuthenticationError",
@@ -128,12 +134,15 @@ __all__ = [
     "RateLimited",
     "RealtimeActiveUsers",
     "RealtimeActiveUsersResult",
+    "RateLimitedEvent",
     "RedisCache",
     "ResponseValidationError",
     "ResultCache",
     "Retention",
+    "ResponseEvent",
     "ResponseTooLarge",
     "RetentionResult",
+    "RetryEvent",
     "RetryPolicy",
     "RevenueLTV",
     "RevenueLTVResult",

@@ -37,6 +37,7 @@ from .errors import (
     TransportError,
 )
 from .limits import Limits
+from .observe import EventHooks, Observer, check_hooks
 from .queries import (
     ActiveUsers,
     AverageSessionLength,
@@ -195,6 +196,12 @@ class AmplitudeClient:
     the object that would ignore it (``max_retries`` with ``retry_policy``; ``session``,
     ``timeout`` or ``max_body_bytes`` with ``transport``; ``limits``, ``clock`` or ``budget_url``
     with ``scheduler``) raises :class:`~amplitude_async.errors.ConfigurationError`.
+
+    ``event_hooks`` (``{"admitted": [...], "response": [...], "retry": [...],
+    "rate_limited": [...]}``) are called with the events of :mod:`amplitude_async.observe`.
+    Once the application uses OpenTelemetry, the client reports spans and metrics to
+    ``tracer_provider`` and ``meter_provider`` (default: the global ones, no-op until an SDK
+    sets them); ``telemetry=False`` turns that off. See :mod:`amplitude_async.otel`.
     """
 
     def __init__(
@@ -217,6 +224,10 @@ class AmplitudeClient:
         cache: ResultCache | None = None,
         cache_policy: CachePolicy | None = None,
         budget_url: str | None = None,
+        event_hooks: EventHooks | None = None,
+        telemetry: bool = True,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
     ) -> None:
         api_key = api_key if api_key is not None else os.environ.get("AMPLITUDE_API_KEY")
         secret_key = (
@@ -244,6 +255,10 @@ class AmplitudeClient:
                 {"session": session, "timeout": timeout, "max_body_bytes": max_body_bytes},
                 "transport",
             )
+        hooks = check_hooks(event_hooks)
+        if not telemetry and (tracer_provider is not None or meter_provider is not None):
+            name = "tracer_provider" if tracer_provider is not None else "meter_provider"
+            raise ConfigurationError(name, "cannot be combined with telemetry=False")
         if scheduler is not None:
             _refuse_conflicts(
                 {"limits": limits, "clock": clock, "budget_url": budget_url}, "scheduler"
@@ -279,6 +294,9 @@ class AmplitudeClient:
             cache=cache,
             policy=cache_policy,
             coalesce=coalesce,
+        )
+        self._observer = _make_observer(
+            self, key, hooks, telemetry, tracer_provider, meter_provider
         )
         self._closed = False
         self._calls: set[_Tracked] = set()
@@ -333,6 +351,7 @@ class AmplitudeClient:
             # Even if this close is itself cancelled: cut whatever is left, close the session.
             for call in list(self._calls):
                 call.cancel()
+            self._observer.close()
             try:
                 if self._owns_scheduler:
                     await self.scheduler.aclose()
@@ -414,7 +433,8 @@ class AmplitudeClient:
         if self._closed:
             raise ClientClosed(path=call.path)
         try:
-            return await self.savers.run(call, self._send)
+            with self._observer.query(call.query, call.cost, call.priority):
+                return await self.savers.run(call, self._send)
         except ResponseValidationError as exc:
             raise self._scrubbed(exc) from None
 
@@ -454,11 +474,15 @@ class AmplitudeClient:
                     ticket = await slot.__aenter__()
                 finally:
                     call.waiting_in(None)
-                async with _Entered(slot, ticket):
+                async with (
+                    _Entered(slot, ticket),
+                    self._observer.attempt(call.query, request, ticket, attempts) as attempt,
+                ):
                     # From here until the answer is decoded, a close waits for this call.
                     tracked.sending = True
                     try:
                         response = await self._transport.send(request)
+                        attempt.status = response.status
                         body = decipher(
                             response.status,
                             response.headers,
@@ -467,7 +491,7 @@ class AmplitudeClient:
                             redact=self._redact,
                         )
                     except AmplitudeError as exc:
-                        error = self._scrubbed(exc)
+                        error = attempt.error = self._scrubbed(exc)
                         if isinstance(exc, TransportError):
                             # The server may still be counting it: hold its entry until its
                             # lease ends.
@@ -478,6 +502,7 @@ class AmplitudeClient:
                     return response.body, body
                 attempts = attempts.after(error)
                 decision = self.retry_policy.decide(attempts, error)
+                await self._observer.failed(call.query, error, attempts, decision)
                 if isinstance(error, RateLimited):
                     self.scheduler.record_rate_limited(pool)
                 if not decision.retry:
@@ -625,6 +650,30 @@ class AmplitudeClient:
     revenue_ltv = _endpoint(RevenueLTV)
     chart_csv = _endpoint(ChartCSV)
     chart_query = _endpoint(ChartQuery)
+
+
+def _make_observer(
+    client: AmplitudeClient,
+    api_key: str,
+    hooks: dict[str, Any],
+    telemetry: bool,
+    tracer_provider: Any,
+    meter_provider: Any,
+) -> Observer:
+    """The client's observer (its OpenTelemetry side only with ``telemetry``)."""
+    traced = None
+    if telemetry:
+        from . import otel
+
+        traced = otel.load(
+            server=client.base_url,
+            api_key=api_key,
+            redact=client._redact,
+            statistics=client.statistics,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+        )
+    return Observer(redact=client._redact, hooks=hooks, telemetry=traced)
 
 
 def _default_transport(

@@ -44,6 +44,7 @@ __all__ = [
     "Attempts",
     "RetryDecision",
     "RetryPolicy",
+    "is_retryable",
 ]
 
 # The policy's constants, together.
@@ -104,6 +105,13 @@ class RetryDecision:
 
 
 GIVE_UP: Final = RetryDecision(retry=False)
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Whether the policy ever retries ``error`` (so giving up on it means retries ran out)."""
+    return isinstance(error, RateLimited | ServerError | TransportError) or (
+        type(error) is APIError and error.status in RETRYABLE_STATUSES
+    )
 
 
 @frozen
@@ -169,10 +177,7 @@ class RetryPolicy:
                 pause = max(pause, min(error.retry_after, self.retry_after_cap))
             decision = RetryDecision(retry=True, delay=pause, pause_pool=True)
         else:
-            transient = isinstance(error, ServerError | TransportError) or (
-                type(error) is APIError and error.status in RETRYABLE_STATUSES
-            )
-            if not transient or attempts.errors > self.max_retries:
+            if not is_retryable(error) or attempts.errors > self.max_retries:
                 return GIVE_UP
             decision = RetryDecision(retry=True, delay=self.backoff(attempts.errors))
         if attempts.waited + decision.delay > self.max_retry_time:

@@ -18,6 +18,7 @@ hits, misses, coalesced callers and the cost each saved.
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,6 +32,7 @@ from .call import Call
 from .coalesce import Coalescer
 from .converter import structure_result
 from .errors import AmplitudeError, CacheUnavailable
+from .observe import count as observe_count
 from .queries import Query
 from .results import bind_query
 from .scheduler import SchedulerStatistics
@@ -41,6 +43,8 @@ R = TypeVar("R")
 
 DECODED_ENTRIES = 256
 """Cache hits whose decoded result is kept beside the cache (most recently used)."""
+
+_log = logging.getLogger(__name__)
 
 Send = Callable[[Call[Any]], Awaitable[tuple[bytes, Any]]]
 """Send a call through the scheduler: its raw body and decoded JSON."""
@@ -130,6 +134,7 @@ class Savers:
         counts = self._counts
         for name, n in deltas.items():
             counts[name] += n
+        observe_count(deltas)
 
     def key(self, query: Query[Any] | Call[Any]) -> str:
         """The cache key of ``query`` (or of a call's query) for this client."""
@@ -241,10 +246,6 @@ class Savers:
     def _failed(self, exc: Exception) -> None:
         # Any store failure (connection refused, timeout, a full Redis) only costs the saving.
         self._count(cache_errors=1)
-        warnings.warn(
-            CacheUnavailable(
-                f"result cache {self.cache!r} failed ({type(exc).__name__}: {exc}); "
-                "answering without it"
-            ),
-            stacklevel=2,
-        )
+        text = f"result cache {self.cache!r} failed ({type(exc).__name__}: {exc})"
+        _log.warning("%s; answering without it", text, extra={"error": text})
+        warnings.warn(CacheUnavailable(f"{text}; answering without it"), stacklevel=2)

@@ -65,6 +65,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import math
 import secrets
 from collections.abc import Sequence
@@ -113,6 +114,8 @@ plus :data:`LEASE_MARGIN`."""
 
 DEFAULT_UNAVAILABLE_WAIT: Final = 30.0
 """Default seconds a waiting request tolerates an unavailable budget store."""
+
+_log = logging.getLogger(__name__)
 
 RETRY_MIN: Final = 0.05
 RETRY_MAX: Final = 1.0
@@ -752,6 +755,7 @@ class Scheduler:
         now = self._clock.time()
         if self._outage_since is None:
             self._outage_since = now
+            _log.warning("budget store unavailable: %s", exc, extra={"error": str(exc)})
         since = self._outage_since
         for waiter in list(self._waiters.values()):
             if waiter.state in (_NEW, _SENT) and now - max(since, waiter.queued_at) >= (

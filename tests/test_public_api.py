@@ -30,6 +30,8 @@ EXPECTED = {
     # coalescing and the result cache
     "CachePolicy", "CacheUnavailable", "ClientStatistics", "MemoryCache", "RedisCache",
     "ResultCache", "SavingsStatistics",
+    # observability
+    "AdmittedEvent", "ResponseEvent", "RetryEvent", "RateLimitedEvent",
 }  # fmt: skip
 
 
