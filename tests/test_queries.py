@@ -822,7 +822,7 @@ def brackets(draw: st.DrawFn) -> list[tuple[int, int]]:
 @st.composite
 def retentions(draw: st.DrawFn) -> Retention:
     start, end = draw(date_ranges())
-    mode = draw(st.sampled_from(["n-day", "rolling", "bracket"]))
+    mode = draw(st.sampled_from(["nday", "n-day", "rolling", "bracket"]))
     return Retention(
         draw(event_or_name),
         draw(event_or_name),

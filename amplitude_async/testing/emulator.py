@@ -483,6 +483,8 @@ class Emulator:
             details = f"{problem.field}: {problem.message}"
             if path == "/api/2/useractivity" and problem.field == "user":
                 details = "Argument user must be an int"  # the live API's own words
+            if path == "/api/2/retention" and problem.field == "rm":
+                details = problem.message  # "Invalid retention method.", as the live API says
             return _error(400, details, message="Invalid chart definition")
         assert query is not None
         if query.endpoint in self.forbidden:
