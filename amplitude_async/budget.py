@@ -79,7 +79,9 @@ def pool_windows(limits: Limits, pool: Pool) -> tuple[Window, ...]:
     if pool is Pool.COHORT:
         return (
             Window(
-                "cohort_requests_per_window", limits.cohort_requests_per_window, limits.cohort_window
+                "cohort_requests_per_window",
+                limits.cohort_requests_per_window,
+                limits.cohort_window,
             ),
         )
     return (

@@ -32,12 +32,12 @@ from attrs import field, frozen
 
 from .errors import ConfigurationError
 from .queries import (
-    DatedQuery,
-    Funnel,
-    Query,
     CohortRequest,
     CohortRequestStatus,
     CohortsList,
+    DatedQuery,
+    Funnel,
+    Query,
     RealtimeActiveUsers,
     Retention,
     RevenueLTV,

@@ -419,13 +419,13 @@ def _unstructure_unix_time(value: datetime | None) -> float | None:
 def _structure_owners(obj: object, _: object) -> tuple[str, ...]:
     if obj is None:
         return ()
-    return converter.structure(obj, tuple[str, ...])  # type: ignore[no-any-return]
+    return converter.structure(obj, tuple[str, ...])
 
 
 def _register_cohort() -> None:
     names = _wire_names(Cohort, camel=True)
     times = ("created_at", "last_mod", "last_computed")
-    structure = {
+    structure: dict[str, Any] = {
         name: override(
             rename=wire if name != wire else None,
             struct_hook=_structure_unix_time if name in times else None,
@@ -433,7 +433,7 @@ def _register_cohort() -> None:
         for name, wire in names.items()
     }
     structure["owners"] = override(struct_hook=_structure_owners)
-    unstructure = {
+    unstructure: dict[str, Any] = {
         name: override(
             rename=wire if name != wire else None,
             unstruct_hook=_unstructure_unix_time if name in times else None,

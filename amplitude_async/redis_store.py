@@ -123,11 +123,13 @@ def _parse_config(text: str) -> tuple[Limits, float]:
     standard, user = pools[str(Pool.STANDARD)], pools[str(Pool.USER)]
     (cost_per_window, window), (cost_per_hour, hour) = standard["windows"]
     ((user_per_hour, _),) = user["windows"]
-    cohort = {"cap": DEFAULT_LIMITS.cohort_concurrent, "windows": None}
+    # A budget stored before the cohort pool existed: its defaults.
+    cohort: dict[str, Any] = {
+        "cap": DEFAULT_LIMITS.cohort_concurrent,
+        "windows": [[DEFAULT_LIMITS.cohort_requests_per_window, DEFAULT_LIMITS.cohort_window]],
+    }
     cohort.update(pools.get(str(Pool.COHORT), {}))
-    ((cohort_per_window, cohort_window),) = cohort["windows"] or [
-        [DEFAULT_LIMITS.cohort_requests_per_window, DEFAULT_LIMITS.cohort_window]
-    ]
+    ((cohort_per_window, cohort_window),) = cohort["windows"]
     limits = Limits(
         concurrent=standard["cap"],
         cost_per_window=cost_per_window,

@@ -30,6 +30,7 @@ from .coalesce import Coalescer
 from .converter import structure_result
 from .errors import AmplitudeError, CacheUnavailable
 from .queries import Query
+from .quota import QuotaUsage
 from .scheduler import SchedulerStatistics
 
 __all__ = ["ClientStatistics", "Savers", "SavingsStatistics", "Send"]
@@ -76,15 +77,23 @@ class SavingsStatistics:
 
 @frozen
 class ClientStatistics(SchedulerStatistics):
-    """The scheduler's snapshot with the client's :class:`SavingsStatistics` beside it."""
+    """The scheduler's snapshot with the client's :class:`SavingsStatistics` and monthly quotas
+    beside it."""
 
     savings: SavingsStatistics = field(factory=SavingsStatistics)
+    quotas: tuple[QuotaUsage, ...] = ()
+    """Monthly quotas as last seen, such as this month's cohort download requests."""
 
     @classmethod
-    def of(cls, scheduler: SchedulerStatistics, savings: SavingsStatistics) -> ClientStatistics:
-        """Attach ``savings`` to a scheduler snapshot."""
+    def of(
+        cls,
+        scheduler: SchedulerStatistics,
+        savings: SavingsStatistics,
+        quotas: tuple[QuotaUsage, ...] = (),
+    ) -> ClientStatistics:
+        """Attach ``savings`` and ``quotas`` to a scheduler snapshot."""
         values = {a.name: getattr(scheduler, a.name) for a in attrs.fields(type(scheduler))}
-        return cls(**values, savings=savings)
+        return cls(**values, savings=savings, quotas=quotas)
 
 
 class Savers:

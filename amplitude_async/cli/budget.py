@@ -3,7 +3,8 @@
 Reads the budget the processes of one project share (see
 :mod:`amplitude_async.redis_store`) without joining it: per pool, the use of each window, the
 requests in flight and queued across every process, a pause after a 429, how many
-processes are attached, and the month's count of cohort download requests. ``--watch`` refreshes it until Ctrl-C.
+processes are attached, and the month's count of cohort download requests. ``--watch``
+refreshes it until Ctrl-C.
 """
 
 from __future__ import annotations

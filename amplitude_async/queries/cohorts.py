@@ -144,7 +144,9 @@ class CohortRequest(Query[CohortJob]):
     cohort_id: str = field(validator=_cohort_id, metadata=wire("cohort_id", in_path=True))
     props: bool = field(default=False, metadata=wire("props", codec=_PROPS))
     prop_keys: tuple[str, ...] = field(
-        default=(), converter=_to_prop_keys, metadata=wire("propKeys", codec=_TEXT_ITEM, repeated=True)
+        default=(),
+        converter=_to_prop_keys,
+        metadata=wire("propKeys", codec=_TEXT_ITEM, repeated=True),
     )
 
     def __attrs_post_init__(self) -> None:
