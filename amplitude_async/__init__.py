@@ -11,6 +11,7 @@ from .admission import BudgetStore, InMemoryBudgetStore
 from .cache import CachePolicy, MemoryCache, RedisCache, ResultCache
 from .client import AmplitudeClient
 from .clock import Clock, LoopClock
+from .cohort_results import Cohort, CohortDownload, CohortMember, CohortsListResult
 from .converter import structure_result, unstructure_result
 from .errors import (
     AmplitudeError,
@@ -20,10 +21,12 @@ from .errors import (
     BudgetUnavailable,
     CacheUnavailable,
     ClientClosed,
+    CohortTimeout,
     ConfigurationError,
     InvalidQuery,
     NotFound,
     QueryTooExpensive,
+    QuotaExhausted,
     RateLimited,
     ResponseTooLarge,
     ResponseValidationError,
@@ -41,6 +44,7 @@ from .queries import (
     AverageSessionLength,
     ChartCSV,
     ChartQuery,
+    CohortsList,
     EventSegmentation,
     EventsList,
     Funnel,
@@ -97,12 +101,18 @@ __all__ = [
     "BadRequest",
     "BudgetStore",
     "BudgetUnavailable",
+    "CohortTimeout",
     "CachePolicy",
     "CacheUnavailable",
     "ChartCSV",
     "ChartCSVResult",
     "ChartQuery",
     "ChartQueryResult",
+    "Cohort",
+    "CohortDownload",
+    "CohortMember",
+    "CohortsList",
+    "CohortsListResult",
     "ClientStatistics",
     "ClientClosed",
     "Clock",
@@ -127,6 +137,7 @@ __all__ = [
     "PropertyFilter",
     "Query",
     "QueryTooExpensive",
+    "QuotaExhausted",
     "RateLimited",
     "RealtimeActiveUsers",
     "RealtimeActiveUsersResult",

@@ -37,6 +37,7 @@ from amplitude_async.queries import (
     AverageSessionLength,
     ChartCSV,
     ChartQuery,
+    CohortsList,
     EventSegmentation,
     EventsList,
     Funnel,
@@ -271,6 +272,7 @@ EVERY_ENDPOINT: list[Query[Any]] = [
     RevenueLTV(START, END, metric="arppu"),
     ChartCSV("purchases-by-country"),
     ChartQuery("daily-signups"),
+    CohortsList(include_sync_info=True),
 ]
 
 

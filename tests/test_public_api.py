@@ -10,19 +10,20 @@ EXPECTED = {
     "Query", "ActiveUsers", "SessionLengthDistribution", "AverageSessionLength",
     "SessionsPerUser", "UserComposition", "EventsList", "EventSegmentation", "Funnel",
     "Retention", "UserActivity", "UserSearch", "RealtimeActiveUsers", "RevenueLTV",
-    "ChartCSV", "ChartQuery", "parse_query",
+    "ChartCSV", "ChartQuery", "CohortsList", "parse_query",
     "REALTIME", "HOURLY", "DAILY", "WEEKLY", "MONTHLY",
     # results
     "ActiveUsersResult", "SessionLengthDistributionResult", "AverageSessionLengthResult",
     "SessionsPerUserResult", "UserCompositionResult", "EventsListResult",
     "EventSegmentationResult", "FunnelResult", "RetentionResult", "UserActivityResult",
     "UserSearchResult", "RealtimeActiveUsersResult", "RevenueLTVResult", "ChartCSVResult",
-    "ChartQueryResult", "Row", "structure_result", "unstructure_result",
+    "ChartQueryResult", "Cohort", "CohortsListResult", "CohortDownload", "CohortMember", "Row",
+    "structure_result", "unstructure_result",
     # errors
     "AmplitudeError", "InvalidQuery", "QueryTooExpensive", "ConfigurationError", "APIError",
     "BadRequest", "AuthenticationError", "NotFound", "RateLimited", "ServerError",
     "TransportError", "ResponseValidationError", "ClientClosed", "ResponseTooLarge",
-    "BudgetUnavailable",
+    "BudgetUnavailable", "QuotaExhausted", "CohortTimeout",
     # client and scheduling
     "AmplitudeClient", "Limits", "Pool", "Scheduler", "SchedulerStatistics", "RetryPolicy",
     "BudgetStore", "InMemoryBudgetStore", "Clock", "LoopClock",
