@@ -549,7 +549,7 @@ class CohortFlow:
             )
         return done
 
-    async def members(
+    def members(
         self,
         query: CohortRequest,
         *,
@@ -559,10 +559,30 @@ class CohortFlow:
         priority: int,
         progress: Progress | None,
     ) -> AsyncIterator[CohortMember]:
-        """The whole flow, yielding members as the file streams in."""
+        """The whole flow, yielding members as the file streams in; the arguments are checked
+        now, before iterating."""
         if request_id is not None:
             check_request_id(request_id)
         _check_timing(poll_interval, job_timeout)
+        return self._members(
+            query,
+            request_id=request_id,
+            poll_interval=poll_interval,
+            job_timeout=job_timeout,
+            priority=priority,
+            progress=progress,
+        )
+
+    async def _members(
+        self,
+        query: CohortRequest,
+        *,
+        request_id: str | None,
+        poll_interval: float,
+        job_timeout: float,
+        priority: int,
+        progress: Progress | None,
+    ) -> AsyncIterator[CohortMember]:
         request_id = await self._ready(
             query,
             request_id,

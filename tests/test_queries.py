@@ -830,7 +830,7 @@ def retentions(draw: st.DrawFn) -> Retention:
         draw(event_or_name),
         start,
         end,
-        mode=mode,  # type: ignore[arg-type]
+        mode=mode,
         brackets=draw(brackets()) if mode == "bracket" else None,
         interval=draw(st.sampled_from([DAILY, WEEKLY, MONTHLY])),
         segments=draw(segment_lists),
