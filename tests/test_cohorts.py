@@ -552,3 +552,66 @@ def test_a_truncated_gzip_file_is_refused() -> None:
 
     with pytest.raises(ResponseValidationError):
         asyncio.run(run())
+
+
+# -- the command line ---------------------------------------------------------------------
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AMPLITUDE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "amplitude_async", "cohorts", *args],
+        capture_output=True,
+        text=True,
+        env=clean | (env or {}),
+        timeout=120,
+    )
+
+
+def test_cli_lists_and_downloads_from_the_emulator(tmp_path: Path) -> None:
+    listed = cli("list", "--emulator")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].split() == ["id", "name", "size", "last", "computed"]
+    assert any(line.startswith("draft ") and line.endswith("never") for line in lines)
+    target = tmp_path / "members.csv"
+    done = cli("download", "mobile", "-o", str(target), "--emulator", "--prop-key", "country")
+    assert done.returncode == 0, done.stderr
+    assert read_csv(target)[0] == ["amplitude_id", "user_id", "country"]
+    assert "members" in done.stdout
+    assert "request_id" in done.stderr
+    assert "done:" in done.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("download", "a/b", "-o", "x.csv"), "cohort_id"),
+        (("download", "mobile", "-o", "missing/x.csv"), "path"),
+        (("download", "mobile", "-o", "x.csv", "--props", "--prop-key", "c"), "not allowed"),
+        (("download", "nosuchcohort", "-o", "x.csv"), "404"),
+    ],
+)
+def test_cli_bad_input_exits_2(args: tuple[str, ...], message: str) -> None:
+    done = cli(*args, "--emulator")
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+async def test_cli_prints_the_request_id_to_resume_a_cut_download(tmp_path: Path) -> None:
+    target = tmp_path / "members.csv"
+    keys = {"AMPLITUDE_API_KEY": "emulator-key", "AMPLITUDE_SECRET_KEY": "emulator-secret"}
+    async with emulator(limits=Limits(), cohort_job_time=0.0) as emu:
+        emu.cohorts.cut_downloads = 1
+        args = ("download", "active-7d", "-o", str(target), "--base-url", emu.url)
+        cut = await asyncio.to_thread(cli, *args, env=keys)
+        assert cut.returncode == 1
+        (hint,) = [line for line in cut.stderr.splitlines() if "resume with" in line]
+        assert "--request-id" in hint
+        request_id = hint.split("--request-id ")[1].strip()
+        assert not target.exists()
+        resumed = await asyncio.to_thread(cli, *args, "--request-id", request_id, env=keys)
+    assert resumed.returncode == 0, resumed.stderr
+    assert steps(emu, "request") == 1
+    assert len(read_csv(target)) - 1 == len(expected_members("active-7d"))
