@@ -557,13 +557,16 @@ def test_a_truncated_gzip_file_is_refused() -> None:
 # -- the command line ---------------------------------------------------------------------
 
 
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("AMPLITUDE_")}
     return subprocess.run(
         [sys.executable, "-m", "amplitude_async", "cohorts", *args],
         capture_output=True,
         text=True,
         env=clean | (env or {}),
+        cwd=cwd,
         timeout=120,
     )
 
@@ -592,11 +595,12 @@ def test_cli_lists_and_downloads_from_the_emulator(tmp_path: Path) -> None:
         (("download", "nosuchcohort", "-o", "x.csv"), "404"),
     ],
 )
-def test_cli_bad_input_exits_2(args: tuple[str, ...], message: str) -> None:
-    done = cli(*args, "--emulator")
+def test_cli_bad_input_exits_2(args: tuple[str, ...], message: str, tmp_path: Path) -> None:
+    done = cli(*args, "--emulator", cwd=tmp_path)
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+    assert os.listdir(tmp_path) == []
 
 
 async def test_cli_prints_the_request_id_to_resume_a_cut_download(tmp_path: Path) -> None:

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any, TextIO
 
-from ..cohorts import DEFAULT_POLL_INTERVAL, CohortProgress
+from ..cohorts import DEFAULT_POLL_INTERVAL, CohortProgress, check_target
 from ..errors import AmplitudeError
-from ..queries import CohortsList
+from ..queries import CohortRequest, CohortsList, check_request_id
 from .common import (
     EMULATOR_DEFAULTS,
     EPILOG,
@@ -162,6 +162,14 @@ async def _download(
 def run(args: argparse.Namespace, extra: Sequence[str], out: TextIO, err: TextIO) -> int:
     """Run the ``cohorts`` command."""
     line = _ProgressLine(err)
+    if args.action == "download":
+        # Bad input fails here, before an emulator starts or anything is sent.
+        CohortRequest(
+            args.cohort_id, props=bool(args.props or args.prop_key), prop_keys=args.prop_key
+        )
+        check_target(args.output)
+        if args.request_id is not None:
+            check_request_id(args.request_id, "--request-id")
 
     async def go(target: Connection) -> None:
         poll = DEFAULT_POLL_INTERVAL * target.time_scale
