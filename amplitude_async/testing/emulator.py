@@ -275,6 +275,13 @@ class Emulator:
     the ``keep_log`` most recent records (at most twice as many between trims), and
     :meth:`statistics` then covers those records only.
 
+    Cohorts (:attr:`cohorts`, see :mod:`~amplitude_async.testing.cohorts`): jobs stay in
+    progress for ``cohort_job_time`` seconds; files over ``cohort_direct_bytes`` are sent as a
+    302 to a storage server (started with the emulator) whose links expire after
+    ``cohort_link_lifetime`` seconds (default a minute, scaled with ``limits.window``);
+    ``cohort_gzip=False`` serves plain CSV; ``synthetic_cohorts`` adds generated cohorts by id
+    and size.
+
     Serve it with ``async with`` (or :meth:`start` / :meth:`close`); :attr:`app` is the
     :class:`aiohttp.web.Application` for other ways of serving.
     """
