@@ -623,7 +623,7 @@ class AmplitudeClient:
         CohortTimeout. ``progress`` is called with each
         :class:`~amplitude_async.cohorts.CohortProgress`.
         """
-        query = CohortRequest(cohort_id, props=props, prop_keys=tuple(prop_keys))
+        query = CohortRequest(cohort_id, props=props, prop_keys=prop_keys)
         if self._closed:
             raise ClientClosed(path=query.path)
         return await self._cohorts.download(
@@ -650,7 +650,7 @@ class AmplitudeClient:
     ) -> AsyncIterator[CohortMember]:
         """A cohort's members as they stream in: the flow of :meth:`download_cohort` without a
         file. Arguments are checked here, before iterating."""
-        query = CohortRequest(cohort_id, props=props, prop_keys=tuple(prop_keys))
+        query = CohortRequest(cohort_id, props=props, prop_keys=prop_keys)
         if self._closed:
             raise ClientClosed(path=query.path)
         return self._cohorts.members(

@@ -56,6 +56,7 @@ from .errors import (
     QuotaExhausted,
     RateLimited,
     ResponseValidationError,
+    TransportError,
 )
 from .limits import Pool
 from .queries import CohortRequest, CohortRequestStatus, Query
@@ -297,7 +298,8 @@ class CohortFlow:
     # -- the monthly quota ----------------------------------------------------------------
 
     def quota_usage(self) -> QuotaUsage:
-        """The month's cohort requests as last seen (exact for the in-process store)."""
+        """The month's cohort requests as last seen: exact for the in-process store; for a
+        shared store, as of this process's last request or check (0 before its first)."""
         month = utc_month()
         used = self._counter.monthly_seen(COHORT_REQUESTS, month) or 0
         return QuotaUsage(
@@ -382,22 +384,26 @@ class CohortFlow:
         yielded = False
         while True:
             try:
-                async with (
-                    self._scheduler.slot(Pool.STANDARD, 0, priority=priority),
-                    transport.stream(
-                        url,
-                        {"Authorization": self._authorization},
-                        path=path,
-                        read_timeout=self._timeout,
-                    ) as answer,
-                ):
-                    if answer.status == 200:
-                        yielded = True
-                        yield answer
-                        return
-                    if answer.status not in _REDIRECTS or "Location" not in answer.headers:
-                        self._raise(answer, await answer.head(), path)
-                    location = urljoin(url, answer.headers["Location"])
+                async with self._scheduler.slot(Pool.STANDARD, 0, priority=priority) as ticket:
+                    try:
+                        async with transport.stream(
+                            url,
+                            {"Authorization": self._authorization},
+                            path=path,
+                            read_timeout=self._timeout,
+                        ) as answer:
+                            if answer.status == 200:
+                                yielded = True
+                                yield answer
+                                return
+                            if answer.status not in _REDIRECTS or "Location" not in answer.headers:
+                                self._raise(answer, await answer.head(), path)
+                            location = urljoin(url, answer.headers["Location"])
+                    except TransportError:
+                        # The server may still be counting it: its slot stays taken until the
+                        # lease ends.
+                        self._scheduler.abandon(ticket)
+                        raise
                 # Outside the slot, and without the credentials.
                 async with transport.stream(
                     location, {}, path=_STORAGE, read_timeout=self._timeout

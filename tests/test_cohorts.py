@@ -399,6 +399,25 @@ async def test_dashboard_queries_and_cohort_downloads_at_full_budget_draw_no_429
     assert stamps[-1] - stamps[0] >= 2 * limits.cohort_window - 0.05
 
 
+async def test_the_emulator_enforces_the_cohort_window_with_429s() -> None:
+    limits = Limits(cohort_requests_per_window=2).scaled(0.01)
+    auth = {"Authorization": basic_auth("emulator-key", "emulator-secret")}
+    async with emulator(limits=limits) as emu, aiohttp.ClientSession() as session:
+        statuses = []
+        for _ in range(3):
+            async with session.get(f"{emu.url}/api/5/cohorts/request/mobile", headers=auth) as r:
+                statuses.append(r.status)
+                body = await r.json()
+        polls = []
+        for _ in range(3):  # polls weigh nothing in the cohort window
+            url = f"{emu.url}/api/5/cohorts/request-status/nosuchrequest"
+            async with session.get(url, headers=auth) as r:
+                polls.append(r.status)
+    assert statuses == [202, 202, 429]
+    assert "Exceeded rate limit" in body["error"]["metadata"]["details"]
+    assert polls == [404, 404, 404]
+
+
 async def test_the_monthly_quota_refuses_before_sending(emu: Emulator, tmp_path: Path) -> None:
     limits = Limits(cohort_requests_per_month=2).scaled(0.01)
     async with client_for(emu, limits=limits) as client:
