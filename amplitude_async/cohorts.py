@@ -26,7 +26,12 @@ into :class:`~amplitude_async.cohort_results.CohortMember` objects.
 
 A download that fails after step 1 can be resumed with its ``request_id`` (the file stays
 available for seven days): no new request, no quota. Errors raised after step 1 carry a note
-naming it, and ``progress`` callbacks see it as soon as it is known.
+naming it, and ``progress`` callbacks see it as soon as it is known. Closing the client cuts a
+download in progress like any failure (the temporary file is removed; resume it later).
+
+The writing stage is :meth:`CohortFlow._write` (CSV as served); another output format (such
+as Parquet) would be a ``format=`` choice of that stage, the three requests staying as they
+are.
 """
 
 from __future__ import annotations
@@ -256,6 +261,9 @@ def check_target(path: str | os.PathLike[str]) -> Path:
     parent = target.parent
     if not parent.is_dir():
         raise InvalidQuery("path", f"the directory {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        # Found now, not after the request has spent a month's quota.
+        raise InvalidQuery("path", f"the directory {str(parent)!r} is not writable")
     return target
 
 

@@ -399,6 +399,25 @@ async def test_dashboard_queries_and_cohort_downloads_at_full_budget_draw_no_429
     assert stamps[-1] - stamps[0] >= 2 * limits.cohort_window - 0.05
 
 
+@pytest.mark.parametrize(
+    "field",
+    [
+        "cohort_concurrent",
+        "cohort_requests_per_window",
+        "cohort_window",
+        "cohort_requests_per_month",
+    ],
+)
+def test_cohort_limits_are_checked_and_scaled(field: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Limits(**{field: 0})
+    assert caught.value.field == f"Limits.{field}"
+    scaled = Limits().scaled(0.5)
+    assert scaled.cohort_window == 300.0
+    assert (scaled.cohort_concurrent, scaled.cohort_requests_per_window) == (4, 60)
+    assert scaled.cohort_requests_per_month == 500  # a count, not a duration
+
+
 async def test_the_emulator_enforces_the_cohort_window_with_429s() -> None:
     limits = Limits(cohort_requests_per_window=2).scaled(0.01)
     auth = {"Authorization": basic_auth("emulator-key", "emulator-secret")}
