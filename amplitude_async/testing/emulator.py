@@ -22,6 +22,10 @@ What a request goes through, in order (each step is a place a test can aim at):
 6. faults (5xx, slow, hang, dropped connection) drawn for accepted requests only;
 7. ``processing_time``, then the engine's answer (200, or 400/404 in the error envelope).
 
+The steps of a cohort download (``/api/5/cohorts/...``) pass the same method and
+authentication checks, then take the cohort pool's ticket (a request) besides the standard
+pool's, at cost 0, and are answered by :mod:`~amplitude_async.testing.cohorts`.
+
 An accepted request stays in flight until its response has been written (or its connection is
 gone), which is the strictest moment a server could release it.
 
