@@ -14,6 +14,7 @@ import gzip
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -657,3 +658,28 @@ async def test_cli_prints_the_request_id_to_resume_a_cut_download(tmp_path: Path
     assert resumed.returncode == 0, resumed.stderr
     assert steps(emu, "request") == 1
     assert len(read_csv(target)) - 1 == len(expected_members("active-7d"))
+
+
+async def test_cli_interrupted_while_the_job_runs_prints_the_request_id(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AMPLITUDE_")}
+    keys = {"AMPLITUDE_API_KEY": "emulator-key", "AMPLITUDE_SECRET_KEY": "emulator-secret"}
+    async with emulator(limits=Limits(), cohort_job_time=3600.0) as emu:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-m", "amplitude_async", "cohorts", "download", "mobile"),
+            *("-o", str(tmp_path / "m.csv"), "--base-url", emu.url),
+            stderr=subprocess.PIPE,
+            env=clean | keys,
+        )
+        assert child.stderr is not None
+        async with asyncio.timeout(60):
+            first = (await child.stderr.readline()).decode()
+            assert first.startswith("requested: request_id ")
+            child.send_signal(signal.SIGINT)
+            rest = (await child.stderr.read()).decode()
+            code = await child.wait()
+    assert code == 130
+    request_id = first.split()[-1]
+    assert f"--request-id {request_id}" in rest
+    assert "interrupted" in rest
+    assert os.listdir(tmp_path) == []
