@@ -322,9 +322,9 @@ class CohortService:
         if keys:
             columns: list[str] = keys
         elif props == ["1"]:
-            columns = list(self.dataset.prop_index) if cohort.users is not None else []
-            if cohort.users is None:
-                columns = ["country", "platform"]
+            # Every user property: the dataset's, or the two a synthetic cohort has.
+            synthetic = cohort.users is None
+            columns = ["country", "platform"] if synthetic else list(self.dataset.prop_index)
         else:
             columns = []
         request_id = f"req{next(self._ids):06d}{secrets.token_hex(4)}"
