@@ -47,6 +47,7 @@ from .budget import (
 )
 from .clock import Clock, LoopClock
 from .limits import DEFAULT_LIMITS, Limits, Pool
+from .quota import MonthlyCounts
 
 __all__ = [
     "DEFAULT_STARVATION_WINDOWS",
@@ -407,9 +408,10 @@ def plan(queue: PoolQueue, snap: PoolSnapshot) -> list[Waiter]:
 # -- the in-process store ------------------------------------------------------------------------
 
 
-class InMemoryBudgetStore:
+class InMemoryBudgetStore(MonthlyCounts):
     """A :class:`BudgetStore` in this process: a :class:`~amplitude_async.budget.PoolLedger` and
-    a :class:`PoolQueue` per pool. Its exchanges never suspend.
+    a :class:`PoolQueue` per pool. Its exchanges never suspend. It also keeps the monthly quota
+    counts (:class:`~amplitude_async.quota.MonthlyCounter`).
 
     ``clock`` is the store's clock (default: the running loop's). Several schedulers of one
     process may share it, each an owner of its own.
@@ -426,6 +428,7 @@ class InMemoryBudgetStore:
         if starvation_bound is None:
             starvation_bound = default_starvation_bound(limits)
         starvation_bound = check_bound("starvation_bound", starvation_bound)
+        super().__init__()
         self._limits = limits
         self._starvation_bound = starvation_bound
         self._clock: Clock = clock if clock is not None else LoopClock()

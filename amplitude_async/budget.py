@@ -10,7 +10,8 @@ occupies indefinitely (its completion time is unknown). A request of weight ``w`
 dispatched at time ``t`` iff the pool is not paused, fewer than ``cap`` entries are in flight, and
 for every window ``used(t) + w <= budget``, where ``used(t)`` sums the entries occupying at
 ``t``. All windows are checked and taken together, all or nothing. Weights: a standard-pool
-request weighs its cost; a user-pool request weighs 1 (its window counts queries).
+request weighs its cost; a user-pool or cohort-pool request weighs 1 (its window counts
+requests).
 
 Why this never draws a 429 from a strict sliding-window server, whatever the network delay: the
 server stamps each request when it arrives, at some time ``a`` with ``dispatch <= a <= complete``,
@@ -75,6 +76,14 @@ def pool_windows(limits: Limits, pool: Pool) -> tuple[Window, ...]:
     """Return the sliding windows that govern ``pool``."""
     if pool is Pool.USER:
         return (Window("user_queries_per_hour", limits.user_queries_per_hour, limits.hour),)
+    if pool is Pool.COHORT:
+        return (
+            Window(
+                "cohort_requests_per_window",
+                limits.cohort_requests_per_window,
+                limits.cohort_window,
+            ),
+        )
     return (
         Window("cost_per_window", limits.cost_per_window, limits.window),
         Window("cost_per_hour", limits.cost_per_hour, limits.hour),
@@ -83,12 +92,15 @@ def pool_windows(limits: Limits, pool: Pool) -> tuple[Window, ...]:
 
 def pool_cap(limits: Limits, pool: Pool) -> int:
     """Return how many requests of ``pool`` may be in flight at once."""
+    if pool is Pool.COHORT:
+        return limits.cohort_concurrent
     return limits.user_concurrent if pool is Pool.USER else limits.concurrent
 
 
 def weight_of(pool: Pool, cost: int) -> int:
-    """Return what a request of ``cost`` weighs in ``pool``'s windows (user queries weigh 1)."""
-    return 1 if pool is Pool.USER else cost
+    """Return what a request of ``cost`` weighs in ``pool``'s windows (user queries and cohort
+    requests weigh 1)."""
+    return cost if pool is Pool.STANDARD else 1
 
 
 def check_cost(limits: Limits, pool: Pool, cost: int) -> None:

@@ -32,6 +32,9 @@ from attrs import field, frozen
 
 from .errors import ConfigurationError
 from .queries import (
+    CohortRequest,
+    CohortRequestStatus,
+    CohortsList,
     DatedQuery,
     Funnel,
     Query,
@@ -69,7 +72,8 @@ DEFAULT_RECENT_TTL: Final = 300.0
 """Seconds an answer touching unsettled days (or with no dates) is kept."""
 
 _DEFAULT_FUNNEL_WINDOW_DAYS: Final = 30
-_VOLATILE: Final = (RealtimeActiveUsers, UserActivity, UserSearch)
+_UNCACHED: Final = (CohortRequest, CohortRequestStatus)
+_VOLATILE: Final = (CohortsList, RealtimeActiveUsers, UserActivity, UserSearch)
 # Their answers count returning users or revenue up to "now", whatever the range says.
 _OPEN_ENDED: Final = (Retention, RevenueLTV)
 
@@ -135,10 +139,13 @@ def cache_ttl(query: Query[Any], policy: CachePolicy, today: date) -> float | No
     """Seconds to keep ``query``'s answer, or ``None`` not to cache it.
 
     Settled (the data it depends on ends on or before ``policy.last_settled_day(today)``):
-    ``settled_ttl``. Realtime, user activity and user search: ``volatile_ttl``. Anything
-    else, including queries without dates and funnels whose conversion window reaches
-    unsettled days: ``recent_ttl``.
+    ``settled_ttl``. Realtime, user activity, user search and the cohort list:
+    ``volatile_ttl``. The steps of a cohort download: never cached. Anything else, including
+    queries without dates and funnels whose conversion window reaches unsettled days:
+    ``recent_ttl``.
     """
+    if isinstance(query, _UNCACHED):
+        return None
     if isinstance(query, _VOLATILE):
         return policy.volatile_ttl
     if isinstance(query, DatedQuery):

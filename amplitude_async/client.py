@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from datetime import date
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
@@ -28,6 +28,8 @@ from .cache import CachePolicy, ResultCache
 from .call import Call
 from .chunks import run_chunks
 from .clock import Clock
+from .cohort_results import CohortDownload, CohortMember
+from .cohorts import DEFAULT_JOB_TIMEOUT, DEFAULT_POLL_INTERVAL, CohortFlow, Progress
 from .errors import (
     AmplitudeError,
     ClientClosed,
@@ -43,6 +45,8 @@ from .queries import (
     AverageSessionLength,
     ChartCSV,
     ChartQuery,
+    CohortRequest,
+    CohortsList,
     EventSegmentation,
     EventsList,
     Funnel,
@@ -298,6 +302,16 @@ class AmplitudeClient:
         self._observer = _make_observer(
             self, key, hooks, telemetry, tracer_provider, meter_provider
         )
+        self._cohorts = CohortFlow(
+            runner=self,
+            scheduler=scheduler,
+            transport=self._transport,
+            base_url=self.base_url,
+            authorization=self._authorization,
+            redact=self._redact,
+            retry_policy=self.retry_policy,
+            timeout=request_timeout,
+        )
         self._closed = False
         self._calls: set[_Tracked] = set()
         self._close_done = asyncio.Event()
@@ -363,7 +377,11 @@ class AmplitudeClient:
 
     def statistics(self) -> ClientStatistics:
         """An immutable snapshot of the budgets, queues and counters, and the ``savings``."""
-        return ClientStatistics.of(self.scheduler.statistics(), self.savers.statistics())
+        return ClientStatistics.of(
+            self.scheduler.statistics(),
+            self.savers.statistics(),
+            (self._cohorts.quota_usage(),),
+        )
 
     async def run(
         self,
@@ -650,6 +668,69 @@ class AmplitudeClient:
     revenue_ltv = _endpoint(RevenueLTV)
     chart_csv = _endpoint(ChartCSV)
     chart_query = _endpoint(ChartQuery)
+    cohorts_list = _endpoint(CohortsList)
+
+    async def download_cohort(
+        self,
+        cohort_id: str,
+        path: str | os.PathLike[str],
+        *,
+        props: bool = False,
+        prop_keys: Iterable[str] = (),
+        request_id: str | None = None,
+        priority: int = 0,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        job_timeout: float = DEFAULT_JOB_TIMEOUT,
+        progress: Progress | None = None,
+    ) -> CohortDownload:
+        """Download a cohort's members into ``path`` as CSV (see :mod:`amplitude_async.cohorts`).
+
+        Request the file (``props=True``: with every user property; ``prop_keys``: chosen ones),
+        poll until the job completes, stream the file to a temporary name beside ``path`` and
+        rename it into place once complete. ``request_id`` resumes an earlier request (no new
+        request, no monthly quota). Bad input raises InvalidQuery before anything is sent; a
+        used-up month QuotaExhausted; a job still running after ``job_timeout`` seconds
+        CohortTimeout. ``progress`` is called with each
+        :class:`~amplitude_async.cohorts.CohortProgress`.
+        """
+        query = CohortRequest(cohort_id, props=props, prop_keys=prop_keys)
+        if self._closed:
+            raise ClientClosed(path=query.path)
+        return await self._cohorts.download(
+            query,
+            path,
+            request_id=request_id,
+            poll_interval=poll_interval,
+            job_timeout=job_timeout,
+            priority=priority,
+            progress=progress,
+        )
+
+    def cohort_members(
+        self,
+        cohort_id: str,
+        *,
+        props: bool = False,
+        prop_keys: Iterable[str] = (),
+        request_id: str | None = None,
+        priority: int = 0,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        job_timeout: float = DEFAULT_JOB_TIMEOUT,
+        progress: Progress | None = None,
+    ) -> AsyncIterator[CohortMember]:
+        """A cohort's members as they stream in: the flow of :meth:`download_cohort` without a
+        file. Arguments are checked here, before iterating."""
+        query = CohortRequest(cohort_id, props=props, prop_keys=prop_keys)
+        if self._closed:
+            raise ClientClosed(path=query.path)
+        return self._cohorts.members(
+            query,
+            request_id=request_id,
+            poll_interval=poll_interval,
+            job_timeout=job_timeout,
+            priority=priority,
+            progress=progress,
+        )
 
 
 def _make_observer(

@@ -22,10 +22,11 @@ Everything about the wire lives here:
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from collections.abc import Callable, Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar, get_args, get_origin
 
 import attrs
@@ -39,6 +40,7 @@ from cattrs.errors import (
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.v import format_exception
 
+from .cohort_results import Cohort, CohortJob, CohortsListResult
 from .errors import ResponseValidationError
 from .results import (
     ActiveUsersResult,
@@ -385,6 +387,70 @@ def _unstructure_ltv_cell(cell: LTVCell) -> dict[str, Any]:
 
 converter.register_structure_hook(LTVCell, _structure_ltv_cell)
 converter.register_unstructure_hook(LTVCell, _unstructure_ltv_cell)
+
+
+# --- cohorts -----------------------------------------------------------------------------------
+
+
+def _structure_unix_time(obj: object, _: object) -> datetime | None:
+    # The cohort endpoints send Unix seconds (lastComputed is null for a cohort never computed).
+    if obj is None:
+        return None
+    if isinstance(obj, str):
+        try:
+            obj = float(obj.strip())
+        except ValueError:
+            raise _WireError(f"expected Unix seconds, got {obj!r}") from None
+    if isinstance(obj, bool) or not isinstance(obj, int | float) or not math.isfinite(obj):
+        raise _WireError(f"expected Unix seconds, got {obj!r}")
+    try:
+        return datetime.fromtimestamp(obj, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise _WireError(f"Unix seconds out of range: {obj!r}") from None
+
+
+def _unstructure_unix_time(value: datetime | None) -> float | None:
+    if value is None:
+        return None
+    seconds = value.timestamp()
+    return int(seconds) if seconds.is_integer() else seconds
+
+
+def _structure_owners(obj: object, _: object) -> tuple[str, ...]:
+    if obj is None:
+        return ()
+    return converter.structure(obj, tuple[str, ...])
+
+
+def _register_cohort() -> None:
+    names = _wire_names(Cohort, camel=True)
+    times = ("created_at", "last_mod", "last_computed")
+    structure: dict[str, Any] = {
+        name: override(
+            rename=wire if name != wire else None,
+            struct_hook=_structure_unix_time if name in times else None,
+        )
+        for name, wire in names.items()
+    }
+    structure["owners"] = override(struct_hook=_structure_owners)
+    unstructure: dict[str, Any] = {
+        name: override(
+            rename=wire if name != wire else None,
+            unstruct_hook=_unstructure_unix_time if name in times else None,
+        )
+        for name, wire in names.items()
+    }
+    converter.register_structure_hook(
+        Cohort, make_dict_structure_fn(Cohort, converter, **structure)
+    )
+    converter.register_unstructure_hook(
+        Cohort, make_dict_unstructure_fn(Cohort, converter, **unstructure)
+    )
+
+
+_register_cohort()
+_register_plain(CohortsListResult, camel=False)
+_register_plain(CohortJob, camel=False)
 
 
 # Generated hooks look up the hooks of nested types when they are made: leaves first.

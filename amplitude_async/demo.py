@@ -37,6 +37,7 @@ from .queries import (
     AverageSessionLength,
     ChartCSV,
     ChartQuery,
+    CohortsList,
     EventSegmentation,
     EventsList,
     Funnel,
@@ -171,6 +172,7 @@ def dashboard(dataset: Dataset, profile: Profile) -> list[Query[Any]]:
         ChartQuery("daily-signups"),
         ChartQuery("active-users"),
         ChartCSV("purchases-by-country"),
+        CohortsList(),
         EventSegmentation([Event("_active")], end, end, metric="totals", interval=HOURLY),
     ]
     for week in range(profile.weeks):

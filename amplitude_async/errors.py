@@ -11,6 +11,8 @@ Every exception derives from :class:`AmplitudeError`::
     ├── ResponseTooLarge                      a response body over the client's cap
     ├── TransportError                        connection failures and timeouts
     ├── BudgetUnavailable                     the shared budget store cannot be reached
+    ├── QuotaExhausted                        a monthly quota is used up, raised before sending
+    ├── CohortTimeout                         a cohort job did not complete in time
     └── APIError                              the API answered with an error status
         ├── BadRequest                        400
         ├── AuthenticationError               401, 403
@@ -37,10 +39,12 @@ __all__ = [
     "BudgetUnavailable",
     "CacheUnavailable",
     "ClientClosed",
+    "CohortTimeout",
     "ConfigurationError",
     "InvalidQuery",
     "NotFound",
     "QueryTooExpensive",
+    "QuotaExhausted",
     "RateLimitKind",
     "RateLimited",
     "ResponseTooLarge",
@@ -140,6 +144,36 @@ class TransportError(AmplitudeError):
 class BudgetUnavailable(AmplitudeError):
     """The budget store (for example Redis) failed or could not be reached, so nothing could be
     admitted: a waiting request gives up after the scheduler's ``unavailable_wait``."""
+
+
+class QuotaExhausted(AmplitudeError):
+    """A monthly quota (``quota``, such as ``"cohort_requests_per_month"``) is used up for
+    ``month`` (``"YYYY-MM"``, UTC): ``used`` of ``limit``. Raised before anything is sent."""
+
+    def __init__(self, quota: str, limit: int, used: int, month: str) -> None:
+        self.quota = quota
+        self.limit = limit
+        self.used = used
+        self.month = month
+        super().__init__(
+            f"the {quota} quota of {limit} is used up for {month} (UTC): {used} used; "
+            "it starts again with the next calendar month"
+        )
+
+
+class CohortTimeout(AmplitudeError):
+    """A cohort download job was still running after the wait allowed for it. ``request_id``
+    names the job: a later download with it resumes without a new request."""
+
+    def __init__(self, request_id: str, waited: float, *, status: str = "") -> None:
+        self.request_id = request_id
+        self.waited = waited
+        self.status = status
+        last = f" (last status {status!r})" if status else ""
+        super().__init__(
+            f"cohort job {request_id} did not complete within {waited:g} s{last}; "
+            f"resume with request_id={request_id!r}"
+        )
 
 
 class APIError(AmplitudeError):

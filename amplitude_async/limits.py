@@ -19,6 +19,9 @@ class Pool(enum.StrEnum):
     """Every endpoint but user activity and user search: concurrency plus cost windows."""
     USER = "user"
     """User activity and user search: their own concurrency and queries per hour."""
+    COHORT = "cohort"
+    """Requests for a cohort's members (the first step of a download): their own concurrency
+    and requests per window, on top of a slot of the standard pool."""
 
 
 @frozen
@@ -36,12 +39,25 @@ class Limits:
     hour: float = field(default=3600.0, validator=positive_number)
     user_concurrent: int = field(default=10, validator=positive_int)
     user_queries_per_hour: int = field(default=360, validator=positive_int)
+    cohort_concurrent: int = field(default=4, validator=positive_int)
+    """Cohort download requests (step 1 of a download) in flight at once."""
+    cohort_requests_per_window: int = field(default=60, validator=positive_int)
+    """Cohort download requests per ``cohort_window``."""
+    cohort_window: float = field(default=600.0, validator=positive_number)
+    """The sliding window of ``cohort_requests_per_window``, in seconds."""
+    cohort_requests_per_month: int = field(default=500, validator=positive_int)
+    """Cohort download requests per calendar month (UTC), counted in the budget store."""
 
     def scaled(self, factor: float) -> Limits:
         """Return a copy with every duration multiplied by ``factor`` (a fast clock for tests);
         ``factor`` must be a finite number above zero."""
         factor = check_factor(factor)
-        return attrs.evolve(self, window=self.window * factor, hour=self.hour * factor)
+        return attrs.evolve(
+            self,
+            window=self.window * factor,
+            hour=self.hour * factor,
+            cohort_window=self.cohort_window * factor,
+        )
 
 
 DEFAULT_LIMITS = Limits()

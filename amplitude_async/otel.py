@@ -138,6 +138,12 @@ class _Instruments:
             "Requests of this process waiting for the budgets",
         )
         meter.create_observable_gauge(
+            "amplitude.quota.used",
+            [self._quota_used],
+            "{request}",
+            "Spent of each monthly quota (cohort requests this UTC month), as last seen",
+        )
+        meter.create_observable_gauge(
             "amplitude.budget.processes",
             [self._processes],
             "{process}",
@@ -182,6 +188,14 @@ class _Instruments:
 
     def _queued(self, options: CallbackOptions) -> Iterator[Observation]:
         return self._pool_values(queued=True)
+
+    def _quota_used(self, options: CallbackOptions) -> Iterator[Observation]:
+        from opentelemetry.metrics import Observation
+
+        for base, stats in self._snapshots():
+            for quota in getattr(stats, "quotas", ()):
+                attributes = {**base, "amplitude.quota": quota.name, "amplitude.month": quota.month}
+                yield Observation(quota.used, attributes)
 
     def _processes(self, options: CallbackOptions) -> Iterator[Observation]:
         from opentelemetry.metrics import Observation

@@ -75,6 +75,16 @@ _POOL_KEYS: Final = (
 _MAX_PRIORITY: Final = 10**9
 _RISKY_POLICIES: Final = ("volatile-", "allkeys-")
 _SCRIPT: Final = (resources.files(__package__) / "budget.lua").read_text(encoding="utf-8")
+_MONTHLY_TTL: Final = 40 * 86400
+"""Seconds a month's quota count is kept after its last change (longer than any month)."""
+# Increment-with-check of a monthly count, atomic: KEYS[1] the count; ARGV limit, ttl (s).
+_TAKE_MONTHLY: Final = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n >= tonumber(ARGV[1]) then return {0, n} end
+n = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return {1, n}
+"""
 
 
 def budget_key_tag(api_key: str) -> str:
@@ -97,7 +107,12 @@ def _config(limits: Limits, starvation_bound: float) -> str:
             }
         )
     bound = -1.0 if starvation_bound == math.inf else starvation_bound
-    config = {"pools": pools, "bound": bound, "claim_delay": claim_delay(limits)}
+    config = {
+        "pools": pools,
+        "bound": bound,
+        "claim_delay": claim_delay(limits),
+        "cohort_month": limits.cohort_requests_per_month,
+    }
     return json.dumps(config, sort_keys=True, separators=(",", ":"))
 
 
@@ -108,6 +123,13 @@ def _parse_config(text: str) -> tuple[Limits, float]:
     standard, user = pools[str(Pool.STANDARD)], pools[str(Pool.USER)]
     (cost_per_window, window), (cost_per_hour, hour) = standard["windows"]
     ((user_per_hour, _),) = user["windows"]
+    # A budget stored before the cohort pool existed: its defaults.
+    cohort: dict[str, Any] = {
+        "cap": DEFAULT_LIMITS.cohort_concurrent,
+        "windows": [[DEFAULT_LIMITS.cohort_requests_per_window, DEFAULT_LIMITS.cohort_window]],
+    }
+    cohort.update(pools.get(str(Pool.COHORT), {}))
+    ((cohort_per_window, cohort_window),) = cohort["windows"]
     limits = Limits(
         concurrent=standard["cap"],
         cost_per_window=cost_per_window,
@@ -116,6 +138,12 @@ def _parse_config(text: str) -> tuple[Limits, float]:
         hour=hour,
         user_concurrent=user["cap"],
         user_queries_per_hour=user_per_hour,
+        cohort_concurrent=cohort["cap"],
+        cohort_requests_per_window=cohort_per_window,
+        cohort_window=cohort_window,
+        cohort_requests_per_month=config.get(
+            "cohort_month", DEFAULT_LIMITS.cohort_requests_per_month
+        ),
     )
     bound = config["bound"]
     return limits, math.inf if bound < 0 else float(bound)
@@ -154,6 +182,8 @@ class RedisBudgetStore:
         longest = max(limits.window, limits.hour)
         self._longest = longest
         self._script = client.register_script(_SCRIPT)
+        self._take_script = client.register_script(_TAKE_MONTHLY)
+        self._monthly: dict[tuple[str, str], int] = {}
         self._listeners: dict[str, asyncio.Task[None]] = {}
         self._subscribed: dict[str, asyncio.Event] = {}
         self._usage: BudgetUsage | None = None
@@ -335,6 +365,37 @@ class RedisBudgetStore:
         probe = Changes(owner="", lease=1.0)
         outcome = await self.exchange(probe)
         return outcome.usage
+
+    # -- monthly quotas (amplitude_async.quota) ---------------------------------------------
+
+    def _monthly_key(self, name: str, month: str) -> str:
+        return f"{KEY_PREFIX}:{{{self.tag}}}:monthly:{name}:{month}"
+
+    async def take_monthly(self, name: str, month: str, limit: int) -> tuple[bool, int]:
+        """Count one more ``name`` in ``month`` unless ``limit`` are counted, atomically for
+        every process: ``(taken, count after)``. BudgetUnavailable if Redis cannot be reached."""
+        try:
+            taken, count = await self._take_script(
+                keys=[self._monthly_key(name, month)], args=[limit, _MONTHLY_TTL]
+            )
+        except (RedisError, OSError) as exc:
+            raise BudgetUnavailable(f"the budget store cannot be reached: {exc}") from exc
+        self._monthly[name, month] = int(count)
+        return bool(int(taken)), int(count)
+
+    async def monthly_count(self, name: str, month: str) -> int:
+        """How many ``name`` are counted in ``month``, every process together."""
+        try:
+            value = await self._redis.get(self._monthly_key(name, month))
+        except (RedisError, OSError) as exc:
+            raise BudgetUnavailable(f"the budget store cannot be reached: {exc}") from exc
+        count = int(value or 0)
+        self._monthly[name, month] = count
+        return count
+
+    def monthly_seen(self, name: str, month: str) -> int | None:
+        """The count as this process last read or changed it."""
+        return self._monthly.get((name, month))
 
     # -- grants for waiting processes -------------------------------------------------------
 

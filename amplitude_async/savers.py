@@ -34,6 +34,7 @@ from .converter import structure_result
 from .errors import AmplitudeError, CacheUnavailable
 from .observe import count as observe_count
 from .queries import Query
+from .quota import QuotaUsage
 from .results import bind_query
 from .scheduler import SchedulerStatistics
 
@@ -86,18 +87,26 @@ class SavingsStatistics:
 
 @frozen
 class ClientStatistics(SchedulerStatistics):
-    """The scheduler's snapshot with the client's :class:`SavingsStatistics` beside it."""
+    """The scheduler's snapshot with the client's :class:`SavingsStatistics` and monthly quotas
+    beside it."""
 
     savings: SavingsStatistics = field(factory=SavingsStatistics)
+    quotas: tuple[QuotaUsage, ...] = ()
+    """Monthly quotas as last seen, such as this month's cohort download requests."""
 
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]} savings=({self.savings.line()})>"
 
     @classmethod
-    def of(cls, scheduler: SchedulerStatistics, savings: SavingsStatistics) -> ClientStatistics:
-        """Attach ``savings`` to a scheduler snapshot."""
+    def of(
+        cls,
+        scheduler: SchedulerStatistics,
+        savings: SavingsStatistics,
+        quotas: tuple[QuotaUsage, ...] = (),
+    ) -> ClientStatistics:
+        """Attach ``savings`` and ``quotas`` to a scheduler snapshot."""
         values = {a.name: getattr(scheduler, a.name) for a in attrs.fields(type(scheduler))}
-        return cls(**values, savings=savings)
+        return cls(**values, savings=savings, quotas=quotas)
 
 
 class Savers:

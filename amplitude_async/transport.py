@@ -13,7 +13,8 @@ A response abandoned early closes its connection instead of draining the rest.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from typing import Final, Protocol
 
 import aiohttp
@@ -23,7 +24,7 @@ from yarl import URL
 from .errors import ClientClosed, ResponseTooLarge, TransportError
 from .sansio import ERROR_BODY_LIMIT, Request
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "AiohttpTransport", "Response", "Transport"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "AiohttpTransport", "Response", "Stream", "Transport"]
 
 DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024 * 1024
 """Bytes: the largest response body read (Amplitude's biggest answers, a year of a many-valued
@@ -53,6 +54,39 @@ class Transport(Protocol):
     async def aclose(self) -> None:
         """Release connections the transport owns."""
         ...
+
+
+class Stream:
+    """An answer whose body is read piece by piece (a cohort file): :meth:`chunks`, or
+    :meth:`head` for an error's message. aiohttp's errors become TransportError."""
+
+    def __init__(self, response: aiohttp.ClientResponse, path: str) -> None:
+        self._response = response
+        self.path = path
+        self.status = response.status
+        self.headers: Mapping[str, str] = response.headers
+
+    async def chunks(self, size: int = _CHUNK) -> AsyncIterator[bytes]:
+        """The body, in pieces of at most ``size`` bytes."""
+        try:
+            async for chunk in self._response.content.iter_chunked(size):
+                yield chunk
+        except TimeoutError:
+            raise TransportError("reading timed out", path=self.path, timeout=True) from None
+        except aiohttp.ClientError as exc:
+            raise TransportError(
+                f"connection failed: {type(exc).__name__}: {exc}", path=self.path
+            ) from None
+
+    async def head(self, limit: int = ERROR_BODY_LIMIT) -> bytes:
+        """At most ``limit`` bytes of the body (an error's message); the rest is dropped."""
+        head = bytearray()
+        async for chunk in self.chunks(limit):
+            head += chunk
+            if len(head) >= limit:
+                self._response.close()
+                break
+        return bytes(head[:limit])
 
 
 class AiohttpTransport:
@@ -117,6 +151,44 @@ class AiohttpTransport:
             raise TransportError(
                 f"connection failed: {type(exc).__name__}: {exc}", path=request.path
             ) from None
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, url: str, headers: Mapping[str, str], *, path: str, read_timeout: float
+    ) -> AsyncIterator[Stream]:
+        """GET ``url`` with exactly ``headers`` and yield the answer unread, redirects not
+        followed; its body is read with :meth:`Stream.chunks`. Connecting is bounded by the
+        transport's timeout, each read by ``read_timeout`` seconds (a large body takes as
+        long as it takes). ``path`` names the request in errors."""
+        session = self._get_session(Request(path=path, url=url, headers={}))
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=self._timeout.total, sock_read=read_timeout
+        )
+        try:
+            response = await session.get(
+                URL(url, encoded=True),
+                headers=dict(headers),
+                timeout=timeout,
+                allow_redirects=False,
+            )
+        except TimeoutError:
+            raise TransportError("request timed out", path=path, timeout=True) from None
+        except aiohttp.ClientError as exc:
+            if session.closed:
+                raise ClientClosed(
+                    "the aiohttp session was closed during the request", path=path
+                ) from None
+            raise TransportError(
+                f"connection failed: {type(exc).__name__}: {exc}", path=path
+            ) from None
+        try:
+            yield Stream(response, path)
+        finally:
+            # Not drained: a body abandoned early closes its connection.
+            if response.content.at_eof():
+                response.release()
+            else:
+                response.close()
 
     async def _read(self, response: aiohttp.ClientResponse, request: Request) -> bytes:
         if not 200 <= response.status < 300:

@@ -17,6 +17,7 @@ from redisserver import RedisServer, free_port
 from amplitude_async import cli
 from amplitude_async.cli.budget_metrics import parse_projects, serve_budget_metrics
 from amplitude_async.limits import Limits, Pool
+from amplitude_async.quota import COHORT_REQUESTS, utc_month
 from amplitude_async.redis_store import RedisBudgetStore, budget_key_tag
 from amplitude_async.scheduler import Scheduler
 
@@ -48,6 +49,9 @@ async def test_one_scrape_shows_every_project(redis_server: RedisServer) -> None
     first, second = Scheduler(store=store, lease=30.0), Scheduler(store=store, lease=30.0)
     projects = parse_projects([f"web={KEY}", OTHER])
     server, _ = serve_budget_metrics(redis_server.url, projects, host="127.0.0.1", port=0)
+    month = utc_month()
+    for _ in range(2):  # two cohort download requests this month, by any process
+        await store.take_monthly(COHORT_REQUESTS, month, LIMITS.cohort_requests_per_month)
     try:
         async with first.slot(Pool.STANDARD, 60), second.slot(Pool.STANDARD, 30):
             text = await scrape(f"http://127.0.0.1:{server.server_port}/metrics")
@@ -68,6 +72,9 @@ async def test_one_scrape_shows_every_project(redis_server: RedisServer) -> None
     assert found[at("concurrency_limit", project="web", pool="standard")] == 2
     assert found[at("queued", project="web", pool="standard")] == 0
     assert found[at("in_flight", project="web", pool="user")] == 0
+    quota = {"quota": COHORT_REQUESTS, "month": month}
+    assert found[at("quota_used", project="web", **quota)] == 2
+    assert found[at("quota_limit", project="web", **quota)] == LIMITS.cohort_requests_per_month
     # Nobody shares the other project's budget: answered, with no process.
     other = budget_key_tag(OTHER)[:12]
     assert found[at("up", project=other)] == 1

@@ -48,7 +48,7 @@ async def test_quick_demo_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     assert summary.peak_window_cost <= summary.budget
     assert summary.cost > summary.budget  # more than one window: pacing happened
     assert summary_value(text, "429s") == "0"
-    assert summary_value(text, "queries").startswith(f"{summary.queries} (15 endpoints)")
+    assert summary_value(text, "queries").startswith(f"{summary.queries} (16 endpoints)")
     assert summary_value(text, "cost") == f"{summary.cost:,}"
     for row in ("retries", "budget used", "wall time"):
         summary_value(text, row)

@@ -37,6 +37,7 @@ from amplitude_async.queries import (
     AverageSessionLength,
     ChartCSV,
     ChartQuery,
+    CohortsList,
     EventSegmentation,
     EventsList,
     Funnel,
@@ -204,6 +205,21 @@ async def test_bad_parameters_400_name_the_parameter(
     assert emu.enforcer.accepted == 0  # an invalid query has no cost to charge
 
 
+async def test_retention_mode_nday_answers_and_n_day_is_refused_as_live(
+    emu: Emulator, session: aiohttp.ClientSession
+) -> None:
+    default = Retention("Sign Up", "_active", START, END)
+    assert ("rm", "nday") in default.params()
+    assert Retention("Sign Up", "_active", START, END, mode="n-day") == default
+    status, _ = await get(session, emu.url, default)
+    assert status == 200
+    refused = build_request(emu.url, default, authorization="").url.replace("rm=nday", "rm=n-day")
+    async with session.get(refused, headers={"Authorization": AUTH}) as response:
+        assert response.status == 400
+        error = envelope(400, json.loads(await response.read()))
+    assert error["metadata"]["details"] == "Invalid retention method."
+
+
 async def test_bad_definition_from_the_engine_400(emu: Emulator) -> None:
     query = ActiveUsers(START, END, segments=[Segment(Where("favourite", "is", ["x"]))])
     async with client_for(emu) as client:
@@ -262,6 +278,7 @@ EVERY_ENDPOINT: list[Query[Any]] = [
     RevenueLTV(START, END, metric="arppu"),
     ChartCSV("purchases-by-country"),
     ChartQuery("daily-signups"),
+    CohortsList(include_sync_info=True),
 ]
 
 

@@ -10,19 +10,19 @@ EXPECTED = {
     "Query", "ActiveUsers", "SessionLengthDistribution", "AverageSessionLength",
     "SessionsPerUser", "UserComposition", "EventsList", "EventSegmentation", "Funnel",
     "Retention", "UserActivity", "UserSearch", "RealtimeActiveUsers", "RevenueLTV",
-    "ChartCSV", "ChartQuery",
+    "ChartCSV", "ChartQuery", "CohortsList",
     "REALTIME", "HOURLY", "DAILY", "WEEKLY", "MONTHLY",
     # results
     "ActiveUsersResult", "SessionLengthDistributionResult", "AverageSessionLengthResult",
     "SessionsPerUserResult", "UserCompositionResult", "EventsListResult",
     "EventSegmentationResult", "FunnelResult", "RetentionResult", "UserActivityResult",
     "UserSearchResult", "RealtimeActiveUsersResult", "RevenueLTVResult", "ChartCSVResult",
-    "ChartQueryResult", "Row",
+    "ChartQueryResult", "Cohort", "CohortsListResult", "CohortDownload", "CohortMember", "Row",
     # errors
     "AmplitudeError", "InvalidQuery", "QueryTooExpensive", "ConfigurationError", "APIError",
     "BadRequest", "AuthenticationError", "NotFound", "RateLimited", "ServerError",
     "TransportError", "ResponseValidationError", "ClientClosed", "ResponseTooLarge",
-    "BudgetUnavailable",
+    "BudgetUnavailable", "QuotaExhausted", "CohortTimeout",
     # client and scheduling
     "AmplitudeClient", "Limits", "Pool", "Scheduler", "SchedulerStatistics", "PoolStatistics",
     "WindowUsage", "RetryPolicy",

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import event_or_name, events, group_bys, names, optional_names, segment_lists
 
-from amplitude_async import results
+from amplitude_async import cohort_results, results
 from amplitude_async.errors import InvalidQuery
 from amplitude_async.limits import Pool
 from amplitude_async.queries import (
@@ -323,11 +323,13 @@ def test_endpoint_registry() -> None:
         "revenue_ltv",
         "chart_csv",
         "chart_query",
+        "cohorts_list",
     }
     for name, cls in ENDPOINTS.items():
         assert issubclass(cls, Query)
         assert cls.endpoint == name
-        assert cls.result_type is getattr(results, cls.__name__ + "Result")
+        module = cohort_results if name.startswith("cohort") else results
+        assert cls.result_type is getattr(module, cls.__name__ + "Result")
 
 
 def test_pools() -> None:
@@ -822,13 +824,13 @@ def brackets(draw: st.DrawFn) -> list[tuple[int, int]]:
 @st.composite
 def retentions(draw: st.DrawFn) -> Retention:
     start, end = draw(date_ranges())
-    mode = draw(st.sampled_from(["n-day", "rolling", "bracket"]))
+    mode = draw(st.sampled_from(["nday", "n-day", "rolling", "bracket"]))
     return Retention(
         draw(event_or_name),
         draw(event_or_name),
         start,
         end,
-        mode=mode,  # type: ignore[arg-type]
+        mode=mode,
         brackets=draw(brackets()) if mode == "bracket" else None,
         interval=draw(st.sampled_from([DAILY, WEEKLY, MONTHLY])),
         segments=draw(segment_lists),

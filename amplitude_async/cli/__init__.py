@@ -26,7 +26,7 @@ from ..errors import (
     NotFound,
     QueryTooExpensive,
 )
-from . import backfill, budget, cost, demo, emulator, query
+from . import backfill, budget, cohorts, cost, demo, emulator, query
 from .common import (
     EPILOG,
     EXIT_AUTH,
@@ -50,6 +50,7 @@ _COMMANDS = {
     "emulator": emulator,
     "demo": demo,
     "budget": budget,
+    "cohorts": cohorts,
 }
 
 

@@ -2,9 +2,10 @@
 
 Reads the budget the processes of one project share (see
 :mod:`amplitude_async.redis_store`) without joining it: per pool, the use of each window, the
-requests in flight and queued across every process, a pause after a 429, and how many
-processes are attached. ``--watch`` refreshes it until Ctrl-C. ``--metrics-port`` serves it
-to Prometheus instead, for every ``--api-key`` given (see :mod:`.budget_metrics`).
+requests in flight and queued across every process, a pause after a 429, how many
+processes are attached, and the month's count of cohort download requests. ``--watch``
+refreshes it until Ctrl-C. ``--metrics-port`` serves it to Prometheus instead, for every
+``--api-key`` given (see :mod:`.budget_metrics`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from ..admission import BudgetUsage
+from ..budget import pool_cap
 from ..errors import ConfigurationError
 from ..limits import Limits
+from ..quota import COHORT_REQUESTS, QuotaUsage, utc_month
 
 __all__ = ["add_parser", "format_usage", "run", "show_budget"]
 
@@ -64,16 +67,20 @@ def _where(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
-def format_usage(usage: BudgetUsage | None, limits: Limits | None, where: str) -> str:
-    """The shared budget as text lines."""
+def format_usage(
+    usage: BudgetUsage | None,
+    limits: Limits | None,
+    where: str,
+    quotas: Sequence[QuotaUsage] = (),
+) -> str:
+    """The shared budget as text lines, with the monthly ``quotas``."""
     if usage is None or limits is None:
         return f"no process shares this project's budget at {where} right now"
     lines = [f"shared budget at {where}: {usage.processes} process(es) attached"]
-    caps = {"standard": limits.concurrent, "user": limits.user_concurrent}
     for pool in usage.pools:
         paused = f", paused {pool.paused_for:.1f} s more" if pool.paused_for > 0 else ""
         lines.append(
-            f"  {pool.pool}: {pool.in_flight}/{caps[str(pool.pool)]} in flight, "
+            f"  {pool.pool}: {pool.in_flight}/{pool_cap(limits, pool.pool)} in flight, "
             f"{pool.queued} queued{paused}"
         )
         for window in pool.windows:
@@ -82,6 +89,11 @@ def format_usage(usage: BudgetUsage | None, limits: Limits | None, where: str) -
                 f"    {window.name:<22} used {window.used:>8,}/{window.budget:,} "
                 f"({share:.0%}) per {window.length:g} s, remaining {window.remaining:,}"
             )
+    for quota in quotas:
+        lines.append(
+            f"  {quota.name} ({quota.month}, UTC): used {quota.used:,}/{quota.limit:,}, "
+            f"remaining {quota.remaining:,}"
+        )
     return "\n".join(lines)
 
 
@@ -95,12 +107,18 @@ async def show_budget(
     while True:
         store = await RedisBudgetStore.observe(url, api_key=api_key)
         usage, limits = None, None
+        quotas: list[QuotaUsage] = []
         if store is not None:
             try:
                 usage, limits = await store.read_usage(), store.limits
+                month = utc_month()
+                used = await store.monthly_count(COHORT_REQUESTS, month)
+                quotas.append(
+                    QuotaUsage(COHORT_REQUESTS, month, used, limits.cohort_requests_per_month)
+                )
             finally:
                 await store.aclose()
-        text = format_usage(usage, limits, where)
+        text = format_usage(usage, limits, where, quotas)
         if watch:
             out.write("\x1b[H\x1b[J" if out.isatty() else "\n")
         print(text, file=out, flush=True)

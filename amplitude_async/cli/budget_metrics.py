@@ -16,8 +16,10 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..admission import BudgetUsage
+from ..budget import pool_cap
 from ..errors import AmplitudeError, ConfigurationError
 from ..limits import Limits
+from ..quota import COHORT_REQUESTS, QuotaUsage, utc_month
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -50,14 +52,19 @@ def parse_projects(keys: Sequence[str]) -> list[Project]:
     return projects
 
 
-async def _read(url: str, api_key: str) -> tuple[BudgetUsage | None, Limits | None]:
+async def _read(
+    url: str, api_key: str
+) -> tuple[BudgetUsage | None, Limits | None, QuotaUsage | None]:
     from ..redis_store import RedisBudgetStore
 
     store = await RedisBudgetStore.observe(url, api_key=api_key)
     if store is None:
-        return None, None
+        return None, None, None
     try:
-        return await store.read_usage(), store.limits
+        month = utc_month()
+        used = await store.monthly_count(COHORT_REQUESTS, month)
+        quota = QuotaUsage(COHORT_REQUESTS, month, used, store.limits.cohort_requests_per_month)
+        return await store.read_usage(), store.limits, quota
     finally:
         await store.aclose()
 
@@ -86,18 +93,29 @@ class _Families:
         self.concurrency = gauge("concurrency_limit", "Requests allowed in flight", pool)
         self.queued = gauge("queued", "Requests waiting, every process", pool)
         self.paused = gauge("paused_seconds", "Seconds the pool stays paused after a 429", pool)
+        quota = ["project", "quota", "month"]
+        self.quota_used = gauge("quota_used", "Spent of a monthly quota (UTC month)", quota)
+        self.quota_limit = gauge("quota_limit", "A monthly quota", quota)
 
-    def add(self, name: str, usage: BudgetUsage | None, limits: Limits | None) -> None:
+    def add(
+        self,
+        name: str,
+        usage: BudgetUsage | None,
+        limits: Limits | None,
+        quota: QuotaUsage | None = None,
+    ) -> None:
         self.up.add_metric([name], 1)
         if usage is None or limits is None:
             self.processes.add_metric([name], 0)
             return
         self.processes.add_metric([name], usage.processes)
-        caps = {"standard": limits.concurrent, "user": limits.user_concurrent}
+        if quota is not None:
+            self.quota_used.add_metric([name, quota.name, quota.month], quota.used)
+            self.quota_limit.add_metric([name, quota.name, quota.month], quota.limit)
         for pool in usage.pools:
             labels = [name, str(pool.pool)]
             self.in_flight.add_metric(labels, pool.in_flight)
-            self.concurrency.add_metric(labels, caps[str(pool.pool)])
+            self.concurrency.add_metric(labels, pool_cap(limits, pool.pool))
             self.queued.add_metric(labels, pool.queued)
             self.paused.add_metric(labels, max(0.0, pool.paused_for))
             for window in pool.windows:

@@ -14,7 +14,7 @@ Where things are:
 - :mod:`.intervals`: intervals, their span limits and bucket boundaries;
 - :mod:`.base`: :class:`Query` and :class:`DatedQuery`;
 - one module per endpoint family: :mod:`.users`, :mod:`.sessions`, :mod:`.events`,
-  :mod:`.revenue`, :mod:`.charts`;
+  :mod:`.revenue`, :mod:`.charts`, :mod:`.cohorts`;
 - :mod:`.registry`: :data:`ENDPOINTS`, :func:`parse_query`, :func:`build_query`.
 
 Decisions where the API documentation is silent:
@@ -33,6 +33,14 @@ from __future__ import annotations
 
 from .base import MAX_LIMIT, DatedQuery, Query, segment_params
 from .charts import ChartCSV, ChartQuery
+from .cohorts import (
+    CohortRequest,
+    CohortRequestStatus,
+    CohortsList,
+    check_cohort_id,
+    check_prop_key,
+    check_request_id,
+)
 from .events import (
     PROPERTY_METRICS,
     SEGMENTATION_METRICS,
@@ -75,6 +83,9 @@ __all__ = [
     "AverageSessionLength",
     "ChartCSV",
     "ChartQuery",
+    "CohortRequest",
+    "CohortRequestStatus",
+    "CohortsList",
     "DatedQuery",
     "EventSegmentation",
     "EventsList",
@@ -89,6 +100,9 @@ __all__ = [
     "UserComposition",
     "UserSearch",
     "build_query",
+    "check_cohort_id",
+    "check_prop_key",
+    "check_request_id",
     "build_query_over",
     "parse_query",
     "period_start",

@@ -60,7 +60,10 @@ PROPERTY_METRICS: Final[tuple[SegmentationMetric, ...]] = ("histogram", "sums", 
 SegmentationUserType: TypeAlias = Literal["any", "active"]
 FunnelMode: TypeAlias = Literal["ordered", "unordered", "sequential"]
 FunnelUserType: TypeAlias = Literal["active", "new"]
-RetentionMode: TypeAlias = Literal["n-day", "rolling", "bracket"]
+RetentionMode: TypeAlias = Literal["nday", "rolling", "bracket"]
+RETENTION_MODES: Final[tuple[RetentionMode, ...]] = get_args(RetentionMode)
+_RETENTION_ALIASES: Final[Mapping[str, RetentionMode]] = {"n-day": "nday"}
+"""The docs spell the default mode ``n-day``; the live API refuses it and wants ``nday``."""
 MAX_SEGMENTATION_GROUP_BYS: Final = 2
 
 _SEQ: Final = "a sequence"
@@ -69,6 +72,20 @@ _SEQ: Final = "a sequence"
 def _to_events(value: Event | str | Iterable[Event | str]) -> tuple[Event, ...]:
     items = [value] if isinstance(value, Event | str) else as_list(value, "events", what=_SEQ)
     return tuple(to_event(item, f"events[{i}]") for i, item in enumerate(items))  # type: ignore[arg-type]
+
+
+def _to_mode(value: object) -> object:
+    return _RETENTION_ALIASES.get(value, value) if isinstance(value, str) else value
+
+
+def _decode_mode(text: str, name: str, index: int) -> str:
+    # Strict on the wire: the live API answers "n-day" with 400 "Invalid retention method."
+    if text not in RETENTION_MODES:
+        raise InvalidQuery(name, "Invalid retention method.")
+    return text
+
+
+_MODE: Final = Codec(str, _decode_mode)
 
 
 def _to_start_event(value: Event | str) -> Event:
@@ -283,6 +300,8 @@ class Funnel(DatedQuery[FunnelResult]):
 class Retention(DatedQuery[RetentionResult]):
     """Users returning after a start event (``/api/2/retention``).
 
+    ``mode`` is ``"nday"`` (the default), ``"rolling"`` or ``"bracket"``; ``"n-day"``, the docs'
+    spelling, is accepted and sent as ``nday`` (the live API refuses ``n-day``).
     ``mode="bracket"`` needs ``brackets``: ascending, non-overlapping ``(from, to)`` day pairs
     such as ``[(0, 5), (5, 10)]``; other modes take none.
     """
@@ -296,7 +315,10 @@ class Retention(DatedQuery[RetentionResult]):
     start: date = field(validator=date_validator, metadata=wire("start", codec=DATE))
     end: date = field(validator=date_validator, metadata=wire("end", codec=DATE))
     mode: RetentionMode = field(
-        default="n-day", validator=one_of(get_args(RetentionMode), "mode"), metadata=wire("rm")
+        default="nday",
+        converter=_to_mode,
+        validator=one_of(RETENTION_MODES, "mode"),
+        metadata=wire("rm", codec=_MODE),
     )
     brackets: tuple[tuple[int, int], ...] | None = field(
         default=None, converter=_to_brackets, metadata=wire("rb", codec=_BRACKETS)

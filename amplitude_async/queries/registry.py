@@ -11,6 +11,7 @@ from ..errors import InvalidQuery
 from . import fields
 from .base import DatedQuery, Query
 from .charts import ChartCSV, ChartQuery
+from .cohorts import CohortsList
 from .events import EventSegmentation, EventsList, Funnel, Retention
 from .revenue import RevenueLTV
 from .sessions import AverageSessionLength, SessionLengthDistribution, SessionsPerUser
@@ -37,6 +38,7 @@ ENDPOINTS: Final[dict[str, type[Query[Any]]]] = {
         RevenueLTV,
         ChartCSV,
         ChartQuery,
+        CohortsList,
     )
 }
 """Every query class by its snake_case endpoint name."""

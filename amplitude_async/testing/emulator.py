@@ -22,6 +22,10 @@ What a request goes through, in order (each step is a place a test can aim at):
 6. faults (5xx, slow, hang, dropped connection) drawn for accepted requests only;
 7. ``processing_time``, then the engine's answer (200, or 400/404 in the error envelope).
 
+The steps of a cohort download (``/api/5/cohorts/...``) pass the same method and
+authentication checks, then take the cohort pool's ticket (a request) besides the standard
+pool's, at cost 0, and are answered by :mod:`~amplitude_async.testing.cohorts`.
+
 An accepted request stays in flight until its response has been written (or its connection is
 gone), which is the strictest moment a server could release it.
 
@@ -53,7 +57,8 @@ from attrs import field, frozen
 from ..clock import Clock, LoopClock
 from ..errors import InvalidQuery, RateLimitKind
 from ..limits import DEFAULT_LIMITS, Limits, Pool
-from ..queries import Query, parse_query
+from ..queries import CohortsList, Query, parse_query
+from .cohorts import CohortService, check_step_id, parse_step
 from .dataset import Dataset, SyntheticDataset
 from .enforcer import Enforcer, Reading
 from .engine import EngineError, answer
@@ -274,6 +279,13 @@ class Emulator:
     the ``keep_log`` most recent records (at most twice as many between trims), and
     :meth:`statistics` then covers those records only.
 
+    Cohorts (:attr:`cohorts`, see :mod:`~amplitude_async.testing.cohorts`): jobs stay in
+    progress for ``cohort_job_time`` seconds; files over ``cohort_direct_bytes`` are sent as a
+    302 to a storage server (started with the emulator) whose links expire after
+    ``cohort_link_lifetime`` seconds (default a minute, scaled with ``limits.window``);
+    ``cohort_gzip=False`` serves plain CSV; ``synthetic_cohorts`` adds generated cohorts by id
+    and size.
+
     Serve it with ``async with`` (or :meth:`start` / :meth:`close`); :attr:`app` is the
     :class:`aiohttp.web.Application` for other ways of serving.
     """
@@ -296,6 +308,11 @@ class Emulator:
         keep_log: int | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        cohort_job_time: float = 1.0,
+        cohort_direct_bytes: int = 64 * 1024,
+        cohort_link_lifetime: float | None = None,
+        cohort_gzip: bool = True,
+        synthetic_cohorts: Mapping[str, int] | None = None,
     ) -> None:
         if reading not in _READINGS:
             raise ValueError(f"reading must be one of {sorted(_READINGS)}, got {reading!r}")
@@ -329,6 +346,21 @@ class Emulator:
         self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
+        if cohort_link_lifetime is None:
+            # A minute at Amplitude's limits, scaled with them (a fast test clock).
+            cohort_link_lifetime = 60.0 * limits.window / DEFAULT_LIMITS.window
+        self.cohorts = CohortService(
+            dataset,
+            self.now,
+            self.clock,
+            synthetic=synthetic_cohorts or {},
+            job_time=cohort_job_time,
+            direct_bytes=cohort_direct_bytes,
+            link_lifetime=cohort_link_lifetime,
+            compress=cohort_gzip,
+            host=host,
+        )
+        """The cohort endpoints: catalogue, jobs, the storage server and its test knobs."""
         self.app = web.Application()
         self.app.router.add_route("*", "/{tail:.*}", self._handle)
 
@@ -343,6 +375,7 @@ class Emulator:
         """Start serving on ``host:port`` (a free port when 0) and return the URL."""
         if self._runner is not None:
             return self.url
+        await self.cohorts.start()
         # A short shutdown timeout: hanging handlers notice the stop within _HANG_POLL anyway.
         runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
@@ -351,6 +384,7 @@ class Emulator:
             await site.start()
         except BaseException:
             await runner.cleanup()
+            await self.cohorts.close()
             raise
         self._runner = runner
         port = runner.addresses[0][1]
@@ -363,6 +397,7 @@ class Emulator:
         if self._runner is not None:
             await self._runner.cleanup()
         self._runner = None
+        await self.cohorts.close()
         self._url = None
 
     async def __aenter__(self) -> Emulator:
@@ -427,6 +462,9 @@ class Emulator:
                 # Trimmed in halves so that appending stays cheap on average.
                 del self.requests[: -self.keep_log]
 
+        step = parse_step(path)
+        if step is not None:
+            return await self._cohort_step(request, step, params, record)
         early = self._refuse(request, path, params)
         if isinstance(early, web.Response):
             record(early.status, pool=None, cost=None)
@@ -453,6 +491,76 @@ class Emulator:
             # which it cannot deliver on a closed connection.
             return web.Response(status=499)
         return sent
+
+    async def _cohort_step(
+        self,
+        request: web.Request,
+        step: tuple[str, str],
+        params: tuple[tuple[str, str], ...],
+        record: Any,
+    ) -> web.StreamResponse:
+        """A step of a cohort download: step 1 takes a slot of the cohort pool (and its
+        window) besides one of the standard pool; every step weighs nothing in the cost
+        windows."""
+        kind, ident = step
+        early = self._check_auth(request)
+        if early is None:
+            problem = check_step_id(kind, ident)
+            if problem is not None:
+                early = _error(400, problem)
+            elif kind != "request" and params:
+                early = _error(400, f"{params[0][0]}: unknown parameter")
+        if early is not None:
+            record(early.status, pool=None, cost=None)
+            return early
+        pools = [Pool.STANDARD, Pool.COHORT] if kind == "request" else [Pool.STANDARD]
+        tickets: list[int] = []
+        for pool in pools:
+            arrival = self.enforcer.arrive(pool, 0)
+            if arrival.ticket is None:
+                for ticket in tickets:
+                    self.enforcer.finish(ticket)
+                limit = "concurrent limit" if arrival.rejected == "concurrent" else "rate limit"
+                record(429, pool=pool, cost=0, limit=arrival.rejected)
+                return _error(429, f"Exceeded {limit} with query of cost 0")
+            tickets.append(arrival.ticket)
+        response: web.StreamResponse | None = None
+        try:
+            await self.clock.sleep(_draw_delay(self.processing_time, self._rng))
+            if kind == "request":
+                response = self.cohorts.request(ident, params)
+            elif kind == "status":
+                response = self.cohorts.status(ident)
+            else:
+                response = await self.cohorts.file(request, ident)
+            if not response.prepared:
+                await response.prepare(request)
+                await response.write_eof()
+        except ConnectionError:
+            response = None
+        finally:
+            for ticket in tickets:
+                self.enforcer.finish(ticket)
+            status = response.status if response is not None else None
+            record(status, pool=pools[-1], cost=0)
+        return response if response is not None else web.Response(status=499)
+
+    def _check_auth(self, request: web.Request) -> web.Response | None:
+        """405 for anything but GET, 401 for missing or wrong credentials."""
+        if request.method != "GET":
+            response = _error(405, f"{request.method} is not supported: every endpoint is GET")
+            response.headers["Allow"] = "GET"
+            return response
+        auth = request.headers.get("Authorization")
+        if auth is None:
+            return _error(
+                401,
+                "Use HTTP Basic authentication with the project's API key and secret key",
+                message="Missing credentials",
+            )
+        if auth != self._authorization:
+            return _error(401, _describe_bad_auth(auth, self.api_key))
+        return None
 
     def _refuse(
         self, request: web.Request, path: str, params: tuple[tuple[str, str], ...]
@@ -483,6 +591,8 @@ class Emulator:
             details = f"{problem.field}: {problem.message}"
             if path == "/api/2/useractivity" and problem.field == "user":
                 details = "Argument user must be an int"  # the live API's own words
+            if path == "/api/2/retention" and problem.field == "rm":
+                details = problem.message  # "Invalid retention method.", as the live API says
             return _error(400, details, message="Invalid chart definition")
         assert query is not None
         if query.endpoint in self.forbidden:
@@ -520,7 +630,10 @@ class Emulator:
 
     def _answer(self, query: Query[Any]) -> web.Response:
         try:
-            body = answer(query, self.dataset, self.now)
+            if isinstance(query, CohortsList):
+                body = self.cohorts.list_body(query.include_sync_info)
+            else:
+                body = answer(query, self.dataset, self.now)
         except EngineError as exc:
             details = f"{exc.field}: {exc.message}" if exc.field else exc.message
             message = "Not found" if exc.status == 404 else "Invalid chart definition"

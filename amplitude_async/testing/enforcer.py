@@ -7,6 +7,9 @@ if admitting it would break a limit:
   plus this cost ``<= cost_per_window``; the same over ``hour`` with ``cost_per_hour``;
 - user pool: in-flight count ``< user_concurrent``; queries arrived in the last ``hour``
   ``< user_queries_per_hour``.
+- cohort pool (requests for a cohort download, which also take a standard-pool ticket at
+  cost 0): in-flight count ``< cohort_concurrent``; requests arrived in the last
+  ``cohort_window`` ``< cohort_requests_per_window``.
 
 Windows are strict and sliding: a request stamped at ``s`` counts against every arrival in
 ``[s, s + length)``. With ``reading="in_flight"`` the per-window cost rule is replaced by the

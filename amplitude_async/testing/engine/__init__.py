@@ -63,7 +63,7 @@ Semantics where Amplitude's documentation is silent (each decided once, here):
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from amplitude_async import queries as q
@@ -117,6 +117,13 @@ def _chart_query(scope: _Scope, query: q.ChartQuery) -> JSON:
     return _answer(scope, _chart(scope, query.chart_id))
 
 
+def _cohorts_list(scope: _Scope, query: q.CohortsList) -> JSON:
+    from ..cohorts import catalogue, list_body  # it imports aiohttp, which the engine needs not
+
+    now = datetime.fromtimestamp(scope.now_ms / 1000, UTC)
+    return list_body(catalogue(scope.ds, now), now, query.include_sync_info)
+
+
 def _chart_csv(scope: _Scope, query: q.ChartCSV) -> JSON:
     chart = _chart(scope, query.chart_id)
     if not isinstance(chart, q.EventSegmentation | q.ActiveUsers):
@@ -142,6 +149,7 @@ _HANDLERS: Final[dict[type[Any], Callable[[_Scope, Any], JSON]]] = {
     q.RevenueLTV: _revenue_ltv,
     q.ChartCSV: _chart_csv,
     q.ChartQuery: _chart_query,
+    q.CohortsList: _cohorts_list,
 }
 
 

@@ -1,0 +1,647 @@
+"""Cohort downloads: request, poll, fetch the file, through the client's scheduler.
+
+The flow of Amplitude's Behavioral Cohorts API, for one download:
+
+1. **request** ``/api/5/cohorts/request/{id}`` (202, a ``request_id``). Refused with
+   :class:`~amplitude_async.errors.QuotaExhausted` before anything is sent if the month's
+   quota of cohort requests (``Limits.cohort_requests_per_month``, counted in the budget store,
+   so shared by every process of the project) is used up. It takes a slot of the cohort pool
+   (``cohort_concurrent`` in flight, ``cohort_requests_per_window`` per ``cohort_window``)
+   first, then a slot of the standard pool at no cost: always in that order, so the two pools
+   cannot deadlock;
+2. **poll** ``/api/5/cohorts/request-status/{request_id}`` with a growing delay until
+   ``JOB COMPLETED`` (a standard slot at no cost each); past ``job_timeout`` seconds:
+   :class:`~amplitude_async.errors.CohortTimeout` naming the ``request_id``;
+3. **file** ``/api/5/cohorts/request/{request_id}/file`` (a standard slot at no cost): the
+   body itself, or a 302 to a pre-signed storage URL valid for a minute. The redirect is
+   followed *without* the ``Authorization`` header (the storage host must never see the
+   credentials) and outside the standard slot (the storage host is not the API); a link that
+   expired before it was used (403) is asked for again.
+
+The file is quoted CSV with a header row, gzip-compressed or not (detected by its first
+bytes). :meth:`CohortFlow.download` streams it, decompressed, into a temporary file beside the
+target and renames it into place only once complete: no partial file ever has the final name.
+Memory stays flat whatever the cohort's size. :meth:`CohortFlow.members` parses the same stream
+into :class:`~amplitude_async.cohort_results.CohortMember` objects.
+
+A download that fails after step 1 can be resumed with its ``request_id`` (the file stays
+available for seven days): no new request, no quota. Errors raised after step 1 carry a note
+naming it, and ``progress`` callbacks see it as soon as it is known. Closing the client cuts a
+download in progress like any failure (the temporary file is removed; resume it later).
+
+The writing stage is :meth:`CohortFlow._write` (CSV as served); another output format (such
+as Parquet) would be a ``format=`` choice of that stage, the three requests staying as they
+are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+import re
+import tempfile
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Final, Literal, Protocol, TypeVar, runtime_checkable
+from urllib.parse import urljoin
+
+from attrs import frozen
+
+from ._settings import check_number
+from .cohort_results import CohortDownload, CohortJob, CohortMember
+from .errors import (
+    AmplitudeError,
+    APIError,
+    CohortTimeout,
+    ConfigurationError,
+    InvalidQuery,
+    QuotaExhausted,
+    RateLimited,
+    ResponseValidationError,
+    TransportError,
+)
+from .limits import Pool
+from .queries import CohortRequest, CohortRequestStatus, Query
+from .queries.cohorts import check_request_id, file_path
+from .quota import COHORT_REQUESTS, MonthlyCounter, MonthlyCounts, QuotaUsage, utc_month
+from .retry import Attempts, RetryPolicy
+from .sansio import decipher
+from .scheduler import Scheduler
+from .transport import Stream
+
+__all__ = [
+    "DEFAULT_JOB_TIMEOUT",
+    "DEFAULT_POLL_INTERVAL",
+    "MAX_POLL_INTERVAL",
+    "CohortFlow",
+    "CohortProgress",
+    "StreamingTransport",
+]
+
+R = TypeVar("R")
+
+DEFAULT_POLL_INTERVAL: Final = 2.0
+"""Seconds before the first poll of a new job; each next delay is half as long again."""
+MAX_POLL_INTERVAL: Final = 30.0
+"""Seconds: the longest delay between two polls."""
+DEFAULT_JOB_TIMEOUT: Final = 3600.0
+"""Seconds a job may stay in progress before :class:`CohortTimeout` (jobs commonly take 30 to 60
+seconds whatever the cohort's size, sometimes much longer)."""
+LINK_ATTEMPTS: Final = 3
+"""Fresh storage links asked for when one expired before it was used."""
+_CHUNK: Final = 256 * 1024
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+_QUOTED: Final = re.compile(rb'"[^"]*"')
+_NOT_QUOTE_OR_NEWLINE: Final = bytes(b for b in range(256) if b not in b'"\n')
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+_STORAGE: Final = "the cohort file's storage URL"
+"""How errors name the storage request: a pre-signed URL carries its signature, so it never
+goes into a message."""
+
+Stage = Literal["requested", "running", "downloading", "done"]
+
+
+@frozen
+class CohortProgress:
+    """Where a download is, for a progress line: ``stage`` ``"requested"`` (``request_id`` now
+    known), ``"running"`` (a poll answered ``status``), ``"downloading"`` (``members`` and
+    ``bytes`` so far) or ``"done"``."""
+
+    stage: Stage
+    cohort_id: str
+    request_id: str
+    status: str = ""
+    members: int = 0
+    bytes: int = 0
+
+
+Progress = Callable[[CohortProgress], None]
+
+
+@runtime_checkable
+class StreamingTransport(Protocol):
+    """A transport that can hand out a body unread (:class:`~.transport.AiohttpTransport`)."""
+
+    def stream(
+        self, url: str, headers: dict[str, str], *, path: str, read_timeout: float
+    ) -> contextlib.AbstractAsyncContextManager[Stream]:
+        """GET ``url`` with exactly ``headers``, redirects not followed; yield the answer."""
+        ...
+
+
+class _Runner(Protocol):
+    async def run(self, query: Query[R], *, priority: int = 0) -> R: ...
+
+
+# -- the bytes of the file ----------------------------------------------------------------------
+
+
+async def _plain(chunks: AsyncIterator[bytes], path: str) -> AsyncIterator[bytes]:
+    """The body decompressed if it is gzip (sniffed from its first bytes), else as it is."""
+    inflate: Any = None
+    first = True
+    async for chunk in chunks:
+        if not chunk:
+            continue
+        if first:
+            first = False
+            if chunk.startswith(_GZIP_MAGIC) or (len(chunk) == 1 and chunk == _GZIP_MAGIC[:1]):
+                inflate = zlib.decompressobj(wbits=31)
+        if inflate is None:
+            yield chunk
+            continue
+        data = chunk
+        while data:
+            try:
+                out = inflate.decompress(data, _CHUNK * 4)
+                while inflate.unconsumed_tail:
+                    if out:
+                        yield out
+                    out = inflate.decompress(inflate.unconsumed_tail, _CHUNK * 4)
+            except zlib.error as exc:
+                message = f"the cohort file is not valid gzip: {exc}"
+                raise ResponseValidationError(message, path=path) from None
+            if out:
+                yield out
+            data = b""
+            if inflate.eof and inflate.unused_data:
+                # Concatenated gzip members are one file.
+                data, inflate = inflate.unused_data, zlib.decompressobj(wbits=31)
+    if inflate is not None and not inflate.eof:
+        raise ResponseValidationError("the cohort file ends before its gzip stream does", path=path)
+
+
+class _Records:
+    """Cuts plain CSV bytes at record ends (newlines outside quotes), so each piece handed on
+    holds whole records; counts them."""
+
+    def __init__(self) -> None:
+        self._rest = b""
+        self.records = 0
+
+    def feed(self, data: bytes) -> bytes:
+        """The whole records completed by ``data`` (possibly empty)."""
+        buffer = self._rest + data if self._rest else data
+        end = buffer.rfind(b"\n")
+        while end >= 0 and buffer.count(b'"', 0, end) % 2:
+            end = buffer.rfind(b"\n", 0, end)  # that newline is inside a quoted value
+        if end < 0:
+            self._rest = buffer
+            return b""
+        whole, self._rest = buffer[: end + 1], buffer[end + 1 :]
+        self.records += _count_records(whole)
+        return whole
+
+    def finish(self) -> bytes:
+        """The last record, if the file does not end with a newline."""
+        rest, self._rest = self._rest, b""
+        if rest.strip():
+            self.records += 1
+            return rest
+        return b""
+
+
+def _count_records(whole: bytes) -> int:
+    """Newlines outside quotes in ``whole`` (which starts outside quotes)."""
+    # Only quotes and newlines matter; dropping adjacent quote pairs keeps every newline's
+    # parity. With no quote left, no newline was inside a quoted value (the common case, at
+    # the speed of bytes methods); otherwise the slower exact count.
+    skeleton = whole.translate(None, _NOT_QUOTE_OR_NEWLINE).replace(b'""', b"")
+    if b'"' not in skeleton:
+        return len(skeleton)
+    return _QUOTED.sub(b"", whole).count(b"\n")
+
+
+def _rows(text: bytes, path: str) -> Iterator[list[str]]:
+    try:
+        yield from csv.reader(io.StringIO(text.decode("utf-8")))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ResponseValidationError(
+            f"the cohort file is not UTF-8 CSV: {exc}", path=path
+        ) from None
+
+
+def _columns(header: list[str], path: str) -> tuple[str, ...]:
+    columns = tuple(header)
+    if columns and columns[0].startswith("\ufeff"):
+        columns = (columns[0][1:], *columns[1:])
+    if columns[:2] != ("amplitude_id", "user_id"):
+        raise ResponseValidationError(
+            f"the cohort file's header should start with amplitude_id,user_id, got {columns[:2]}",
+            path=path,
+        )
+    return columns
+
+
+def _member(row: list[str], properties: Sequence[str], path: str) -> CohortMember:
+    try:
+        amplitude_id = int(row[0])
+    except (ValueError, IndexError):
+        raise ResponseValidationError(
+            f"expected an Amplitude ID in the first column, got {row[:1]}", path=path
+        ) from None
+    user_id = row[1] if len(row) > 1 and row[1] else None
+    return CohortMember(amplitude_id, user_id, dict(zip(properties, row[2:], strict=False)))
+
+
+# -- the flow -----------------------------------------------------------------------------------
+
+
+def check_target(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a :class:`Path` if its directory exists and it is not a directory itself."""
+    try:
+        target = Path(path)
+    except TypeError:
+        raise InvalidQuery("path", f"expected a file path, got {path!r}") from None
+    if target.is_dir():
+        raise InvalidQuery("path", f"{str(target)!r} is a directory, not a file")
+    parent = target.parent
+    if not parent.is_dir():
+        raise InvalidQuery("path", f"the directory {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        # Found now, not after the request has spent a month's quota.
+        raise InvalidQuery("path", f"the directory {str(parent)!r} is not writable")
+    return target
+
+
+class CohortFlow:
+    """The three steps of cohort downloads for one client (see the module docstring).
+
+    ``runner`` runs the step queries (the client: scheduling, retries, closing);
+    ``scheduler`` gives the cohort and standard slots and the budget store whose monthly
+    counts are shared; ``transport`` streams the file; ``authorization`` is sent to
+    ``base_url`` only. ``timeout`` bounds each read of the file.
+    """
+
+    def __init__(
+        self,
+        *,
+        runner: _Runner,
+        scheduler: Scheduler,
+        transport: object,
+        base_url: str,
+        authorization: str,
+        redact: Callable[[str], str],
+        retry_policy: RetryPolicy,
+        timeout: float,
+    ) -> None:
+        self._runner = runner
+        self._scheduler = scheduler
+        self._transport = transport
+        self._base_url = base_url
+        self._authorization = authorization
+        self._redact = redact
+        self._retry_policy = retry_policy
+        self._timeout = timeout
+        store = scheduler.store
+        # A store of the library counts months itself (shared through Redis); any other store
+        # gets a count in this process.
+        self._counter: MonthlyCounter = (
+            store if isinstance(store, MonthlyCounter) else MonthlyCounts()
+        )
+
+    # -- the monthly quota ----------------------------------------------------------------
+
+    def quota_usage(self) -> QuotaUsage:
+        """The month's cohort requests as last seen: exact for the in-process store; for a
+        shared store, as of this process's last request or check (0 before its first)."""
+        month = utc_month()
+        used = self._counter.monthly_seen(COHORT_REQUESTS, month) or 0
+        return QuotaUsage(
+            COHORT_REQUESTS, month, used, self._scheduler.limits.cohort_requests_per_month
+        )
+
+    async def _refuse_if_exhausted(self) -> None:
+        month, limit = utc_month(), self._scheduler.limits.cohort_requests_per_month
+        used = await self._counter.monthly_count(COHORT_REQUESTS, month)
+        if used >= limit:
+            raise QuotaExhausted(COHORT_REQUESTS, limit, used, month)
+
+    # -- steps 1 and 2 --------------------------------------------------------------------
+
+    async def request(self, query: CohortRequest, *, priority: int = 0) -> str:
+        """Step 1: start a job for ``query`` and return its ``request_id``."""
+        await self._refuse_if_exhausted()
+        async with self._scheduler.slot(Pool.COHORT, 1, priority=priority):
+            # Counted once admitted, right before sending, so a request that waits long for
+            # its slot cannot pass a quota others used up meanwhile.
+            month, limit = utc_month(), self._scheduler.limits.cohort_requests_per_month
+            taken, used = await self._counter.take_monthly(COHORT_REQUESTS, month, limit)
+            if not taken:
+                raise QuotaExhausted(COHORT_REQUESTS, limit, used, month)
+            job = await self._runner.run(query, priority=priority)
+        return self._checked(job, query.path)
+
+    def _checked(self, job: CohortJob, path: str) -> str:
+        try:
+            return check_request_id(job.request_id)
+        except InvalidQuery as exc:
+            raise ResponseValidationError(exc.message, path=path, field="request_id") from None
+
+    async def wait(
+        self,
+        cohort_id: str,
+        request_id: str,
+        *,
+        first_delay: float,
+        poll_interval: float,
+        job_timeout: float,
+        priority: int,
+        progress: Progress | None,
+    ) -> None:
+        """Step 2: poll until the job completes; CohortTimeout past ``job_timeout`` seconds."""
+        clock = self._scheduler.clock
+        started = clock.time()
+        delay = first_delay
+        status = ""
+        while True:
+            if delay > 0:
+                if clock.time() + delay - started > job_timeout:
+                    raise CohortTimeout(request_id, clock.time() - started, status=status)
+                await clock.sleep(delay)
+            query = CohortRequestStatus(request_id)
+            job = await self._runner.run(query, priority=priority)
+            status = job.async_status or ""
+            if progress is not None:
+                progress(CohortProgress("running", cohort_id, request_id, status=status))
+            if job.completed:
+                return
+            delay = min(max(poll_interval, delay * 1.5), MAX_POLL_INTERVAL)
+
+    # -- step 3 ---------------------------------------------------------------------------
+
+    def _streaming(self) -> StreamingTransport:
+        transport = self._transport
+        if not isinstance(transport, StreamingTransport):
+            raise ConfigurationError(
+                "transport", "cohort downloads stream the file: they need an AiohttpTransport"
+            )
+        return transport
+
+    @contextlib.asynccontextmanager
+    async def _file(self, request_id: str, priority: int) -> AsyncIterator[Stream]:
+        """Step 3: the file's answer, from the API or (after a redirect) from storage."""
+        transport = self._streaming()
+        path = file_path(request_id)
+        url = self._base_url + path
+        attempts = Attempts()
+        links = 0
+        yielded = False
+        while True:
+            try:
+                async with self._scheduler.slot(Pool.STANDARD, 0, priority=priority) as ticket:
+                    try:
+                        async with transport.stream(
+                            url,
+                            {"Authorization": self._authorization},
+                            path=path,
+                            read_timeout=self._timeout,
+                        ) as answer:
+                            if answer.status == 200:
+                                yielded = True
+                                yield answer
+                                return
+                            if answer.status not in _REDIRECTS or "Location" not in answer.headers:
+                                self._raise(answer, await answer.head(), path)
+                            location = urljoin(url, answer.headers["Location"])
+                    except TransportError:
+                        # The server may still be counting it: its slot stays taken until the
+                        # lease ends.
+                        self._scheduler.abandon(ticket)
+                        raise
+                # Outside the slot, and without the credentials.
+                async with transport.stream(
+                    location, {}, path=_STORAGE, read_timeout=self._timeout
+                ) as stored:
+                    if stored.status == 200:
+                        yielded = True
+                        yield stored
+                        return
+                    body = await stored.head()
+                    links += 1
+                    if stored.status in (400, 403) and links < LINK_ATTEMPTS:
+                        continue  # the link expired before it was used: ask for a fresh one
+                    raise APIError(
+                        stored.status,
+                        f"the cohort file's storage answered HTTP {stored.status}",
+                        details=self._redact(body[:200].decode("utf-8", "replace")),
+                        path=_STORAGE,
+                    )
+            except AmplitudeError as exc:
+                if yielded:
+                    raise  # failed while the body was being read: the caller's to resume
+                attempts = attempts.after(exc)
+                decision = self._retry_policy.decide(attempts, exc)
+                if not decision.retry:
+                    raise
+                attempts = attempts.after_wait(decision.delay)
+                if isinstance(exc, RateLimited) and decision.pause_pool:
+                    self._scheduler.record_rate_limited(Pool.STANDARD)
+                    self._scheduler.pause(Pool.STANDARD, decision.delay)
+                else:
+                    await self._scheduler.clock.sleep(decision.delay)
+                self._scheduler.record_retry(Pool.STANDARD)
+
+    def _raise(self, answer: Stream, body: bytes, path: str) -> None:
+        decipher(answer.status, answer.headers, body, path=path, redact=self._redact)
+        raise ResponseValidationError(
+            f"expected the file or a redirect to it, got HTTP {answer.status}", path=path
+        )
+
+    # -- the whole flow -------------------------------------------------------------------
+
+    async def _ready(
+        self,
+        query: CohortRequest,
+        request_id: str | None,
+        *,
+        poll_interval: float,
+        job_timeout: float,
+        priority: int,
+        progress: Progress | None,
+    ) -> str:
+        """Steps 1 and 2 (step 1 skipped when resuming with ``request_id``)."""
+        if request_id is None:
+            request_id = await self.request(query, priority=priority)
+            first_delay = poll_interval
+        else:
+            first_delay = 0.0  # resuming: the job may well be done
+        if progress is not None:
+            progress(CohortProgress("requested", query.cohort_id, request_id))
+        try:
+            await self.wait(
+                query.cohort_id,
+                request_id,
+                first_delay=first_delay,
+                poll_interval=poll_interval,
+                job_timeout=job_timeout,
+                priority=priority,
+                progress=progress,
+            )
+        except AmplitudeError as exc:
+            _note(exc, request_id)
+            raise
+        return request_id
+
+    async def download(
+        self,
+        query: CohortRequest,
+        path: str | os.PathLike[str],
+        *,
+        request_id: str | None,
+        poll_interval: float,
+        job_timeout: float,
+        priority: int,
+        progress: Progress | None,
+    ) -> CohortDownload:
+        """The whole flow into ``path`` (see the module docstring)."""
+        target = check_target(path)
+        if request_id is not None:
+            check_request_id(request_id)
+        _check_timing(poll_interval, job_timeout)
+        request_id = await self._ready(
+            query,
+            request_id,
+            poll_interval=poll_interval,
+            job_timeout=job_timeout,
+            priority=priority,
+            progress=progress,
+        )
+        try:
+            return await self._write(query.cohort_id, request_id, target, priority, progress)
+        except AmplitudeError as exc:
+            _note(exc, request_id)
+            raise
+
+    async def _write(
+        self,
+        cohort_id: str,
+        request_id: str,
+        target: Path,
+        priority: int,
+        progress: Progress | None,
+    ) -> CohortDownload:
+        path = file_path(request_id)
+        fd, temporary = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.name}.", suffix=".part"
+        )
+        size = 0
+        records = _Records()
+        header: bytes | None = None
+        try:
+            with os.fdopen(fd, "wb") as out:
+                async with self._file(request_id, priority) as answer:
+                    async for data in _plain(answer.chunks(_CHUNK), path):
+                        out.write(data)
+                        size += len(data)
+                        whole = records.feed(data)
+                        if header is None and whole:
+                            header = whole[: whole.find(b"\n") + 1]
+                        if progress is not None:
+                            progress(
+                                CohortProgress(
+                                    "downloading",
+                                    cohort_id,
+                                    request_id,
+                                    members=max(0, records.records - 1),
+                                    bytes=size,
+                                )
+                            )
+                last = records.finish()
+                if header is None:
+                    header = last
+            if not header:
+                raise ResponseValidationError("the cohort file is empty (no header row)", path=path)
+            columns = _columns(next(_rows(header, path), []), path)
+            os.replace(temporary, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+        done = CohortDownload(cohort_id, request_id, target, records.records - 1, columns, size)
+        if progress is not None:
+            progress(
+                CohortProgress("done", cohort_id, request_id, members=done.members, bytes=size)
+            )
+        return done
+
+    def members(
+        self,
+        query: CohortRequest,
+        *,
+        request_id: str | None,
+        poll_interval: float,
+        job_timeout: float,
+        priority: int,
+        progress: Progress | None,
+    ) -> AsyncIterator[CohortMember]:
+        """The whole flow, yielding members as the file streams in; the arguments are checked
+        now, before iterating."""
+        if request_id is not None:
+            check_request_id(request_id)
+        _check_timing(poll_interval, job_timeout)
+        return self._members(
+            query,
+            request_id=request_id,
+            poll_interval=poll_interval,
+            job_timeout=job_timeout,
+            priority=priority,
+            progress=progress,
+        )
+
+    async def _members(
+        self,
+        query: CohortRequest,
+        *,
+        request_id: str | None,
+        poll_interval: float,
+        job_timeout: float,
+        priority: int,
+        progress: Progress | None,
+    ) -> AsyncIterator[CohortMember]:
+        request_id = await self._ready(
+            query,
+            request_id,
+            poll_interval=poll_interval,
+            job_timeout=job_timeout,
+            priority=priority,
+            progress=progress,
+        )
+        path = file_path(request_id)
+        records = _Records()
+        properties: Sequence[str] | None = None
+        try:
+            async with self._file(request_id, priority) as answer:
+                async for data in _plain(answer.chunks(_CHUNK), path):
+                    whole = records.feed(data)
+                    if whole:
+                        for row in _rows(whole, path):
+                            if properties is None:
+                                properties = _columns(row, path)[2:]
+                            elif row:
+                                yield _member(row, properties, path)
+                last = records.finish()
+                for row in _rows(last, path) if last else ():
+                    if properties is None:
+                        properties = _columns(row, path)[2:]
+                    elif row:
+                        yield _member(row, properties, path)
+        except AmplitudeError as exc:
+            _note(exc, request_id)
+            raise
+        if properties is None:
+            raise ResponseValidationError("the cohort file is empty (no header row)", path=path)
+
+
+def _check_timing(poll_interval: float, job_timeout: float) -> None:
+    check_number("poll_interval", poll_interval)
+    check_number("job_timeout", job_timeout)
+
+
+def _note(exc: BaseException, request_id: str) -> None:
+    note = f"resume the cohort download with request_id={request_id!r} (no new request)"
+    if note not in getattr(exc, "__notes__", ()):
+        exc.add_note(note)
