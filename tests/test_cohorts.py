@@ -683,3 +683,28 @@ async def test_cli_interrupted_while_the_job_runs_prints_the_request_id(tmp_path
     assert f"--request-id {request_id}" in rest
     assert "interrupted" in rest
     assert os.listdir(tmp_path) == []
+
+
+async def test_the_months_cohort_requests_are_an_opentelemetry_gauge(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    async with client_for(emu, meter_provider=meters) as client:
+        await client.download_cohort("mobile", tmp_path / "1.csv", poll_interval=POLL)
+        await client.download_cohort("purchasers", tmp_path / "2.csv", poll_interval=POLL)
+        data = reader.get_metrics_data()
+    assert data is not None
+    points: list[Any] = [
+        point
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "amplitude.quota.used"
+        for point in metric.data.data_points
+    ]
+    assert [(p.attributes["amplitude.quota"], p.value) for p in points] == [(COHORT_REQUESTS, 2)]
+    assert points[0].attributes["amplitude.month"] == utc_month()
