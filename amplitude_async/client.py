@@ -29,7 +29,13 @@ from .call import Call
 from .chunks import run_chunks
 from .clock import Clock
 from .cohort_results import CohortDownload, CohortMember
-from .cohorts import DEFAULT_JOB_TIMEOUT, DEFAULT_POLL_INTERVAL, CohortFlow, Progress
+from .cohorts import (
+    DEFAULT_JOB_TIMEOUT,
+    DEFAULT_POLL_INTERVAL,
+    CohortFlow,
+    CohortFormat,
+    Progress,
+)
 from .errors import (
     AmplitudeError,
     ClientClosed,
@@ -682,8 +688,11 @@ class AmplitudeClient:
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         job_timeout: float = DEFAULT_JOB_TIMEOUT,
         progress: Progress | None = None,
+        format: CohortFormat | None = None,
     ) -> CohortDownload:
-        """Download a cohort's members into ``path`` as CSV (see :mod:`amplitude_async.cohorts`).
+        """Download a cohort's members into ``path`` as CSV (see :mod:`amplitude_async.cohorts`),
+        or as Parquet with ``format="parquet"`` or a ``.parquet`` path (the ``parquet`` extra:
+        ``amplitude_id`` int64, ``user_id`` and the properties as text, in row groups).
 
         Request the file (``props=True``: with every user property; ``prop_keys``: chosen ones),
         poll until the job completes, stream the file to a temporary name beside ``path`` and
@@ -704,6 +713,7 @@ class AmplitudeClient:
             job_timeout=job_timeout,
             priority=priority,
             progress=progress,
+            format=format,
         )
 
     def cohort_members(

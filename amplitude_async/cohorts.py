@@ -29,8 +29,8 @@ available for seven days): no new request, no quota. Errors raised after step 1 
 naming it, and ``progress`` callbacks see it as soon as it is known. Closing the client cuts a
 download in progress like any failure (the temporary file is removed; resume it later).
 
-The writing stage is :meth:`CohortFlow._write` (CSV as served); another output format (such
-as Parquet) would be a ``format=`` choice of that stage, the three requests staying as they
+The writing stage is :meth:`CohortFlow._write` (CSV as served) or, with ``format="parquet"``
+(or a ``.parquet`` path), :meth:`CohortFlow._write_parquet`, the three requests staying as they
 are.
 """
 
@@ -63,7 +63,9 @@ from .errors import (
     ResponseValidationError,
     TransportError,
 )
+from .frames import Column, import_optional
 from .limits import Pool
+from .parquet import ParquetWriter
 from .queries import CohortRequest, CohortRequestStatus, Query
 from .queries.cohorts import check_request_id, file_path
 from .quota import COHORT_REQUESTS, MonthlyCounter, MonthlyCounts, QuotaUsage, utc_month
@@ -73,6 +75,10 @@ from .scheduler import Scheduler
 from .transport import Stream
 
 __all__ = [
+    "FORMATS",
+    "CohortFormat",
+    "check_format",
+    "member_columns",
     "DEFAULT_JOB_TIMEOUT",
     "DEFAULT_POLL_INTERVAL",
     "MAX_POLL_INTERVAL",
@@ -265,6 +271,72 @@ def check_target(path: str | os.PathLike[str]) -> Path:
         # Found now, not after the request has spent a month's quota.
         raise InvalidQuery("path", f"the directory {str(parent)!r} is not writable")
     return target
+
+
+CohortFormat = Literal["csv", "parquet"]
+"""How a downloaded cohort is written: CSV as served, or Parquet (``amplitude-async[parquet]``)."""
+
+FORMATS: Final[tuple[CohortFormat, ...]] = ("csv", "parquet")
+
+
+def check_format(format: object, target: Path) -> CohortFormat:
+    """The output format: ``format`` if given, else ``parquet`` for a ``.parquet`` path and
+    ``csv`` otherwise. Parquet needs pyarrow, checked now (before anything is sent)."""
+    if format is None:
+        format = "parquet" if target.suffix.lower() == ".parquet" else "csv"
+    if format not in FORMATS:
+        raise InvalidQuery("format", f"must be one of {list(FORMATS)}, got {format!r}")
+    if format == "parquet":
+        try:
+            import_optional("pyarrow.parquet", "a cohort download as Parquet")
+        except ImportError as exc:
+            raise ConfigurationError("format", str(exc)) from None
+        return "parquet"
+    return "csv"
+
+
+def member_columns(columns: Sequence[str]) -> list[Column]:
+    """The Parquet columns of a cohort file with CSV header ``columns``: ``amplitude_id`` as a
+    64-bit integer, ``user_id`` and every property as text (null where empty)."""
+    return [
+        Column("amplitude_id", "int64", nullable=False),
+        Column("user_id", "string"),
+        *(Column(name, "string") for name in columns[2:]),
+    ]
+
+
+class _ParquetMembers:
+    """Writes the records of a cohort file, in pieces of whole records, to Parquet."""
+
+    def __init__(self, target: Path, path: str) -> None:
+        self._target = target
+        self._path = path
+        self.columns: tuple[str, ...] | None = None
+        self._writer: ParquetWriter | None = None
+
+    def feed(self, whole: bytes) -> None:
+        for row in _rows(whole, self._path):
+            if self.columns is None:
+                self.columns = _columns(row, self._path)
+                self._writer = ParquetWriter(self._target, member_columns(self.columns))
+            elif row:
+                assert self._writer is not None
+                member = _member(row, self.columns[2:], self._path)
+                values = [member.properties.get(name) or None for name in self.columns[2:]]
+                self._writer.write((member.amplitude_id, member.user_id, *values))
+
+    def close(self) -> tuple[int, int]:
+        """Finish the file: ``(members, bytes written)``."""
+        if self._writer is None:
+            raise ResponseValidationError(
+                "the cohort file is empty (no header row)", path=self._path
+            )
+        members = self._writer.close()
+        return members, self._target.stat().st_size
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
 
 
 class CohortFlow:
@@ -496,9 +568,11 @@ class CohortFlow:
         job_timeout: float,
         priority: int,
         progress: Progress | None,
+        format: CohortFormat | None = None,
     ) -> CohortDownload:
         """The whole flow into ``path`` (see the module docstring)."""
         target = check_target(path)
+        kind = check_format(format, target)
         if request_id is not None:
             check_request_id(request_id)
         _check_timing(poll_interval, job_timeout)
@@ -511,6 +585,10 @@ class CohortFlow:
             progress=progress,
         )
         try:
+            if kind == "parquet":
+                return await self._write_parquet(
+                    query.cohort_id, request_id, target, priority, progress
+                )
             return await self._write(query.cohort_id, request_id, target, priority, progress)
         except AmplitudeError as exc:
             _note(exc, request_id)
@@ -566,6 +644,50 @@ class CohortFlow:
             progress(
                 CohortProgress("done", cohort_id, request_id, members=done.members, bytes=size)
             )
+        return done
+
+    async def _write_parquet(
+        self,
+        cohort_id: str,
+        request_id: str,
+        target: Path,
+        priority: int,
+        progress: Progress | None,
+    ) -> CohortDownload:
+        """Like :meth:`_write`, into a Parquet file written in row groups as the CSV streams in
+        (the writer renames its temporary file into place only when complete)."""
+        path = file_path(request_id)
+        size = 0
+        records = _Records()
+        members = _ParquetMembers(target, path)
+        try:
+            async with self._file(request_id, priority) as answer:
+                async for data in _plain(answer.chunks(_CHUNK), path):
+                    size += len(data)
+                    whole = records.feed(data)
+                    if whole:
+                        members.feed(whole)
+                    if progress is not None:
+                        progress(
+                            CohortProgress(
+                                "downloading",
+                                cohort_id,
+                                request_id,
+                                members=max(0, records.records - 1),
+                                bytes=size,
+                            )
+                        )
+            last = records.finish()
+            if last:
+                members.feed(last)
+            count, written = members.close()
+        except BaseException:
+            members.abort()
+            raise
+        assert members.columns is not None
+        done = CohortDownload(cohort_id, request_id, target, count, members.columns, written)
+        if progress is not None:
+            progress(CohortProgress("done", cohort_id, request_id, members=count, bytes=size))
         return done
 
     def members(

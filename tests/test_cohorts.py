@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import gzip
+import importlib
 import io
 import json
 import os
@@ -30,6 +31,7 @@ from redisserver import RedisServer
 
 from amplitude_async import (
     AmplitudeClient,
+    AmplitudeError,
     CohortsList,
     CohortsListResult,
     CohortTimeout,
@@ -708,3 +710,108 @@ async def test_the_months_cohort_requests_are_an_opentelemetry_gauge(
     ]
     assert [(p.attributes["amplitude.quota"], p.value) for p in points] == [(COHORT_REQUESTS, 2)]
     assert points[0].attributes["amplitude.month"] == utc_month()
+
+
+# -- Parquet ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("direct_bytes", [10**9, 0], ids=["body", "redirect"])
+async def test_a_download_written_as_parquet_holds_the_csv_members_typed(
+    tmp_path: Path, direct_bytes: int
+) -> None:
+    pq: Any = importlib.import_module("pyarrow.parquet")
+    async with (
+        emulator(cohort_direct_bytes=direct_bytes) as emu,
+        client_for(emu) as client,
+    ):
+        as_csv = await client.download_cohort(
+            "mobile", tmp_path / "m.csv", prop_keys=["country"], props=True, poll_interval=POLL
+        )
+        # A .parquet path picks the format; the request_id resumes with no new request.
+        as_parquet = await client.download_cohort(
+            "mobile", tmp_path / "m.parquet", request_id=as_csv.request_id
+        )
+        explicit = await client.download_cohort(
+            "mobile", tmp_path / "m.bin", request_id=as_csv.request_id, format="parquet"
+        )
+    table = pq.read_table(tmp_path / "m.parquet")
+    assert table.column_names == ["amplitude_id", "user_id", "country"]
+    assert str(table.schema.field("amplitude_id").type) == "int64"
+    assert not table.schema.field("amplitude_id").nullable
+    rows = read_csv(tmp_path / "m.csv")
+    expected = [(int(a), u or None, c or None) for a, u, c in rows[1:]]
+    got = list(zip(*(table.column(n).to_pylist() for n in table.column_names), strict=True))
+    assert got == expected
+    assert {(a, u or "") for a, u, _ in got} == expected_members("mobile")
+    assert as_parquet.members == as_csv.members == len(expected)
+    assert as_parquet.columns == ("amplitude_id", "user_id", "country")
+    assert as_parquet.bytes == (tmp_path / "m.parquet").stat().st_size
+    assert pq.read_table(tmp_path / "m.bin").equals(table)
+    assert explicit.members == as_csv.members
+    assert sorted(os.listdir(tmp_path)) == ["m.bin", "m.csv", "m.parquet"]  # no temporaries
+
+
+async def test_a_cut_parquet_download_leaves_no_file(emu: Emulator, tmp_path: Path) -> None:
+    async with client_for(emu) as client:
+        first = await client.download_cohort("mobile", tmp_path / "m.csv", poll_interval=POLL)
+        with pytest.raises(AmplitudeError):
+            await client.download_cohort(
+                "mobile", tmp_path / "m.parquet", request_id=first.request_id + "x"
+            )
+    assert os.listdir(tmp_path) == ["m.csv"]
+
+
+async def test_a_bad_format_is_refused_before_anything_is_sent(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    async with client_for(emu) as client:
+        with pytest.raises(InvalidQuery) as caught:
+            await client.download_cohort(
+                "mobile",
+                tmp_path / "m.csv",
+                poll_interval=POLL,
+                format="xlsx",  # type: ignore[arg-type]
+            )
+    assert caught.value.field == "format"
+    assert steps(emu, "request") == 0
+
+
+def test_cli_writes_parquet_for_a_parquet_name(tmp_path: Path) -> None:
+    pq: Any = importlib.import_module("pyarrow.parquet")
+    target = tmp_path / "members.parquet"
+    done = cli("download", "mobile", "-o", str(target), "--emulator")
+    assert done.returncode == 0, done.stderr
+    table = pq.read_table(target)
+    assert table.column_names == ["amplitude_id", "user_id"]
+    assert table.num_rows > 0
+    assert f"{table.num_rows:,} members" in done.stdout
+
+
+def test_cli_parquet_without_pyarrow_exits_2_naming_the_extra(tmp_path: Path) -> None:
+    # A child interpreter where pyarrow cannot be imported, running the command line.
+    code = (
+        "import sys; sys.modules['pyarrow'] = None; sys.modules['pyarrow.parquet'] = None\n"
+        "from amplitude_async.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AMPLITUDE_")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            *("cohorts", "download", "mobile"),
+            "-o",
+            "m.parquet",
+            "--emulator",
+        ],
+        capture_output=True,
+        text=True,
+        env=clean,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "amplitude-async[parquet]" in done.stderr
+    assert "format" in done.stderr
+    assert os.listdir(tmp_path) == []

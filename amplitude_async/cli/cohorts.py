@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any, TextIO
 
-from ..cohorts import DEFAULT_POLL_INTERVAL, CohortProgress, check_target
+from ..cohorts import DEFAULT_POLL_INTERVAL, CohortProgress, check_format, check_target
 from ..errors import AmplitudeError
 from ..queries import CohortRequest, CohortsList, check_request_id
 from .common import (
@@ -67,7 +67,12 @@ def add_parser(commands: Any, connection: argparse.ArgumentParser) -> None:
         ),
     )
     download.add_argument("cohort_id", metavar="ID", help="the cohort's id, e.g. 9apg8e8f")
-    download.add_argument("-o", "--output", required=True, help="the CSV file to write")
+    download.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="the file to write: CSV, or Parquet for a .parquet name (needs the parquet extra)",
+    )
     which = download.add_mutually_exclusive_group()
     which.add_argument("--props", action="store_true", help="with every user property")
     which.add_argument(
@@ -167,7 +172,7 @@ def run(args: argparse.Namespace, extra: Sequence[str], out: TextIO, err: TextIO
         CohortRequest(
             args.cohort_id, props=bool(args.props or args.prop_key), prop_keys=args.prop_key
         )
-        check_target(args.output)
+        check_format(None, check_target(args.output))
         if args.request_id is not None:
             check_request_id(args.request_id, "--request-id")
 
