@@ -46,6 +46,7 @@ __all__ = [
     "decipher",
     "encode_params",
     "parse_retry_after",
+    "strict_json",
 ]
 
 Region = Literal["us", "eu"]
@@ -225,6 +226,13 @@ def _loads(body: bytes | str) -> Any:
         # As json.loads does: UTF-8, -16 or -32, told apart by the first bytes.
         body = body.decode(json.detect_encoding(body), "surrogatepass")
     return _STRICT.decode(body)
+
+
+def strict_json(body: bytes | str) -> Any:
+    """Decode ``body`` as a 2xx answer is decoded: strict JSON, no ``NaN``/``Infinity`` and no
+    number that overflows (:class:`ValueError`; :class:`RecursionError` when nested too
+    deeply)."""
+    return _loads(body)
 
 
 def _envelope(
