@@ -143,11 +143,18 @@ def credentials(args: argparse.Namespace, *, job: bool = False) -> tuple[str, st
 
 def base_url(args: argparse.Namespace) -> str:
     """``--base-url`` checked as an http(s) URL (before anything is sent), or the region's."""
-    from ..sansio import BASE_URLS
+    from ..sansio import BASE_URLS, without_userinfo
 
     if args.base_url is None:
         return BASE_URLS[args.region].rstrip("/")
     text: str = args.base_url
+    if without_userinfo(text) != text:
+        # Never echoed, stored in a checkpoint or sent: it may hold a password.
+        raise Fail(
+            EXIT_BAD_INPUT,
+            "--base-url must not contain a user name or password (user:password@host); "
+            "give the keys with --api-key/--secret-key or AMPLITUDE_API_KEY/AMPLITUDE_SECRET_KEY",
+        )
     try:
         parts = urlsplit(text)
         parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
