@@ -313,7 +313,7 @@ def spellings(text: str) -> list[str]:
     every_byte = "".join(f"%{b:02X}" for b in raw)
     forms = [text, text.lower(), text.upper(), raw.hex(), raw.hex().upper(), standard]
     forms += [standard.rstrip("="), url_safe, url_safe.rstrip("="), every_byte]
-    return forms + [every_byte.lower(), quote_all(text), quote_all(standard)]
+    return [*forms, every_byte.lower(), quote_all(text), quote_all(standard)]
 
 
 def test_every_spelling_of_each_secret_is_redacted() -> None:
