@@ -16,6 +16,7 @@ from attrs import frozen
 
 from ..backfill.job import MAX_EMULATOR_DAYS
 from ..limits import DEFAULT_LIMITS, Limits
+from ..validation import LATEST_DATE
 from .common import (
     EPILOG,
     EXIT_BAD_INPUT,
@@ -114,6 +115,12 @@ def _emulator_range(job: Any, plan: Any) -> tuple[date, int]:
             EXIT_BAD_INPUT,
             f"the emulator serves at most {MAX_EMULATOR_DAYS} days, the job needs {days}; "
             "shorten the range or set [emulator] start and days",
+        )
+    if first.toordinal() + days - 1 > LATEST_DATE.toordinal():
+        raise Fail(
+            EXIT_BAD_INPUT,
+            f"emulator.days: {days} days from {first} run past {LATEST_DATE}, the latest date "
+            "a query may name; set [emulator] start earlier or days lower",
         )
     return first, days
 
