@@ -394,13 +394,13 @@ class SeriesResult(_ToPandas):
         if isinstance(label, tuple):
             head = label[0] if label else None
             # A negative number is no index: it stays in the label's text.
-            index = head if isinstance(head, int) and head >= 0 else None
-            rest = label[1:] if index is not None else label
-            if index is not None and self._event_labels:
-                event = index
-            elif index is not None and segment is None:
+            leading = head if isinstance(head, int) and head >= 0 else None
+            rest = label[1:] if leading is not None else label
+            if leading is not None and self._event_labels:
+                event = leading
+            elif leading is not None and segment is None:
                 # Without events to count, a leading index can only be the segment's.
-                segment = index
+                segment = leading
             group = ", ".join(str(part) for part in rest) or group
         elif isinstance(label, int):
             if label < 0:
