@@ -113,10 +113,13 @@ def _not_negative(_: object, attribute: Any, value: int) -> None:
 def _to_zone(value: str | tzinfo) -> tzinfo:
     if isinstance(value, tzinfo):
         return value
+    if not isinstance(value, str):
+        raise ConfigurationError("timezone", f"expected a time zone name, got {value!r}")
     try:
         return ZoneInfo(value)
-    except (ValueError, KeyError) as exc:
-        raise ConfigurationError("timezone", f"unknown time zone {value!r}") from exc
+    except (ValueError, KeyError, OSError):  # "America" is a directory of the database
+        hint = "an IANA name such as Europe/Berlin or UTC"
+        raise ConfigurationError("timezone", f"unknown time zone {value!r}; {hint}") from None
 
 
 @frozen

@@ -4,6 +4,7 @@ A job file::
 
     start = 2026-09-01          # the date range of every dated query (TOML dates or "YYYYMMDD")
     end = 2026-11-29
+    timezone = "Europe/Berlin"  # optional: the project's, for the result cache (default UTC)
     chunk_days = 7              # days per request; rounded up to whole weeks/months if needed
     output = "backfill-out"     # relative to the job file
     formats = ["jsonl", "csv"]  # tidy rows: query, label, date, metric, value
@@ -35,6 +36,7 @@ library writes it without a heavy dependency.
 Limits: a job spans at most :data:`MAX_RANGE_DAYS` days and its plan at most
 :data:`~.plan.MAX_CHUNKS` chunks; the emulator's dataset at most :data:`MAX_EMULATOR_USERS`
 users over :data:`MAX_EMULATOR_DAYS` days.
+A job file is a regular file of at most :data:`MAX_JOB_BYTES` (not a device, pipe or directory).
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ from typing import Any, Final, Literal
 
 from attrs import field, frozen
 
-from ..errors import InvalidQuery
+from ..cache import CachePolicy
+from ..errors import ConfigurationError, InvalidQuery
 from ..queries import (
     ENDPOINTS,
     ChartCSV,
@@ -111,6 +114,7 @@ _JOB_KEYS: Final = (
     "formats",
     "priority",
     "source",
+    "timezone",
     "queries",
 )
 _EMULATOR_KEYS: Final = ("seed", "users", "start", "days", "time_scale")
@@ -189,6 +193,8 @@ class Job:
     emulator: EmulatorSettings = field(factory=EmulatorSettings)
     source: Path | None = None
     data_source: Literal["amplitude", "emulator"] = "amplitude"
+    timezone: str | None = None
+    """The project's time zone (an IANA name): the result cache settles days by it."""
 
 
 # -- job files ------------------------------------------------------------------------------
@@ -268,6 +274,14 @@ def parse_job(
     data_source: Literal["amplitude", "emulator"] = (
         "emulator" if raw_source == "emulator" else "amplitude"
     )
+    timezone = data.get("timezone")
+    if timezone is not None:
+        if not isinstance(timezone, str):
+            raise InvalidQuery("timezone", f"expected a time zone name, got {timezone!r}")
+        try:
+            CachePolicy(timezone=timezone)
+        except ConfigurationError as exc:
+            raise InvalidQuery("timezone", exc.message) from None
     return Job(
         queries=tuple(queries),
         start=start,
@@ -279,6 +293,7 @@ def parse_job(
         emulator=emulator,
         source=source,
         data_source=data_source,
+        timezone=timezone,
     )
 
 

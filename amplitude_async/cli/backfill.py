@@ -33,6 +33,7 @@ from .common import (
     emulated,
     has_credentials,
     real_connection,
+    time_zone,
 )
 
 
@@ -184,6 +185,7 @@ async def _backfill(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     job = load_job(args.job)
     cache = cache_url(args)
+    zone = time_zone(args, job.timezone)
     settings = job.emulator
     use_emulator = args.emulator or job.data_source == "emulator"
     if use_emulator:
@@ -225,7 +227,7 @@ async def _backfill(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 shared = args.budget_url or None
                 async with (
                     _connect(where, settings) as to,
-                    client_for(to, cache, shared) as client,
+                    client_for(to, cache, shared, zone) as client,
                 ):
                     report = await run_backfill(
                         plan, client, store, priority=job.priority, stop=stop, on_progress=printer

@@ -92,6 +92,11 @@ def connection_options() -> argparse.ArgumentParser:
         "(default: $AMPLITUDE_CACHE_URL)",
     )
     group.add_argument(
+        "--timezone",
+        help="the project's time zone, e.g. Europe/Berlin: the result cache keeps an answer "
+        "long once its days are settled in it (default: UTC; a job file's timezone)",
+    )
+    group.add_argument(
         "--emulator",
         action="store_true",
         help="answer from the built-in emulator in-process (synthetic data, no credentials)",
@@ -197,9 +202,12 @@ async def emulated(
 
 
 def client_for(
-    target: Connection, cache_url: str | None = None, budget_url: str | None = None
+    target: Connection,
+    cache_url: str | None = None,
+    budget_url: str | None = None,
+    timezone: str | None = None,
 ) -> AmplitudeClient:
-    from ..cache import open_cache
+    from ..cache import CachePolicy, open_cache
     from ..client import AmplitudeClient
     from ..retry import RetryPolicy
 
@@ -213,8 +221,23 @@ def client_for(
         limits=target.limits,
         retry_policy=policy,
         cache=open_cache(cache_url) if cache_url else None,
+        cache_policy=CachePolicy(timezone=timezone) if timezone else None,
         budget_url=budget_url,
     )
+
+
+def time_zone(args: argparse.Namespace, default: str | None = None) -> str | None:
+    """``--timezone`` (else ``default``, a job file's), checked before anything is sent."""
+    from ..cache import CachePolicy
+    from ..errors import ConfigurationError
+
+    name: str | None = args.timezone or default
+    if args.timezone is not None:
+        try:
+            CachePolicy(timezone=args.timezone)
+        except ConfigurationError as exc:
+            raise Fail(EXIT_BAD_INPUT, f"--timezone: {exc.message}") from None
+    return name
 
 
 def cache_url(args: argparse.Namespace) -> str | None:

@@ -27,6 +27,7 @@ from .common import (
     client_for,
     emulated,
     real_connection,
+    time_zone,
 )
 
 
@@ -136,9 +137,10 @@ async def _run_query(args: argparse.Namespace, query: Query[Any], out: TextIO, e
     from ..split import run_split
 
     cache = cache_url(args)
+    zone = time_zone(args)
 
     async def go(target: Connection) -> Any:
-        async with client_for(target, cache, args.budget_url or None) as client:
+        async with client_for(target, cache, args.budget_url or None, zone) as client:
             if args.split:
                 result = await run_split(client, query)
             else:
