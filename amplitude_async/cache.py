@@ -233,21 +233,23 @@ def unseal(key: str, entry: bytes, secret: bytes) -> bytes:
     return body
 
 
+_CONTAINERS: Final = (list, dict)  # what json decodes arrays and objects to, exactly
+
+
 def too_deep(value: object, limit: int = MAX_ENTRY_DEPTH) -> bool:
     """Whether decoded JSON ``value`` nests lists and objects more than ``limit`` levels."""
-    # Iterative: the value may be as deep as the decoder allowed, beyond Python's stack.
-    stack: list[tuple[object, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
+    # Level by level, without recursion: the value may be as deep as the decoder allowed.
+    level: list[Any] = [value] if type(value) in _CONTAINERS else []
+    depth = 0
+    while level:
+        depth += 1
         if depth > limit:
             return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+        below: list[Any] = []
+        for item in level:
+            children = item.values() if type(item) is dict else item
+            below += [child for child in children if type(child) in _CONTAINERS]
+        level = below
     return False
 
 
