@@ -193,24 +193,25 @@ def cache_key(target: str, query: Query[Any]) -> str:
     return digest.hexdigest()
 
 
-_MAGIC: Final = b"aac\x01"
-_DIGEST: Final = 32
-_HEADER: Final = len(_MAGIC) + 2 * _DIGEST
+# Text, not binary: a Redis client that decodes replies to str reads an entry unchanged.
+_MAGIC: Final = b"amplitude-async/1 "
+_DIGEST: Final = 64  # hex SHA-256
+_HEADER: Final = len(_MAGIC) + 2 * _DIGEST + 1
 
 
 def _key_digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
+    return hashlib.sha256(key.encode()).hexdigest().encode()
 
 
 def _tag(secret: bytes, key_digest: bytes, body: bytes) -> bytes:
-    return hmac.new(secret, key_digest + body, hashlib.sha256).digest()
+    return hmac.new(secret, key_digest + body, hashlib.sha256).hexdigest().encode()
 
 
 def seal(key: str, body: bytes, secret: bytes) -> bytes:
     """The entry that keeps ``body`` under ``key``; ``secret`` (the client's host and
     credentials) keys its HMAC, so only a client with the same credentials writes a valid one."""
     digest = _key_digest(key)
-    return _MAGIC + digest + _tag(secret, digest, body) + body
+    return _MAGIC + digest + _tag(secret, digest, body) + b"\n" + body
 
 
 def unseal(key: str, entry: bytes, secret: bytes) -> bytes:
@@ -221,10 +222,10 @@ def unseal(key: str, entry: bytes, secret: bytes) -> bytes:
     """
     if entry == UNREADABLE:
         raise ValueError("is empty or cannot be read (a value of another type, or too large)")
-    if len(entry) < _HEADER or not entry.startswith(_MAGIC):
+    if len(entry) < _HEADER or not entry.startswith(_MAGIC) or entry[_HEADER - 1] != 0x0A:
         raise ValueError("is not an entry of this version (another program or version wrote it)")
     digest = entry[len(_MAGIC) : len(_MAGIC) + _DIGEST]
-    tag = entry[len(_MAGIC) + _DIGEST : _HEADER]
+    tag = entry[len(_MAGIC) + _DIGEST : _HEADER - 1]
     body = entry[_HEADER:]
     if not hmac.compare_digest(digest, _key_digest(key)):
         raise ValueError("belongs to another key")
@@ -474,6 +475,8 @@ class RedisCache:
         replies = await self._call(read)
         out: list[bytes | None] = []
         for length, value in zip(replies[::2], replies[1::2], strict=True):
+            if isinstance(value, str):  # a client made with decode_responses=True
+                value = value.encode()
             # An error reply (a foreign type) is an exception object here.
             readable = isinstance(length, int) and length <= limit and isinstance(value, bytes)
             out.append((value or None) if readable else UNREADABLE)

@@ -297,3 +297,22 @@ async def test_a_poisoned_chunk_of_an_incremental_refresh_is_asked_again(
         assert len(amplitude_emulator.requests) == sent + 1
     async with AmplitudeClient(*keys, **kwargs) as fresh:
         assert await fresh.run(query) == expected
+
+
+async def test_a_redis_client_that_decodes_replies_reads_entries_too(
+    server: RecordingServer, redis_server: RedisServer
+) -> None:
+    from redis.asyncio import Redis
+
+    text_client = Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        cache = RedisCache(client=text_client, prefix="text:")
+        client, expected = await first_answer(server, cache)
+        async with client:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", CacheUnavailable)
+                assert await client.run(QUERY) == expected
+            assert client.statistics().savings.cache_hits == 1
+        assert len(server.requests) == 1
+    finally:
+        await text_client.aclose()
