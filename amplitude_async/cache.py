@@ -15,17 +15,26 @@ policy asks for it.
 Stores implement :class:`ResultCache`: :class:`MemoryCache` (one process, bounded in entries
 and bytes, least recently used out first) and :class:`RedisCache` (shared by every process).
 A store that fails raises; the client turns that into a warning and carries on uncached.
+
+An entry cannot hurt the query that reads it. What is stored is :func:`seal`'s envelope: a
+version mark, the SHA-256 of its key and an HMAC-SHA256 (keyed by the client's host and
+credentials) of both, then the body. :func:`unseal` checks all of it before anything is
+decoded, and :func:`decode_entry` then applies the wire path's strict JSON and a nesting limit
+(:data:`MAX_ENTRY_DEPTH`). An entry another query wrote, one cut short or altered, one written
+with other credentials or by another version fails a check; the client then treats it as a
+miss, warns and deletes it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from typing import TYPE_CHECKING, Any, Final, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
 from attrs import field, frozen
@@ -44,14 +53,18 @@ from .queries import (
     UserActivity,
     UserSearch,
 )
+from .sansio import strict_json
 
 if TYPE_CHECKING:  # pragma: no cover
     from redis.asyncio import Redis
 
 __all__ = [
+    "DEFAULT_MAX_ENTRY_BYTES",
     "DEFAULT_RECENT_TTL",
     "DEFAULT_SETTLED_DAYS",
     "DEFAULT_SETTLED_TTL",
+    "MAX_ENTRY_DEPTH",
+    "UNREADABLE",
     "CachePolicy",
     "MemoryCache",
     "RedisCache",
@@ -59,7 +72,11 @@ __all__ = [
     "cache_key",
     "cache_key_of",
     "cache_ttl",
+    "decode_entry",
     "open_cache",
+    "seal",
+    "too_deep",
+    "unseal",
 ]
 
 DEFAULT_SETTLED_DAYS: Final = 2
@@ -70,6 +87,16 @@ DEFAULT_SETTLED_TTL: Final = 30 * 86_400.0
 
 DEFAULT_RECENT_TTL: Final = 300.0
 """Seconds an answer touching unsettled days (or with no dates) is kept."""
+
+DEFAULT_MAX_ENTRY_BYTES: Final = 64 * 1024 * 1024
+"""The largest entry :class:`RedisCache` stores or reads (the transport's default body cap)."""
+
+MAX_ENTRY_DEPTH: Final = 64
+"""How deeply the JSON of a cached answer may nest (Amplitude's answers nest less than 10)."""
+
+UNREADABLE: Final = b""
+"""What a store returns for an entry it holds but cannot read (a Redis key of another type, a
+value over the size limit). It is never a valid entry: the client deletes it."""
 
 _DEFAULT_FUNNEL_WINDOW_DAYS: Final = 30
 _UNCACHED: Final = (CohortRequest, CohortRequestStatus)
@@ -91,10 +118,13 @@ def _not_negative(_: object, attribute: Any, value: int) -> None:
 def _to_zone(value: str | tzinfo) -> tzinfo:
     if isinstance(value, tzinfo):
         return value
+    if not isinstance(value, str):
+        raise ConfigurationError("timezone", f"expected a time zone name, got {value!r}")
     try:
         return ZoneInfo(value)
-    except (ValueError, KeyError) as exc:
-        raise ConfigurationError("timezone", f"unknown time zone {value!r}") from exc
+    except (ValueError, KeyError, OSError):  # "America" is a directory of the database
+        hint = "an IANA name such as Europe/Berlin or UTC"
+        raise ConfigurationError("timezone", f"unknown time zone {value!r}; {hint}") from None
 
 
 @frozen
@@ -131,7 +161,10 @@ def _last_day(query: DatedQuery[Any]) -> date | None:
     if isinstance(query, Funnel):
         window = query.conversion_window
         days = _DEFAULT_FUNNEL_WINDOW_DAYS if window is None else math.ceil(window / 86_400)
-        return query.end + timedelta(days=days)
+        try:
+            return query.end + timedelta(days=days)
+        except OverflowError:  # a window reaching past the calendar never settles
+            return None
     return query.end
 
 
@@ -174,15 +207,91 @@ def cache_key_of(target: str, path: str, encoded: str) -> str:
     return digest.hexdigest()
 
 
+# Text, not binary: a Redis client that decodes replies to str reads an entry unchanged.
+_MAGIC: Final = b"amplitude-async/1 "
+_DIGEST: Final = 64  # hex SHA-256
+_HEADER: Final = len(_MAGIC) + 2 * _DIGEST + 1
+
+
+def _key_digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).hexdigest().encode()
+
+
+def _tag(secret: bytes, key_digest: bytes, body: bytes) -> bytes:
+    return hmac.new(secret, key_digest + body, hashlib.sha256).hexdigest().encode()
+
+
+def seal(key: str, body: bytes, secret: bytes) -> bytes:
+    """The entry that keeps ``body`` under ``key``; ``secret`` (the client's host and
+    credentials) keys its HMAC, so only a client with the same credentials writes a valid one."""
+    digest = _key_digest(key)
+    return _MAGIC + digest + _tag(secret, digest, body) + b"\n" + body
+
+
+def unseal(key: str, entry: bytes, secret: bytes) -> bytes:
+    """The body :func:`seal` put in ``entry`` for ``key``.
+
+    Raises :class:`ValueError` saying what is wrong: unreadable, not an entry of this version,
+    another key's, or cut short, altered or sealed with other credentials.
+    """
+    if entry == UNREADABLE:
+        raise ValueError("is empty or cannot be read (a value of another type, or too large)")
+    if len(entry) < _HEADER or not entry.startswith(_MAGIC) or entry[_HEADER - 1] != 0x0A:
+        raise ValueError("is not an entry of this version (another program or version wrote it)")
+    digest = entry[len(_MAGIC) : len(_MAGIC) + _DIGEST]
+    tag = entry[len(_MAGIC) + _DIGEST : _HEADER - 1]
+    body = entry[_HEADER:]
+    if not hmac.compare_digest(digest, _key_digest(key)):
+        raise ValueError("belongs to another key")
+    if not hmac.compare_digest(tag, _tag(secret, digest, body)):
+        raise ValueError("is damaged (cut short or altered) or was written with other credentials")
+    return body
+
+
+_CONTAINERS: Final = (list, dict)  # what json decodes arrays and objects to, exactly
+
+
+def too_deep(value: object, limit: int = MAX_ENTRY_DEPTH) -> bool:
+    """Whether decoded JSON ``value`` nests lists and objects more than ``limit`` levels."""
+    # Level by level, without recursion: the value may be as deep as the decoder allowed.
+    level: list[Any] = [value] if type(value) in _CONTAINERS else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        below: list[Any] = []
+        for item in level:
+            children = item.values() if type(item) is dict else item
+            below += [child for child in children if type(child) in _CONTAINERS]
+        level = below
+    return False
+
+
+def decode_entry(body: bytes) -> Any:
+    """An unsealed body decoded as the wire path decodes answers (strict JSON: no NaN or
+    Infinity), nested at most :data:`MAX_ENTRY_DEPTH` deep; :class:`ValueError` otherwise."""
+    try:
+        value = strict_json(body)
+    except RecursionError:
+        raise ValueError("is nested too deeply") from None
+    except ValueError as exc:
+        raise ValueError(f"is not strict JSON ({exc})") from None
+    if too_deep(value):
+        raise ValueError(f"nests deeper than {MAX_ENTRY_DEPTH} levels")
+    return value
+
+
 @runtime_checkable
 class ResultCache(Protocol):
-    """Where answers are kept: raw response bodies by key, each with a TTL in seconds.
+    """Where answers are kept: entries (bytes) by key, each with a TTL in seconds.
 
-    Methods raise on a store failure; the client warns and carries on without the cache.
+    Methods raise on a store failure; the client warns and carries on without the cache. A
+    value the store holds but cannot return as bytes is returned as :data:`UNREADABLE`.
     """
 
     async def get(self, key: str) -> bytes | None:
-        """The body stored under ``key``, or ``None``."""
+        """The entry stored under ``key``, or ``None``."""
         ...
 
     async def get_many(self, keys: list[str]) -> list[bytes | None]:
@@ -191,6 +300,11 @@ class ResultCache(Protocol):
 
     async def set(self, key: str, body: bytes, ttl: float) -> None:
         """Store ``body`` under ``key`` for ``ttl`` seconds."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove whatever is stored under ``key`` (the client drops entries that fail its
+        checks)."""
         ...
 
     async def aclose(self) -> None:
@@ -271,6 +385,11 @@ class MemoryCache:
         """Store ``body`` for ``ttl`` seconds, evicting the least recently used as needed."""
         self.set_nowait(key, body, ttl)
 
+    async def delete(self, key: str) -> None:
+        """Remove the entry under ``key``, if any."""
+        if key in self._entries:
+            self._drop(key)
+
     def _drop(self, key: str) -> None:
         body, _ = self._entries.pop(key)
         self._bytes -= len(body)
@@ -288,6 +407,9 @@ class RedisCache:
     at most that long before it goes uncached. After a failure, calls fail at once without
     touching the network for ``retry_after`` seconds (on ``clock``, ``time.monotonic`` by
     default), so a Redis that is down does not slow every query by a timeout.
+
+    Entries larger than ``max_entry_bytes`` are not stored, and one found in Redis is not read
+    past that size: it comes back as :data:`UNREADABLE`, as does a key holding another type.
     """
 
     def __init__(
@@ -299,9 +421,16 @@ class RedisCache:
         timeout: float = 1.0,
         retry_after: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES,
     ) -> None:
         if (url is None) == (client is None):
             raise ConfigurationError("url", "give exactly one of url= and client=")
+        if isinstance(max_entry_bytes, bool) or not isinstance(max_entry_bytes, int):
+            raise ConfigurationError("max_entry_bytes", f"expected bytes, got {max_entry_bytes!r}")
+        if max_entry_bytes < 1:
+            raise ConfigurationError(
+                "max_entry_bytes", f"must be at least 1, got {max_entry_bytes!r}"
+            )
         if client is None:
             try:
                 from redis.asyncio import Redis
@@ -319,6 +448,7 @@ class RedisCache:
             self._owns_client = False
         self._redis = client
         self.prefix = prefix
+        self.max_entry_bytes = max_entry_bytes
         self.retry_after = retry_after
         self._clock = clock
         self._down_until = -math.inf
@@ -336,21 +466,47 @@ class RedisCache:
             raise
 
     async def get(self, key: str) -> bytes | None:
-        """The body stored under ``key``, or ``None``."""
-        value = await self._call(lambda: self._redis.get(self.prefix + key))
-        return cast("bytes | None", value)
+        """The entry stored under ``key``, ``None``, or :data:`UNREADABLE`."""
+        (value,) = await self.get_many([key])
+        return value
 
     async def get_many(self, keys: list[str]) -> list[bytes | None]:
-        """Several bodies in one round trip."""
+        """Several entries in one round trip (see :meth:`get`)."""
         if not keys:
             return []
-        values = await self._call(lambda: self._redis.mget([self.prefix + k for k in keys]))
-        return cast("list[bytes | None]", values)
+        limit = self.max_entry_bytes
+
+        async def read() -> list[Any]:
+            # STRLEN tells a foreign type (an error) and an oversized value apart; GETRANGE
+            # never transfers more than the limit, whatever was written under the key.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.strlen(self.prefix + key)
+                    pipe.getrange(self.prefix + key, 0, limit - 1)
+                replies: list[Any] = await pipe.execute(raise_on_error=False)
+                return replies
+
+        replies = await self._call(read)
+        out: list[bytes | None] = []
+        for length, value in zip(replies[::2], replies[1::2], strict=True):
+            if isinstance(value, str):  # a client made with decode_responses=True
+                value = value.encode()
+            # An error reply (a foreign type) is an exception object here.
+            readable = isinstance(length, int) and length <= limit and isinstance(value, bytes)
+            out.append((value or None) if readable else UNREADABLE)
+        return out
 
     async def set(self, key: str, body: bytes, ttl: float) -> None:
-        """Store ``body`` with an expiry of ``ttl`` seconds (rounded up to milliseconds)."""
+        """Store ``body`` with an expiry of ``ttl`` seconds (rounded up to milliseconds);
+        nothing over ``max_entry_bytes``."""
+        if len(body) > self.max_entry_bytes:
+            return
         px = max(1, math.ceil(ttl * 1000))
         await self._call(lambda: self._redis.set(self.prefix + key, body, px=px))
+
+    async def delete(self, key: str) -> None:
+        """Remove the key, whatever its type."""
+        await self._call(lambda: self._redis.delete(self.prefix + key))
 
     async def aclose(self) -> None:
         """Close the connection pool if this cache created it."""

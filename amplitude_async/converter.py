@@ -456,6 +456,19 @@ _register_plain(CohortJob, camel=False)
 # Generated hooks look up the hooks of nested types when they are made: leaves first.
 for _cls in (SegmentMeta, CollapsedValue, RetentionCell):
     _register_plain(_cls, camel=True, omit_none=True)
+_plain_segment_meta = converter.get_structure_hook(SegmentMeta)
+
+
+def _structure_segment_meta(obj: object, tp: Any) -> SegmentMeta:
+    meta: SegmentMeta = _plain_segment_meta(obj, tp)
+    # Names are looked up by these indexes: a negative one would wrap around to another's.
+    for wire, index in (("segmentIndex", meta.segment_index), ("eventIndex", meta.event_index)):
+        if index is not None and index < 0:
+            raise _WireError(f"{wire} must be an index (0 or more), got {index}")
+    return meta
+
+
+converter.register_structure_hook(SegmentMeta, _structure_segment_meta)
 for _cls in (DaySeries, FunnelGroup, RetentionSeries):
     _register_plain(_cls, camel=True)
 for _cls in (EventInfo, Location, UserMatch, UserSearchResult, LTVSeries):

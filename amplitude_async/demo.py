@@ -20,9 +20,10 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import date, timedelta
 from typing import Any, Final, TextIO
 
@@ -56,7 +57,19 @@ from .testing.dataset import Dataset, SyntheticDataset
 from .testing.emulator import Emulator
 from .values import Event, GroupBy, InCohort, PerformedEvent, PropertyFilter, Segment, Where
 
-__all__ = ["DemoSummary", "Profile", "dashboard", "main", "run_demo", "run_shared_demo"]
+__all__ = [
+    "MAX_PROCESSES",
+    "DemoSummary",
+    "Profile",
+    "dashboard",
+    "main",
+    "run_demo",
+    "run_shared_demo",
+]
+
+MAX_PROCESSES: Final = 64
+"""The most worker processes ``--processes`` starts: far more than the demo's budget keeps
+busy, few enough not to swamp one machine."""
 
 
 @frozen
@@ -406,8 +419,8 @@ async def run_shared_demo(
     """
     from .testing.workers import WorkerSpec, private_redis, run_workers
 
-    if processes < 1:
-        raise ValueError(f"processes must be at least 1, got {processes!r}")
+    if not 1 <= processes <= MAX_PROCESSES:
+        raise ValueError(f"processes must be 1 to {MAX_PROCESSES}, got {processes!r}")
     out = out if out is not None else sys.stdout
     tty = tty if tty is not None else out.isatty()
     profile = QUICK if quick else FULL
@@ -495,6 +508,23 @@ async def run_shared_demo(
     return summary
 
 
+async def _until_terminated(run: Coroutine[Any, Any, DemoSummary]) -> DemoSummary:
+    """Await ``run``; SIGTERM cancels it, so that its clean-up stops the worker processes and
+    the private ``redis-server`` (the default action would end this process without it)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    handled = False
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        handled = True
+    try:
+        return await run
+    finally:
+        if handled:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry: ``amplitude-async demo [--quick] [--seed N] [--processes N]
     [--budget-url URL]``; 0 when no 429."""
@@ -509,22 +539,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--budget-url", help="the shared budget's Redis for --processes")
     args = parser.parse_args(argv)
-    if args.processes < 1:
-        parser.error(f"--processes must be at least 1, got {args.processes}")
+    if not 1 <= args.processes <= MAX_PROCESSES:
+        parser.error(f"--processes must be 1 to {MAX_PROCESSES}, got {args.processes}")
     try:
         if args.processes == 1 and args.budget_url is None:
-            summary = asyncio.run(run_demo(quick=args.quick, seed=args.seed))
+            summary = asyncio.run(_until_terminated(run_demo(quick=args.quick, seed=args.seed)))
         else:
             summary = asyncio.run(
-                run_shared_demo(
-                    processes=args.processes,
-                    budget_url=args.budget_url,
-                    quick=args.quick,
-                    seed=args.seed,
+                _until_terminated(
+                    run_shared_demo(
+                        processes=args.processes,
+                        budget_url=args.budget_url,
+                        quick=args.quick,
+                        seed=args.seed,
+                    )
                 )
             )
     except KeyboardInterrupt:
         return 130
+    except asyncio.CancelledError:
+        print("amplitude-async demo: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except FileNotFoundError:
         print(
             "amplitude-async demo: error: --processes needs --budget-url or redis-server on "

@@ -196,7 +196,7 @@ def _join(parts: Iterable[str | None]) -> str:
 
 
 def _segment_part(index: int, naming: Naming) -> str:
-    if index < len(naming.segments):
+    if 0 <= index < len(naming.segments):
         return naming.segments[index]
     return f"Segment {index + 1}"
 
@@ -312,7 +312,8 @@ class SeriesResult(_ToPandas):
             if naming.formula is not None:
                 event_text = naming.formula if group is None or several_segments else None
             elif event is not None and (several_events or group is None):
-                event_text = naming.events[event] if event < len(naming.events) else _letter(event)
+                known = 0 <= event < len(naming.events)
+                event_text = naming.events[event] if known else _letter(event)
             name = _join(
                 [
                     _segment_part(segment, naming) if several_segments else None,
@@ -330,15 +331,19 @@ class SeriesResult(_ToPandas):
         label = self.series_labels[index] if index < len(self.series_labels) else None
         if isinstance(label, tuple):
             head = label[0] if label else None
-            rest = label[1:] if isinstance(head, int) else label
-            if isinstance(head, int) and self._event_labels:
-                event = head
-            elif isinstance(head, int) and segment is None:
+            # A negative number is no index: it stays in the label's text.
+            leading = head if isinstance(head, int) and head >= 0 else None
+            rest = label[1:] if leading is not None else label
+            if leading is not None and self._event_labels:
+                event = leading
+            elif leading is not None and segment is None:
                 # Without events to count, a leading index can only be the segment's.
-                segment = head
+                segment = leading
             group = ", ".join(str(part) for part in rest) or group
         elif isinstance(label, int):
-            if self._event_labels:
+            if label < 0:
+                group = str(label)
+            elif self._event_labels:
                 event = label
         elif label:
             group = label

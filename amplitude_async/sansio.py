@@ -47,6 +47,8 @@ __all__ = [
     "decipher",
     "encode_params",
     "parse_retry_after",
+    "strict_json",
+    "without_userinfo",
 ]
 
 Region = Literal["us", "eu"]
@@ -80,13 +82,26 @@ real Amplitude keys are 32 characters). Their ``key:secret`` and base64 forms al
 _AUTH_VALUE = re.compile(r"\b(Basic|Bearer|Digest|Api-Key)(\s+)[A-Za-z0-9+/=._~%-]{8,}", re.I)
 
 
+def _encodings(text: str) -> set[str]:
+    """``text`` and the spellings of it a server may echo (matched in any letter case)."""
+    raw = text.encode()
+    standard = base64.b64encode(raw).decode("ascii")
+    url_safe = base64.urlsafe_b64encode(raw).decode("ascii")
+    forms = {text, standard, standard.rstrip("="), url_safe, url_safe.rstrip("="), raw.hex()}
+    forms.add("".join(f"%{byte:02X}" for byte in raw))
+    forms.update([quote(form, safe="") for form in forms])
+    return forms
+
+
 @frozen
 class Redactor:
     """Removes one project's credentials from text that may have come from a server.
 
-    Build it with :meth:`for_keys`; calling it returns the text with the API key, the secret key,
-    ``key:secret``, its base64 form (the ``Authorization`` value) and their percent-encoded
-    spellings replaced by :data:`REDACTED`. Any ``Basic``/``Bearer`` token is redacted as well.
+    Build it with :meth:`for_keys`; calling it returns the text with the API key, the secret key
+    and ``key:secret`` replaced by :data:`REDACTED`, each in any letter case and in every
+    encoding a server may echo: base64 (standard or URL-safe, with or without padding; the
+    ``Authorization`` value is the pair's), hex, and percent-encoded (of the text or of every
+    byte). Any ``Basic``/``Bearer`` token is redacted as well.
     """
 
     secrets: tuple[str, ...] = field(default=(), repr=False)
@@ -95,17 +110,16 @@ class Redactor:
     def __attrs_post_init__(self) -> None:
         # Longest first, so "key:secret" is replaced whole rather than as "key" and "secret".
         ordered = sorted({s for s in self.secrets if s}, key=len, reverse=True)
-        pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        pattern = re.compile("|".join(map(re.escape, ordered)), re.I) if ordered else None
         object.__setattr__(self, "_pattern", pattern)
 
     @classmethod
     def for_keys(cls, api_key: str, secret_key: str) -> Redactor:
         """The redactor for a project's ``api_key`` and ``secret_key``."""
-        pair = f"{api_key}:{secret_key}"
-        token = base64.b64encode(pair.encode()).decode("ascii")
-        forms = {pair, token, token.rstrip("=")}
-        forms.update(k for k in (api_key, secret_key) if len(k) >= MIN_SECRET_LENGTH)
-        forms.update([quote(form, safe="") for form in forms])
+        forms = _encodings(f"{api_key}:{secret_key}")
+        for key in (api_key, secret_key):
+            if len(key) >= MIN_SECRET_LENGTH:
+                forms |= _encodings(key)
         return cls(tuple(forms))
 
     def __call__(self, text: str) -> str:
@@ -160,12 +174,25 @@ def build_request(
     return Request(path=path, url=url, headers=headers)
 
 
+_USERINFO = re.compile(r"(?<=//)[^/?#]*@")
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` with any ``user:password@`` replaced by :data:`REDACTED`, for messages."""
+    return _USERINFO.sub(f"{REDACTED}@", url)
+
+
 def check_base_url(url: object) -> str:
     """Return ``url`` without a trailing slash, or raise :class:`ConfigurationError` unless it
-    is an absolute ``http``/``https`` URL with a host (and no query or fragment)."""
+    is an absolute ``http``/``https`` URL with a host (and no query, fragment or user info)."""
     hint = "must be an http(s) URL such as https://amplitude.com"
     if not isinstance(url, str):
         raise ConfigurationError("base_url", f"{hint}, got {url!r}")
+    if _USERINFO.search(url):
+        # Never echoed: it may hold a password. The keys travel in the Authorization header.
+        raise ConfigurationError(
+            "base_url", "must not contain a user name or password (user:password@host)"
+        )
     try:
         parts = urlsplit(url.strip())
         parts.port  # noqa: B018 -- raises ValueError for a port out of range
@@ -223,6 +250,13 @@ def _loads(body: bytes | str) -> Any:
         # As json.loads does: UTF-8, -16 or -32, told apart by the first bytes.
         body = body.decode(json.detect_encoding(body), "surrogatepass")
     return _STRICT.decode(body)
+
+
+def strict_json(body: bytes | str) -> Any:
+    """Decode ``body`` as a 2xx answer is decoded: strict JSON, no ``NaN``/``Infinity`` and no
+    number that overflows (:class:`ValueError`; :class:`RecursionError` when nested too
+    deeply)."""
+    return _loads(body)
 
 
 def _envelope(

@@ -11,13 +11,14 @@ scheduler. For each query it
    cache policy.
 
 A cache that fails (Redis down or slow) is skipped with a :class:`~.errors.CacheUnavailable`
-warning: the query is answered as if there were no cache. :class:`SavingsStatistics` counts
-hits, misses, coalesced callers and the cost each saved.
+warning: the query is answered as if there were no cache. So is an entry that fails its checks
+(:func:`~amplitude_async.cache.unseal`, :func:`~amplitude_async.cache.decode_entry`, then the
+result's own decoding): it is a miss, deleted, and never raises nor answers another query.
+:class:`SavingsStatistics` counts hits, misses, coalesced callers and the cost each saved.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from collections import OrderedDict
@@ -27,11 +28,21 @@ from typing import Any, TypeVar
 import attrs
 from attrs import field, frozen
 
-from .cache import CachePolicy, ResultCache, cache_key, cache_key_of, cache_ttl
+from .cache import (
+    CachePolicy,
+    ResultCache,
+    cache_key,
+    cache_key_of,
+    cache_ttl,
+    decode_entry,
+    seal,
+    too_deep,
+    unseal,
+)
 from .call import Call
 from .coalesce import Coalescer
 from .converter import structure_result
-from .errors import AmplitudeError, CacheUnavailable
+from .errors import CacheUnavailable
 from .observe import count as observe_count
 from .queries import Query
 from .quota import QuotaUsage
@@ -57,7 +68,8 @@ class SavingsStatistics:
 
     ``cache_hits`` / ``cache_misses`` count cache look-ups (a query the policy does not cache
     is neither); ``refreshed`` the ``bypass_cache=True`` answers; ``cache_errors`` the store
-    failures that were skipped; ``coalesced`` the callers that joined a query in flight.
+    failures that were skipped and the entries refused by their checks (each also a miss);
+    ``coalesced`` the callers that joined a query in flight.
     ``cost_saved_by_cache`` and ``cost_saved_by_coalescing`` are the costs not spent.
     """
 
@@ -112,8 +124,8 @@ class ClientStatistics(SchedulerStatistics):
 class Savers:
     """Coalescing and the result cache for one client.
 
-    ``target`` names the host and credentials (it is hashed into every key, never stored);
-    ``cache`` is ``None`` for no cache; ``policy`` decides TTLs.
+    ``target`` names the host and credentials (it is hashed into every key and keys every
+    entry's HMAC, never stored); ``cache`` is ``None`` for no cache; ``policy`` decides TTLs.
     """
 
     def __init__(
@@ -125,6 +137,7 @@ class Savers:
         coalesce: bool = True,
     ) -> None:
         self._target = target
+        self._secret = target.encode()
         self.cache = cache
         self.policy = policy or CachePolicy()
         self._coalescer = Coalescer() if coalesce else None
@@ -150,6 +163,10 @@ class Savers:
         if isinstance(query, Call):
             return cache_key_of(self._target, query.path, query.encoded)
         return cache_key(self._target, query)
+
+    def seal(self, key: str, body: bytes) -> bytes:
+        """The entry this client stores for ``body`` under ``key`` (see :func:`cache.seal`)."""
+        return seal(key, body, self._secret)
 
     def ttl(self, query: Query[Any]) -> float | None:
         """Seconds the policy keeps ``query``'s answer today (``None``: not cached)."""
@@ -186,7 +203,7 @@ class Savers:
         ttl = self.ttl(query) if self.cache is not None else None
         if ttl is not None and not call.bypass_cache:
             cached = await self._get([key])
-            result = self._decode(query, cached[0])
+            result = await self._open(query, key, cached[0])
             if result is not None:
                 self._count(cache_hits=1, cost_saved_by_cache=call.cost)
                 return bind_query(result, query), False
@@ -195,8 +212,10 @@ class Savers:
             self._count(refreshed=1)
         body, decoded = await send(call)
         result = bind_query(structure_result(decoded, query.result_type, path=query.path), query)
-        if ttl is not None:
-            await self._set(key, body, ttl)
+        # An answer its own entry's checks would refuse is not kept: it would be refused,
+        # warned about and sent again on every call.
+        if ttl is not None and not too_deep(decoded):
+            await self._set(key, self.seal(key, body), ttl)
         return result, True
 
     async def lookup(self, queries: Sequence[Query[R]]) -> list[R | None]:
@@ -206,36 +225,61 @@ class Savers:
         """
         if self.cache is None:
             return [None] * len(queries)
-        bodies = await self._get([self.key(q) for q in queries])
-        return [
-            None if (r := self._decode(q, b)) is None else bind_query(r, q)
-            for q, b in zip(queries, bodies, strict=True)
-        ]
+        keys = [self.key(q) for q in queries]
+        entries = await self._get(keys)
+        results: list[R | None] = []
+        for query, key, entry in zip(queries, keys, entries, strict=True):
+            result = await self._open(query, key, entry)
+            results.append(None if result is None else bind_query(result, query))
+        return results
 
     def record_hits(self, hits: int, cost: int) -> None:
         """Count ``hits`` answers used from :meth:`lookup`, worth ``cost``."""
         self._count(cache_hits=hits, cost_saved_by_cache=cost)
 
-    def _decode(self, query: Query[R], body: bytes | None) -> R | None:
-        if body is None:
+    async def _open(self, query: Query[R], key: str, entry: bytes | None) -> R | None:
+        """The result in ``entry``, or ``None`` (a miss) if there is none or it fails a check."""
+        if entry is None:
             return None
-        # Results are immutable: a body decoded a moment ago is not decoded again (a hit of a
-        # hot dashboard query is then a look-up and a comparison of bytes).
-        key = (query.path, query.encoded_params())
-        known = self._decoded.get(key)
-        if known is not None and known[0] == body:
-            self._decoded.move_to_end(key)
-            result: R = known[1]
-            return result
+        # Results are immutable: an entry checked and decoded a moment ago is not checked and
+        # decoded again (a hit of a hot dashboard query is a look-up and a comparison of bytes).
+        memo = (query.path, query.encoded_params())
+        known = self._decoded.get(memo)
+        if known is not None and known[0] == entry:
+            self._decoded.move_to_end(memo)
+            found: R = known[1]
+            return found
         try:
-            result = structure_result(json.loads(body), query.result_type, path=query.path)
-        except (ValueError, AmplitudeError):
-            # An entry written by another version, or damaged: a miss, overwritten below.
-            return None
-        self._decoded[key] = (body, result)
-        if len(self._decoded) > DECODED_ENTRIES:
-            self._decoded.popitem(last=False)
-        return result
+            decoded = decode_entry(unseal(key, entry, self._secret))
+        except ValueError as exc:
+            reason = str(exc)
+        else:
+            try:
+                result = structure_result(decoded, query.result_type, path=query.path)
+            except Exception as exc:  # whatever is in it costs the saving only
+                reason = f"does not decode as {query.result_type.__name__} ({exc})"
+            else:
+                self._decoded[memo] = (entry, result)
+                if len(self._decoded) > DECODED_ENTRIES:
+                    self._decoded.popitem(last=False)
+                return result
+        await self._reject(query, key, reason)
+        return None
+
+    async def _reject(self, query: Query[Any], key: str, reason: str) -> None:
+        assert self.cache is not None
+        self._count(cache_errors=1)
+        warnings.warn(
+            CacheUnavailable(
+                f"result cache {self.cache!r}: the entry for {query.path} {reason[:300]}; "
+                "deleted it, answering without it"
+            ),
+            stacklevel=3,
+        )
+        try:
+            await self.cache.delete(key)
+        except Exception as exc:
+            self._failed(exc)
 
     async def _get(self, keys: list[str]) -> list[bytes | None]:
         assert self.cache is not None

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import date
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
 from .errors import InvalidQuery
 
 __all__ = [
+    "EARLIEST_DATE",
+    "LATEST_DATE",
     "as_list",
     "check_choice",
+    "check_date",
     "check_int",
     "check_str",
     "date_validator",
@@ -30,6 +33,14 @@ __all__ = [
 
 Validator = Any
 """An attrs validator: ``(instance, attribute, value) -> None``."""
+
+EARLIEST_DATE: Final = date(2, 1, 1)
+"""The earliest date a query or job may name: a year inside the calendar's start, so that every
+date computed from a range (a week's or month's start, a chunk's end, the emulator's days)
+exists."""
+
+LATEST_DATE: Final = date(9998, 12, 31)
+"""The latest date a query or job may name: a year before the calendar's end (9999-12-31)."""
 
 
 def describe(value: object) -> str:
@@ -123,8 +134,20 @@ def str_validator(*, optional: bool = False) -> Validator:
     return validate
 
 
+def check_date(value: date, name: str) -> date:
+    """Return ``value`` if it lies within ``[EARLIEST_DATE, LATEST_DATE]``."""
+    if not EARLIEST_DATE <= value <= LATEST_DATE:
+        raise InvalidQuery(
+            name,
+            f"must be between {EARLIEST_DATE} and {LATEST_DATE} (dates computed from it must "
+            f"stay within the calendar), got {value}",
+        )
+    return value
+
+
 def date_validator(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """Validate a ``datetime.date`` that is not a ``datetime``."""
+    """Validate a ``datetime.date`` that is not a ``datetime``, within :func:`check_date`."""
     # datetime is a date subclass; its time part would silently vanish from the wire.
     if not isinstance(value, date) or type(value) is not date:
         raise InvalidQuery(attribute.name, f"expected a datetime.date, got {describe(value)}")
+    check_date(value, attribute.name)

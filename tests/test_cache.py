@@ -498,6 +498,9 @@ async def test_every_store_keeps_overwrites_and_misses(store: Any) -> None:
         assert await store.get("a") == b"three"
         assert await store.get_many(["b", "missing", "a"]) == [b"two", None, b"three"]
         assert await store.get_many([]) == []
+        await store.delete("a")
+        await store.delete("missing")
+        assert await store.get_many(["a", "b"]) == [None, b"two"]
     finally:
         await store.aclose()
 

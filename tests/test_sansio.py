@@ -31,6 +31,7 @@ from amplitude_async.sansio import (
     decipher,
     encode_params,
     parse_retry_after,
+    without_userinfo,
 )
 
 
@@ -299,3 +300,41 @@ def test_bad_base_urls_are_refused(url: object) -> None:
 )
 def test_good_base_urls_lose_only_the_trailing_slash(url: str, expected: str) -> None:
     assert check_base_url(url) == expected
+
+
+MIXED_KEY, MIXED_SECRET = "Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z", "Zy9xWv8uTs7rQp6oNm5lKj4iHg3fEd2c"
+
+
+def spellings(text: str) -> list[str]:
+    """``text`` in each spelling a server might echo it in."""
+    raw = text.encode()
+    standard = base64.b64encode(raw).decode()
+    url_safe = base64.urlsafe_b64encode(raw).decode()
+    every_byte = "".join(f"%{b:02X}" for b in raw)
+    forms = [text, text.lower(), text.upper(), raw.hex(), raw.hex().upper(), standard]
+    forms += [standard.rstrip("="), url_safe, url_safe.rstrip("="), every_byte]
+    return [*forms, every_byte.lower(), quote_all(text), quote_all(standard)]
+
+
+def test_every_spelling_of_each_secret_is_redacted() -> None:
+    redact = Redactor.for_keys(MIXED_KEY, MIXED_SECRET)
+    for text in (MIXED_SECRET, MIXED_KEY, f"{MIXED_KEY}:{MIXED_SECRET}"):
+        for form in spellings(text):
+            assert redact(f"you sent '{form}'.") == f"you sent '{REDACTED}'.", form
+    # A short key is not free text, but the pair is redacted in every spelling.
+    short = Redactor.for_keys("key", MIXED_SECRET)
+    assert short("the key is KEY") == "the key is KEY"
+    for form in spellings(f"key:{MIXED_SECRET}"):
+        assert short(f"<{form}>") == f"<{REDACTED}>"
+
+
+@pytest.mark.parametrize(
+    "url", ["http://user:PASSWORD@127.0.0.1:8787", "https://PASSWORD@h", "ftp://u:PASSWORD@h:x"]
+)
+def test_base_urls_with_credentials_are_refused_without_echoing_them(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="user name or password") as caught:
+        check_base_url(url)
+    assert caught.value.field == "base_url"
+    assert "PASSWORD" not in str(caught.value)
+    assert without_userinfo(url).count("PASSWORD") == 0
+    assert check_base_url("http://host/a@b") == "http://host/a@b"

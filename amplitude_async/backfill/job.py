@@ -4,6 +4,7 @@ A job file::
 
     start = 2026-09-01          # the date range of every dated query (TOML dates or "YYYYMMDD")
     end = 2026-11-29
+    timezone = "Europe/Berlin"  # optional: the project's, for the result cache (default UTC)
     chunk_days = 7              # days per request; rounded up to whole weeks/months if needed
     output = "backfill-out"     # relative to the job file
     formats = ["jsonl", "csv"]  # tidy rows: query, label, date, metric, value; "parquet"
@@ -36,12 +37,15 @@ is refused when it is read, before anything is sent.
 Limits: a job spans at most :data:`MAX_RANGE_DAYS` days and its plan at most
 :data:`~.plan.MAX_CHUNKS` chunks; the emulator's dataset at most :data:`MAX_EMULATOR_USERS`
 users over :data:`MAX_EMULATOR_DAYS` days.
+A job file is a regular file of at most :data:`MAX_JOB_BYTES` (not a device, pipe or directory).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 import tomllib
 from collections.abc import Mapping
 from datetime import date
@@ -50,6 +54,7 @@ from typing import Any, Final, Literal
 
 from attrs import field, frozen
 
+from ..cache import CachePolicy
 from ..errors import ConfigurationError, InvalidQuery
 from ..frames import import_optional
 from ..parquet import PARQUET_EXTRA
@@ -67,12 +72,14 @@ from ..queries.tables import to_date as _date
 from ..queries.tables import to_int as _int
 from ..queries.tables import to_list as _list
 from ..queries.tables import to_table as _table
+from ..validation import check_date
 
 __all__ = [
     "DEFAULT_FORMATS",
     "FORMATS",
     "MAX_EMULATOR_DAYS",
     "MAX_EMULATOR_USERS",
+    "MAX_JOB_BYTES",
     "MAX_RANGE_DAYS",
     "SOURCES",
     "EmulatorSettings",
@@ -81,6 +88,7 @@ __all__ = [
     "build_query",
     "load_job",
     "parse_job",
+    "read_job_file",
 ]
 
 FORMATS: Final = ("jsonl", "csv", "parquet")
@@ -101,6 +109,9 @@ MAX_EMULATOR_USERS: Final = 1_000_000
 MAX_EMULATOR_DAYS: Final = 3660
 """The most days the emulator's synthetic dataset may span."""
 
+MAX_JOB_BYTES: Final = 1024 * 1024
+"""The largest job file (or ``query --file``) read: 1 MiB, far more than any job needs."""
+
 _UNTABULAR: Final = (UserActivity, UserSearch, ChartCSV)
 _JOB_KEYS: Final = (
     "start",
@@ -110,6 +121,7 @@ _JOB_KEYS: Final = (
     "formats",
     "priority",
     "source",
+    "timezone",
     "queries",
 )
 _EMULATOR_KEYS: Final = ("seed", "users", "start", "days", "time_scale")
@@ -188,6 +200,8 @@ class Job:
     emulator: EmulatorSettings = field(factory=EmulatorSettings)
     source: Path | None = None
     data_source: Literal["amplitude", "emulator"] = "amplitude"
+    timezone: str | None = None
+    """The project's time zone (an IANA name): the result cache settles days by it."""
 
 
 # -- job files ------------------------------------------------------------------------------
@@ -212,7 +226,7 @@ def _emulator(value: object) -> EmulatorSettings:
         if key in table:
             kwargs[key] = _int(table[key], f"emulator.{key}")
     if "start" in table:
-        kwargs["start"] = _date(table["start"], "emulator.start")
+        kwargs["start"] = check_date(_date(table["start"], "emulator.start"), "emulator.start")
     if "time_scale" in table:
         scale = table["time_scale"]
         kwargs["time_scale"] = float(scale) if type(scale) is int else scale
@@ -232,6 +246,8 @@ def parse_job(
     if end < start:
         raise InvalidQuery("end", f"end {end} is before start {start}")
     _check_span(start, end, "end")
+    check_date(start, "start")
+    check_date(end, "end")
     chunk_days = _positive_int(data.get("chunk_days", 30), "chunk_days")
     output = data.get("output", "backfill-output")
     if not isinstance(output, str) or not output:
@@ -266,6 +282,14 @@ def parse_job(
     data_source: Literal["amplitude", "emulator"] = (
         "emulator" if raw_source == "emulator" else "amplitude"
     )
+    timezone = data.get("timezone")
+    if timezone is not None:
+        if not isinstance(timezone, str):
+            raise InvalidQuery("timezone", f"expected a time zone name, got {timezone!r}")
+        try:
+            CachePolicy(timezone=timezone)
+        except ConfigurationError as exc:
+            raise InvalidQuery("timezone", exc.message) from None
     return Job(
         queries=tuple(queries),
         start=start,
@@ -277,6 +301,7 @@ def parse_job(
         emulator=emulator,
         source=source,
         data_source=data_source,
+        timezone=timezone,
     )
 
 
@@ -333,14 +358,42 @@ def _job_query(
 def load_job(path: str | Path) -> Job:
     """Read and parse a job file; relative output paths are taken from the file's directory."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidQuery("job", f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise InvalidQuery("job", f"{path} is not a text file (not UTF-8)") from None
-    data = parse_toml(text, str(path))
+    data = parse_toml(read_job_file(path), str(path))
     return parse_job(data, base=path.parent, source=path)
+
+
+def read_job_file(path: Path, field: str = "job") -> str:
+    """The text of a job (or query) file: a regular file of at most :data:`MAX_JOB_BYTES`
+    in UTF-8, else :class:`InvalidQuery` naming ``field`` before anything else is read."""
+    # Non-blocking, so that opening a named pipe with no writer returns at once (to be refused).
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise InvalidQuery(field, f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a device or pipe"
+            raise InvalidQuery(field, f"{path} is {kind}, not a regular file")
+        # Read no further than the cap, even if the file grows meanwhile.
+        data = b""
+        while info.st_size <= MAX_JOB_BYTES and len(data) <= MAX_JOB_BYTES:
+            chunk = os.read(fd, MAX_JOB_BYTES + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    except OSError as exc:
+        raise InvalidQuery(field, f"cannot read {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if info.st_size > MAX_JOB_BYTES or len(data) > MAX_JOB_BYTES:
+        raise InvalidQuery(
+            field, f"{path} is larger than {MAX_JOB_BYTES:,} bytes, the most a job file may have"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidQuery(field, f"{path} is not a text file (not UTF-8)") from None
 
 
 def parse_toml(text: str, what: str, field: str = "job") -> dict[str, Any]:

@@ -141,6 +141,8 @@ async def run_backfill(
     async def one(task: ChunkTask) -> None:
         try:
             result = await client.run(task.query, priority=priority)
+            # Naming the rows reads the answer's labels: a bad one fails this chunk only.
+            rows = tidy_rows(task.name, task.query, result)
         except AuthenticationError:
             raise
         except AmplitudeError as exc:
@@ -148,7 +150,7 @@ async def run_backfill(
             store.fail(task, str(exc))
             cost_done_failed(task)
             return
-        store.complete(task, tidy_rows(task.name, task.query, result))
+        store.complete(task, rows)
         state["done"] += 1
         state["cost"] += task.cost
 

@@ -16,6 +16,7 @@ from attrs import frozen
 
 from ..backfill.job import MAX_EMULATOR_DAYS
 from ..limits import DEFAULT_LIMITS, Limits
+from ..validation import LATEST_DATE
 from .common import (
     EPILOG,
     EXIT_BAD_INPUT,
@@ -32,6 +33,7 @@ from .common import (
     emulated,
     has_credentials,
     real_connection,
+    time_zone,
 )
 
 
@@ -115,6 +117,12 @@ def _emulator_range(job: Any, plan: Any) -> tuple[date, int]:
             f"the emulator serves at most {MAX_EMULATOR_DAYS} days, the job needs {days}; "
             "shorten the range or set [emulator] start and days",
         )
+    if first.toordinal() + days - 1 > LATEST_DATE.toordinal():
+        raise Fail(
+            EXIT_BAD_INPUT,
+            f"emulator.days: {days} days from {first} run past {LATEST_DATE}, the latest date "
+            "a query may name; set [emulator] start earlier or days lower",
+        )
     return first, days
 
 
@@ -177,6 +185,7 @@ async def _backfill(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     job = load_job(args.job)
     cache = cache_url(args)
+    zone = time_zone(args, job.timezone)
     settings = job.emulator
     use_emulator = args.emulator or job.data_source == "emulator"
     if use_emulator:
@@ -218,7 +227,7 @@ async def _backfill(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 shared = args.budget_url or None
                 async with (
                     _connect(where, settings) as to,
-                    client_for(to, cache, shared) as client,
+                    client_for(to, cache, shared, zone) as client,
                 ):
                     report = await run_backfill(
                         plan, client, store, priority=job.priority, stop=stop, on_progress=printer

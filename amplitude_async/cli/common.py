@@ -92,6 +92,11 @@ def connection_options() -> argparse.ArgumentParser:
         "(default: $AMPLITUDE_CACHE_URL)",
     )
     group.add_argument(
+        "--timezone",
+        help="the project's time zone, e.g. Europe/Berlin: the result cache keeps an answer "
+        "long once its days are settled in it (default: UTC; a job file's timezone)",
+    )
+    group.add_argument(
         "--emulator",
         action="store_true",
         help="answer from the built-in emulator in-process (synthetic data, no credentials)",
@@ -143,11 +148,18 @@ def credentials(args: argparse.Namespace, *, job: bool = False) -> tuple[str, st
 
 def base_url(args: argparse.Namespace) -> str:
     """``--base-url`` checked as an http(s) URL (before anything is sent), or the region's."""
-    from ..sansio import BASE_URLS
+    from ..sansio import BASE_URLS, without_userinfo
 
     if args.base_url is None:
         return BASE_URLS[args.region].rstrip("/")
     text: str = args.base_url
+    if without_userinfo(text) != text:
+        # Never echoed, stored in a checkpoint or sent: it may hold a password.
+        raise Fail(
+            EXIT_BAD_INPUT,
+            "--base-url must not contain a user name or password (user:password@host); "
+            "give the keys with --api-key/--secret-key or AMPLITUDE_API_KEY/AMPLITUDE_SECRET_KEY",
+        )
     try:
         parts = urlsplit(text)
         parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
@@ -190,9 +202,12 @@ async def emulated(
 
 
 def client_for(
-    target: Connection, cache_url: str | None = None, budget_url: str | None = None
+    target: Connection,
+    cache_url: str | None = None,
+    budget_url: str | None = None,
+    timezone: str | None = None,
 ) -> AmplitudeClient:
-    from ..cache import open_cache
+    from ..cache import CachePolicy, open_cache
     from ..client import AmplitudeClient
     from ..retry import RetryPolicy
 
@@ -206,8 +221,23 @@ def client_for(
         limits=target.limits,
         retry_policy=policy,
         cache=open_cache(cache_url) if cache_url else None,
+        cache_policy=CachePolicy(timezone=timezone) if timezone else None,
         budget_url=budget_url,
     )
+
+
+def time_zone(args: argparse.Namespace, default: str | None = None) -> str | None:
+    """``--timezone`` (else ``default``, a job file's), checked before anything is sent."""
+    from ..cache import CachePolicy
+    from ..errors import ConfigurationError
+
+    name: str | None = args.timezone or default
+    if args.timezone is not None:
+        try:
+            CachePolicy(timezone=args.timezone)
+        except ConfigurationError as exc:
+            raise Fail(EXIT_BAD_INPUT, f"--timezone: {exc.message}") from None
+    return name
 
 
 def cache_url(args: argparse.Namespace) -> str | None:

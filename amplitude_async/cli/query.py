@@ -6,13 +6,14 @@ import argparse
 import asyncio
 import json
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
 from ..backfill.job import MAX_EMULATOR_DAYS
 from ..queries import DatedQuery, Query
 from ..results import Tabular
+from ..validation import LATEST_DATE
 from .common import (
     EMULATOR_DEFAULTS,
     EPILOG,
@@ -26,6 +27,7 @@ from .common import (
     client_for,
     emulated,
     real_connection,
+    time_zone,
 )
 
 
@@ -80,17 +82,12 @@ def _field_pairs(extra: Sequence[str]) -> dict[str, object]:
 
 
 def query_from(args: argparse.Namespace, extra: Sequence[str]) -> Query[Any]:
-    from ..backfill.job import build_query, parse_json, parse_toml
+    from ..backfill.job import build_query, parse_json, parse_toml, read_job_file
 
     table: dict[str, object] = {}
     endpoint = args.endpoint
     if args.file is not None:
-        try:
-            text = args.file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise Fail(EXIT_BAD_INPUT, f"cannot read {args.file}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise Fail(EXIT_BAD_INPUT, f"{args.file} is not a text file (not UTF-8)") from None
+        text = read_job_file(args.file, "--file")
         loaded = parse_toml(text, str(args.file), "--file")
         file_endpoint = loaded.pop("endpoint", None)
         endpoint = endpoint or file_endpoint
@@ -140,9 +137,10 @@ async def _run_query(args: argparse.Namespace, query: Query[Any], out: TextIO, e
     from ..converter import unstructure_result
 
     cache = cache_url(args)
+    zone = time_zone(args)
 
     async def go(target: Connection) -> Any:
-        async with client_for(target, cache, args.budget_url or None) as client:
+        async with client_for(target, cache, args.budget_url or None, zone) as client:
             if args.split:
                 result = await run_split(client, query)
             else:
@@ -161,6 +159,8 @@ async def _run_query(args: argparse.Namespace, query: Query[Any], out: TextIO, e
                 EXIT_BAD_INPUT,
                 f"the emulator serves at most {MAX_EMULATOR_DAYS} days; the query spans {days}",
             )
+        # Near the last date a query may name, the served days end there instead.
+        first = min(first, LATEST_DATE - timedelta(days=days - 1))
         async with emulated(EMULATOR_DEFAULTS["seed"], 500, first, days, 0.01) as target:
             result = await go(target)
     else:

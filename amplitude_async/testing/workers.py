@@ -153,7 +153,9 @@ async def run_worker(spec: WorkerSpec) -> WorkerReport:
     done = cost = 0
     if spec.barrier:
         print("ready", flush=True)
-        await asyncio.to_thread(sys.stdin.readline)
+        if not await asyncio.to_thread(sys.stdin.readline):
+            # End of input before the start: whoever started this worker is gone.
+            raise SystemExit("worker: standard input closed before the start")
     if spec.delay:
         await asyncio.sleep(spec.delay)
     started = time.perf_counter()
@@ -226,8 +228,11 @@ async def report_of(process: asyncio.subprocess.Process) -> WorkerReport:
 async def run_workers(specs: Sequence[WorkerSpec]) -> list[WorkerReport]:
     """Run one worker process per spec; their work starts at the same moment, once every one
     of them is set up. Return their reports in order."""
-    processes = [await start_worker(attrs.evolve(spec, barrier=True)) for spec in specs]
+    processes: list[asyncio.subprocess.Process] = []
     try:
+        # One by one inside the try: a cancellation meanwhile still stops those started.
+        for spec in specs:
+            processes.append(await start_worker(attrs.evolve(spec, barrier=True)))
         for process in processes:
             assert process.stdout is not None
             line = await process.stdout.readline()
