@@ -43,7 +43,8 @@ from amplitude_async import (
     QuotaExhausted,
     TransportError,
 )
-from amplitude_async.cohorts import CohortProgress, _plain, _Records
+from amplitude_async.cohort_files import _plain, _Records
+from amplitude_async.cohorts import CohortProgress
 from amplitude_async.converter import structure_result
 from amplitude_async.errors import ResponseValidationError
 from amplitude_async.limits import Pool

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any, TextIO
 
-from ..cohorts import DEFAULT_POLL_INTERVAL, CohortProgress, check_format, check_target
+from ..cohort_files import check_format, check_target
+from ..cohorts import DEFAULT_POLL_INTERVAL, CohortProgress
 from ..errors import AmplitudeError
 from ..queries import CohortRequest, CohortsList, check_request_id
 from .common import (
