@@ -26,12 +26,11 @@ import math
 import re
 import sys
 from collections.abc import Callable, Mapping
-from datetime import UTC, date, datetime
-from typing import Any, TypeVar, get_args, get_origin
+from datetime import UTC, datetime
+from typing import Any, TypeVar, get_origin
 
 import attrs
-from cattrs import BaseConverter, Converter
-from cattrs.cols import homogenous_tuple_structure_factory
+from cattrs import Converter
 from cattrs.errors import (
     AttributeValidationNote,
     ClassValidationError,
@@ -76,6 +75,9 @@ from .results import (
     UserMatch,
     UserSearchResult,
 )
+from .scalars import WireError, kind
+from .scalars import camel as camel_case
+from .scalars import register as register_scalars
 
 __all__ = ["converter", "structure_result", "unstructure_result"]
 
@@ -94,135 +96,7 @@ _UnstructureFn = Callable[[Any], dict[str, Any]]
 _cls: type
 
 
-class _WireError(ValueError):
-    """A value of the wrong shape, with a message meant for people."""
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-def _kind(obj: object) -> str:
-    return "null" if obj is None else type(obj).__name__
-
-
-# --- scalars -----------------------------------------------------------------------------------
-
-_INT_TEXT = re.compile(r"[+-]?\d+")
-
-
-def _structure_str(obj: object, _: object) -> str:
-    if isinstance(obj, str):
-        return obj
-    raise _WireError(f"expected a string, got {_kind(obj)}")
-
-
-def _structure_bool(obj: object, _: object) -> bool:
-    if isinstance(obj, bool):
-        return obj
-    if obj in ("true", "false"):
-        return obj == "true"
-    raise _WireError(f"expected a boolean, got {_kind(obj)}")
-
-
-def _structure_int(obj: object, _: object) -> int:
-    if isinstance(obj, bool):
-        raise _WireError("expected an integer, got bool")
-    if isinstance(obj, int):
-        return obj
-    if isinstance(obj, float) and obj.is_integer():
-        return int(obj)
-    if isinstance(obj, str):
-        text = obj.strip()
-        if _INT_TEXT.fullmatch(text):
-            return int(text)
-        try:
-            number = float(text)
-        except ValueError:
-            pass
-        else:
-            if number.is_integer():
-                return int(number)
-    raise _WireError(f"expected an integer, got {obj!r}")
-
-
-def _structure_number(obj: object, _: object) -> float:
-    # Integers are returned as int on purpose: counts stay counts, and int is a float for typing.
-    if isinstance(obj, bool):
-        raise _WireError("expected a number, got bool")
-    if isinstance(obj, int | float):
-        return obj
-    if isinstance(obj, str):
-        text = obj.strip()
-        if _INT_TEXT.fullmatch(text):
-            return int(text)
-        try:
-            return float(text)
-        except ValueError:
-            pass
-    raise _WireError(f"expected a number, got {obj!r}")
-
-
-def _structure_date(obj: object, _: object) -> date:
-    if isinstance(obj, str):
-        try:
-            return date.fromisoformat(obj)
-        except ValueError:
-            try:
-                return datetime.fromisoformat(obj).date()
-            except ValueError:
-                pass
-    raise _WireError(f"expected a date like 2015-03-14, got {obj!r}")
-
-
-def _structure_datetime(obj: object, _: object) -> datetime:
-    if isinstance(obj, str):
-        try:
-            return datetime.fromisoformat(obj)
-        except ValueError:
-            pass
-    raise _WireError(f"expected a timestamp like 2015-04-22 10:00:00.000000, got {obj!r}")
-
-
-def _unstructure_datetime(value: datetime) -> str:
-    # The API's own form: a space separator and always six fractional digits.
-    return value.isoformat(sep=" ", timespec="microseconds")
-
-
-def _unstructure_date(value: date) -> str:
-    return value.isoformat()
-
-
-converter.register_structure_hook(str, _structure_str)
-converter.register_structure_hook(bool, _structure_bool)
-converter.register_structure_hook(int, _structure_int)
-converter.register_structure_hook(float, _structure_number)
-converter.register_structure_hook(date, _structure_date)
-converter.register_structure_hook(datetime, _structure_datetime)
-converter.register_unstructure_hook(date, _unstructure_date)
-converter.register_unstructure_hook(datetime, _unstructure_datetime)
-
-
-def _is_homogeneous_tuple(tp: Any) -> bool:
-    args = get_args(tp)
-    return get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis
-
-
-def _strict_tuple_factory(tp: Any, conv: BaseConverter) -> Callable[[object, object], Any]:
-    # cattrs turns any iterable into a tuple: a string into its characters, an object into its
-    # keys. Only JSON arrays are sequences here.
-    inner = homogenous_tuple_structure_factory(tp, conv)
-
-    def structure(obj: object, _: object) -> Any:
-        if isinstance(obj, list | tuple):
-            return inner(obj, tp)
-        raise _WireError(f"expected a list, got {_kind(obj)}")
-
-    return structure
-
-
-converter.register_structure_hook_factory(_is_homogeneous_tuple, _strict_tuple_factory)
+register_scalars(converter)
 
 
 # --- unions ------------------------------------------------------------------------------------
@@ -233,7 +107,7 @@ def _structure_series_meta(obj: object, _: object) -> SeriesMeta:
         return obj
     if isinstance(obj, Mapping):
         return converter.structure(obj, SegmentMeta)
-    raise _WireError(f"expected a string or an object, got {_kind(obj)}")
+    raise WireError(f"expected a string or an object, got {kind(obj)}")
 
 
 def _label_part(obj: object) -> str | int:
@@ -241,7 +115,7 @@ def _label_part(obj: object) -> str | int:
         return obj
     if isinstance(obj, int) and not isinstance(obj, bool):
         return obj
-    raise _WireError(f"expected a string or an integer, got {_kind(obj)}")
+    raise WireError(f"expected a string or an integer, got {kind(obj)}")
 
 
 def _structure_series_label(obj: object, _: object) -> SeriesLabel:
@@ -270,7 +144,7 @@ def _structure_location(obj: object, _: object) -> Location | None:
     else:
         if number >= _MAX_FLOAT:
             return None
-    raise _WireError(f"expected a location object, got {obj!r}")
+    raise WireError(f"expected a location object, got {obj!r}")
 
 
 converter.register_structure_hook(SeriesMeta, _structure_series_meta)
@@ -283,7 +157,7 @@ converter.register_structure_hook(Location | None, _structure_location)
 
 
 def _wire_names(cls: type, *, camel: bool) -> dict[str, str]:
-    names = {a.name: _camel(a.name) if camel else a.name for a in attrs.fields(cls) if a.init}
+    names = {a.name: camel_case(a.name) if camel else a.name for a in attrs.fields(cls) if a.init}
     _WIRE_NAMES[cls] = names
     return names
 
@@ -357,7 +231,7 @@ def _register_with_extra(cls: type) -> None:
 def _require_mapping(obj: object) -> Mapping[str, Any]:
     if isinstance(obj, Mapping):
         return obj
-    raise _WireError(f"expected an object, got {_kind(obj)}")
+    raise WireError(f"expected an object, got {kind(obj)}")
 
 
 # LTV cells mix fixed keys with an open family of period keys (r1d … r180d, r1new …).
@@ -400,13 +274,13 @@ def _structure_unix_time(obj: object, _: object) -> datetime | None:
         try:
             obj = float(obj.strip())
         except ValueError:
-            raise _WireError(f"expected Unix seconds, got {obj!r}") from None
+            raise WireError(f"expected Unix seconds, got {obj!r}") from None
     if isinstance(obj, bool) or not isinstance(obj, int | float) or not math.isfinite(obj):
-        raise _WireError(f"expected Unix seconds, got {obj!r}")
+        raise WireError(f"expected Unix seconds, got {obj!r}")
     try:
         return datetime.fromtimestamp(obj, UTC)
     except (OverflowError, OSError, ValueError):
-        raise _WireError(f"Unix seconds out of range: {obj!r}") from None
+        raise WireError(f"Unix seconds out of range: {obj!r}") from None
 
 
 def _unstructure_unix_time(value: datetime | None) -> float | None:
@@ -464,7 +338,7 @@ def _structure_segment_meta(obj: object, tp: Any) -> SegmentMeta:
     # Names are looked up by these indexes: a negative one would wrap around to another's.
     for wire, index in (("segmentIndex", meta.segment_index), ("eventIndex", meta.event_index)):
         if index is not None and index < 0:
-            raise _WireError(f"{wire} must be an index (0 or more), got {index}")
+            raise WireError(f"{wire} must be an index (0 or more), got {index}")
     return meta
 
 
@@ -589,7 +463,7 @@ def _decode_chart_csv(data: object) -> ChartCSVResult:
     if isinstance(data, Mapping) and "series" in data:
         series = converter.structure({"data": data}, ChartQueryResult)
         return ChartCSVResult(json.dumps(data, separators=(",", ":")), series=series)
-    raise _WireError(f"expected CSV text or JSON series, got {_kind(data)}")
+    raise WireError(f"expected CSV text or JSON series, got {kind(data)}")
 
 
 def _encode_chart_csv(result: ChartCSVResult) -> Any:
@@ -605,7 +479,7 @@ _register_envelope(ChartCSVResult, _decode_chart_csv, _encode_chart_csv)
 
 
 def _describe(exc: BaseException, tp: Any) -> str:
-    if isinstance(exc, _WireError):
+    if isinstance(exc, WireError):
         return str(exc)
     return format_exception(exc, tp)
 
