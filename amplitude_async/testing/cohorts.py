@@ -47,6 +47,7 @@ from attrs import define, frozen
 from ..clock import Clock
 from ..queries.cohorts import check_cohort_id, check_request_id
 from .dataset import Dataset
+from .wire import error_body
 
 __all__ = ["CohortService", "EmulatedCohort", "catalogue", "list_body", "write_file"]
 
@@ -464,8 +465,6 @@ def _json(status: int, body: object) -> web.Response:
 
 
 def _error(status: int, details: str) -> web.Response:
-    from .emulator import error_body  # the emulator imports this module: a late import
-
     return web.Response(
         status=status, body=error_body(status, details), content_type="application/json"
     )
