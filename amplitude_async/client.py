@@ -15,43 +15,44 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from datetime import date
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
 import aiohttp
-import attrs
 
-from ._settings import check_instance, check_number, check_priority
+from ._settings import check_number, check_priority
 from .batch import DEFAULT_LOOKAHEAD, TASK_NAME, Batch
 from .cache import CachePolicy, ResultCache
 from .call import Call
 from .chunks import run_chunks
 from .clock import Clock
-from .cohort_results import CohortDownload, CohortMember
+from .cohort_calls import CohortMethods
 from .cohorts import (
-    DEFAULT_JOB_TIMEOUT,
-    DEFAULT_POLL_INTERVAL,
     CohortFlow,
-    CohortFormat,
-    Progress,
 )
 from .errors import (
     AmplitudeError,
     ClientClosed,
-    ConfigurationError,
     RateLimited,
     ResponseValidationError,
     TransportError,
 )
+from .inflight import Entered, Tracked
 from .limits import Limits
-from .observe import EventHooks, Observer, check_hooks
+from .observe import EventHooks
+from .options import (
+    check_client_options,
+    default_transport,
+    make_observer,
+    make_retry_policy,
+    make_scheduler,
+)
 from .queries import (
     ActiveUsers,
     AverageSessionLength,
     ChartCSV,
     ChartQuery,
-    CohortRequest,
     CohortsList,
     EventSegmentation,
     EventsList,
@@ -67,7 +68,7 @@ from .queries import (
     UserSearch,
 )
 from .results import bind_query
-from .retry import MAX_RETRIES, Attempts, RetryPolicy
+from .retry import Attempts, RetryPolicy
 from .sansio import (
     BASE_URLS,
     Redactor,
@@ -78,8 +79,8 @@ from .sansio import (
     decipher,
 )
 from .savers import ClientStatistics, Savers
-from .scheduler import LEASE_MARGIN, Scheduler, Slot, Ticket
-from .transport import DEFAULT_MAX_BODY_BYTES, AiohttpTransport, Transport
+from .scheduler import Scheduler
+from .transport import DEFAULT_MAX_BODY_BYTES, Transport
 
 __all__ = [
     "DEFAULT_LOOKAHEAD",
@@ -109,80 +110,7 @@ def _endpoint(
     return method
 
 
-def _make_scheduler(
-    api_key: str, limits: Limits, clock: Clock | None, timeout: float, budget_url: str | None
-) -> Scheduler:
-    """The client's own scheduler: on a shared budget store when ``budget_url`` is given. A
-    lease outlives the request timeout by a margin, for the server to finish counting."""
-    lease = timeout + LEASE_MARGIN
-    if budget_url is None:
-        return Scheduler(limits, clock=clock, lease=lease)
-    try:
-        from .redis_store import RedisBudgetStore  # the optional redis extra
-    except ImportError:  # pragma: no cover - depends on the installation
-        raise ConfigurationError(
-            "budget_url", "needs the redis package: pip install 'amplitude-async[redis]'"
-        ) from None
-    store = RedisBudgetStore.from_url(budget_url, api_key=api_key, limits=limits)
-    return Scheduler(store=store, clock=clock, lease=lease)
-
-
-def _refuse_conflicts(given: dict[str, object], overridden_by: str) -> None:
-    """Raise ConfigurationError if an option is given beside the object that would ignore it."""
-    for name, value in given.items():
-        if value is not None:
-            raise ConfigurationError(
-                name,
-                f"cannot be combined with {overridden_by}= (which would ignore it); "
-                f"configure the {overridden_by} itself instead",
-            )
-
-
-class _Tracked:
-    """One request in progress (a call's sending task), as :meth:`AmplitudeClient.aclose` sees it.
-
-    ``sending`` is true while a request is on the wire (and until its answer is decoded); the
-    rest of the time the call only waits, and a close may cancel it without losing anything.
-    Cancellation follows :func:`asyncio.timeout`'s pattern: the close cancels the caller's task,
-    and the call turns exactly that cancellation (``uncancel``) into :class:`ClientClosed`,
-    while a cancellation from anyone else passes through unchanged.
-    """
-
-    __slots__ = ("cancelling", "cut", "cut_sending", "finished", "sending", "task")
-
-    def __init__(self, task: asyncio.Task[Any]) -> None:
-        self.task = task
-        self.cancelling = task.cancelling()
-        self.sending = False
-        self.cut = False
-        self.cut_sending = False
-        self.finished = False
-
-    def cancel(self) -> None:
-        if not self.cut and not self.finished:
-            self.cut = True
-            self.cut_sending = self.sending
-            self.task.cancel()
-
-
-class _Entered:
-    """The exit half of a scheduler slot already entered (the wait happens outside it, so the
-    call can point at the slot while it waits)."""
-
-    __slots__ = ("slot", "ticket")
-
-    def __init__(self, slot: Slot, ticket: Ticket) -> None:
-        self.slot = slot
-        self.ticket = ticket
-
-    async def __aenter__(self) -> Ticket:
-        return self.ticket
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        await self.slot.__aexit__(*exc_info)
-
-
-class AmplitudeClient:
+class AmplitudeClient(CohortMethods):
     """Cost-aware client for one Amplitude project.
 
     Credentials fall back to ``AMPLITUDE_API_KEY`` / ``AMPLITUDE_SECRET_KEY``. ``region="eu"``
@@ -244,35 +172,26 @@ class AmplitudeClient:
             secret_key if secret_key is not None else os.environ.get("AMPLITUDE_SECRET_KEY")
         )
         key, secret = check_credentials(api_key, secret_key)
-        if limits is not None:
-            check_instance("limits", limits, Limits, "a Limits")
-        if not isinstance(coalesce, bool):
-            raise ConfigurationError("coalesce", f"must be True or False, got {coalesce!r}")
-        if cache is not None:
-            check_instance("cache", cache, ResultCache, "a ResultCache (MemoryCache, RedisCache)")
-        if cache_policy is not None:
-            check_instance("cache_policy", cache_policy, CachePolicy, "a CachePolicy")
-        if retry_policy is not None:
-            check_instance("retry_policy", retry_policy, RetryPolicy, "a RetryPolicy")
-        if region not in BASE_URLS:
-            raise ConfigurationError(
-                "region", f"must be one of {sorted(BASE_URLS)}, got {region!r}"
-            )
-        if retry_policy is not None:
-            _refuse_conflicts({"max_retries": max_retries}, "retry_policy")
-        if transport is not None:
-            _refuse_conflicts(
-                {"session": session, "timeout": timeout, "max_body_bytes": max_body_bytes},
-                "transport",
-            )
-        hooks = check_hooks(event_hooks)
-        if not telemetry and (tracer_provider is not None or meter_provider is not None):
-            name = "tracer_provider" if tracer_provider is not None else "meter_provider"
-            raise ConfigurationError(name, "cannot be combined with telemetry=False")
-        if scheduler is not None:
-            _refuse_conflicts(
-                {"limits": limits, "clock": clock, "budget_url": budget_url}, "scheduler"
-            )
+        hooks = check_client_options(
+            limits=limits,
+            coalesce=coalesce,
+            cache=cache,
+            cache_policy=cache_policy,
+            retry_policy=retry_policy,
+            region=region,
+            max_retries=max_retries,
+            transport=transport,
+            session=session,
+            timeout=timeout,
+            max_body_bytes=max_body_bytes,
+            event_hooks=event_hooks,
+            telemetry=telemetry,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            scheduler=scheduler,
+            clock=clock,
+            budget_url=budget_url,
+        )
         self.region = region
         self.base_url = check_base_url(base_url if base_url is not None else BASE_URLS[region])
         self._authorization = basic_auth(key, secret)
@@ -283,19 +202,11 @@ class AmplitudeClient:
         if scheduler is None:
             if budget_url is None:
                 budget_url = os.environ.get("AMPLITUDE_BUDGET_URL") or None
-            scheduler = _make_scheduler(key, limits or Limits(), clock, request_timeout, budget_url)
+            scheduler = make_scheduler(key, limits or Limits(), clock, request_timeout, budget_url)
         self.scheduler = scheduler
         self.limits = scheduler.limits
-        # A "rate" 429 pauses the pool for one cost window: the limits' own, unless the
-        # user's policy names another (taken as given).
-        if retry_policy is None:
-            retry_policy = RetryPolicy(
-                max_retries=MAX_RETRIES if max_retries is None else max_retries
-            )
-        if retry_policy.window is None:
-            retry_policy = attrs.evolve(retry_policy, window=self.limits.window)
-        self.retry_policy = retry_policy
-        self._transport: Transport = transport or _default_transport(
+        self.retry_policy = make_retry_policy(retry_policy, max_retries, self.limits.window)
+        self._transport: Transport = transport or default_transport(
             session, request_timeout, max_body_bytes
         )
         # Keys hash the host with the credentials: projects never share an answer.
@@ -305,8 +216,15 @@ class AmplitudeClient:
             policy=cache_policy,
             coalesce=coalesce,
         )
-        self._observer = _make_observer(
-            self, key, hooks, telemetry, tracer_provider, meter_provider
+        self._observer = make_observer(
+            self.base_url,
+            self._redact,
+            self.statistics,
+            key,
+            hooks,
+            telemetry,
+            tracer_provider,
+            meter_provider,
         )
         self._cohorts = CohortFlow(
             runner=self,
@@ -319,7 +237,7 @@ class AmplitudeClient:
             timeout=request_timeout,
         )
         self._closed = False
-        self._calls: set[_Tracked] = set()
+        self._calls: set[Tracked] = set()
         self._close_done = asyncio.Event()
         self._idle = asyncio.Event()  # set when the client is closed and no call is left
 
@@ -481,7 +399,7 @@ class AmplitudeClient:
             raise ClientClosed(path=call.path)
         task = asyncio.current_task()
         assert task is not None  # a coroutine awaited inside a running loop has a task
-        tracked = _Tracked(task)
+        tracked = Tracked(task)
         self._calls.add(tracked)
         try:
             pool, cost = call.pool, call.cost
@@ -499,7 +417,7 @@ class AmplitudeClient:
                 finally:
                     call.waiting_in(None)
                 async with (
-                    _Entered(slot, ticket),
+                    Entered(slot, ticket),
                     self._observer.attempt(call.query, request, ticket, attempts) as attempt,
                 ):
                     # From here until the answer is decoded, a close waits for this call.
@@ -546,7 +464,7 @@ class AmplitudeClient:
                 elif decision.delay > 0:
                     await self.scheduler.clock.sleep(decision.delay)
         except asyncio.CancelledError:
-            # Only the close's own cancellation becomes ClientClosed (see _Tracked); another
+            # Only the close's own cancellation becomes ClientClosed (see Tracked); another
             # cancellation of the caller's task, even at the same time, passes through.
             closed_it = False
             if tracked.cut:
@@ -564,7 +482,7 @@ class AmplitudeClient:
         finally:
             self._settle(tracked)
 
-    def _settle(self, call: _Tracked) -> None:
+    def _settle(self, call: Tracked) -> None:
         """Forget a finished call and tell a waiting :meth:`aclose`."""
         if call.cut:
             # The close's cancellation was absorbed somewhere below (the call ended without
@@ -675,105 +593,3 @@ class AmplitudeClient:
     chart_csv = _endpoint(ChartCSV)
     chart_query = _endpoint(ChartQuery)
     cohorts_list = _endpoint(CohortsList)
-
-    async def download_cohort(
-        self,
-        cohort_id: str,
-        path: str | os.PathLike[str],
-        *,
-        props: bool = False,
-        prop_keys: Iterable[str] = (),
-        request_id: str | None = None,
-        priority: int = 0,
-        poll_interval: float = DEFAULT_POLL_INTERVAL,
-        job_timeout: float = DEFAULT_JOB_TIMEOUT,
-        progress: Progress | None = None,
-        format: CohortFormat | None = None,
-    ) -> CohortDownload:
-        """Download a cohort's members into ``path`` as CSV (see :mod:`amplitude_async.cohorts`),
-        or as Parquet with ``format="parquet"`` or a ``.parquet`` path (the ``parquet`` extra:
-        ``amplitude_id`` int64, ``user_id`` and the properties as text, in row groups).
-
-        Request the file (``props=True``: with every user property; ``prop_keys``: chosen ones),
-        poll until the job completes, stream the file to a temporary name beside ``path`` and
-        rename it into place once complete. ``request_id`` resumes an earlier request (no new
-        request, no monthly quota). Bad input raises InvalidQuery before anything is sent; a
-        used-up month QuotaExhausted; a job still running after ``job_timeout`` seconds
-        CohortTimeout. ``progress`` is called with each
-        :class:`~amplitude_async.cohorts.CohortProgress`.
-        """
-        query = CohortRequest(cohort_id, props=props, prop_keys=prop_keys)
-        if self._closed:
-            raise ClientClosed(path=query.path)
-        return await self._cohorts.download(
-            query,
-            path,
-            request_id=request_id,
-            poll_interval=poll_interval,
-            job_timeout=job_timeout,
-            priority=priority,
-            progress=progress,
-            format=format,
-        )
-
-    def cohort_members(
-        self,
-        cohort_id: str,
-        *,
-        props: bool = False,
-        prop_keys: Iterable[str] = (),
-        request_id: str | None = None,
-        priority: int = 0,
-        poll_interval: float = DEFAULT_POLL_INTERVAL,
-        job_timeout: float = DEFAULT_JOB_TIMEOUT,
-        progress: Progress | None = None,
-    ) -> AsyncIterator[CohortMember]:
-        """A cohort's members as they stream in: the flow of :meth:`download_cohort` without a
-        file. Arguments are checked here, before iterating."""
-        query = CohortRequest(cohort_id, props=props, prop_keys=prop_keys)
-        if self._closed:
-            raise ClientClosed(path=query.path)
-        return self._cohorts.members(
-            query,
-            request_id=request_id,
-            poll_interval=poll_interval,
-            job_timeout=job_timeout,
-            priority=priority,
-            progress=progress,
-        )
-
-
-def _make_observer(
-    client: AmplitudeClient,
-    api_key: str,
-    hooks: dict[str, Any],
-    telemetry: bool,
-    tracer_provider: Any,
-    meter_provider: Any,
-) -> Observer:
-    """The client's observer (its OpenTelemetry side only with ``telemetry``)."""
-    traced = None
-    if telemetry:
-        from . import otel
-
-        traced = otel.load(
-            server=client.base_url,
-            api_key=api_key,
-            redact=client._redact,
-            statistics=client.statistics,
-            tracer_provider=tracer_provider,
-            meter_provider=meter_provider,
-        )
-    return Observer(redact=client._redact, hooks=hooks, telemetry=traced)
-
-
-def _default_transport(
-    session: aiohttp.ClientSession | None, timeout: float, max_body_bytes: int | None
-) -> AiohttpTransport:
-    if max_body_bytes is None:
-        max_body_bytes = DEFAULT_MAX_BODY_BYTES
-    elif not isinstance(max_body_bytes, int) or isinstance(max_body_bytes, bool):
-        raise ConfigurationError("max_body_bytes", f"must be an integer, got {max_body_bytes!r}")
-    elif max_body_bytes < 1:
-        raise ConfigurationError("max_body_bytes", f"must be positive, got {max_body_bytes!r}")
-    return AiohttpTransport(session=session, timeout=timeout, max_body_bytes=max_body_bytes)
