@@ -545,7 +545,7 @@ class InMemoryBudgetStore:
         # Grants other owners decided for this one stay pending (sent with every answer) until
         # an exchange of this owner accounts for them.
         pending = self._pending.pop(owner, [])
-        if held is not None and pending:
+        if changes.held is not None and pending:
             acked = {
                 *changes.held,
                 *changes.complete,

@@ -344,9 +344,7 @@ class PoolLedger:
             (lease.deadline for lease in self._leases.values()), default=math.inf
         )
 
-    def renew(
-        self, owner: str, deadline: float, *, only: Container[EntryId] | None = None
-    ) -> None:
+    def renew(self, owner: str, deadline: float, *, only: Container[EntryId] | None = None) -> None:
         """Extend the lease of every in-flight entry of ``owner`` (of those in ``only``, if
         given: the entries the owner says it still holds) to ``deadline``."""
         if not self._leases:

@@ -75,6 +75,8 @@ class WorkerSpec:
     barrier: bool = False
     """Print ``ready`` once set up, then wait for a line on standard input before queueing:
     :func:`run_workers` starts every worker's work at the same moment."""
+    call_timeout: float = 5.0
+    """Seconds each call to the shared budget's Redis may take."""
 
 
 @frozen
@@ -132,7 +134,11 @@ async def run_worker(spec: WorkerSpec) -> WorkerReport:
         from ..redis_store import RedisBudgetStore
 
         store = RedisBudgetStore.from_url(
-            spec.budget_url, api_key=spec.api_key, limits=limits, starvation_bound=bound
+            spec.budget_url,
+            api_key=spec.api_key,
+            limits=limits,
+            starvation_bound=bound,
+            timeout=spec.call_timeout,
         )
         store.grant_latencies = []
         scheduler = Scheduler(store=store, lease=spec.lease, unavailable_wait=spec.unavailable_wait)
