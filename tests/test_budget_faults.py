@@ -71,10 +71,14 @@ async def use(scheduler: Scheduler, count: int = 1, cost: int = 2) -> None:
         await asyncio.gather(*(one() for _ in range(count)))
 
 
+def text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 async def flight(redis: aioredis.Redis, store: RedisBudgetStore) -> dict[str, str]:
     """The standard pool's in-flight entries: entry -> ``weight|owner|deadline``."""
     raw = await redis.hgetall(f"{store.keys[0].rsplit(':', 1)[0]}:standard:flight")
-    return {k.decode(): v.decode() for k, v in raw.items()}
+    return {text(k): text(v) for k, v in raw.items()}
 
 
 # -- answers that never arrive ------------------------------------------------------------------
@@ -371,8 +375,7 @@ async def test_a_killed_process_queued_requests_are_dropped_not_granted(
         )
         await until(lambda: emulator.enforcer.in_flight(Pool.STANDARD) == limits.concurrent)
         store = open_store(redis_server, limits, emulator.api_key)
-        owners: list[bytes] = await redis.zrange(store.keys[1], 0, -1)
-        (dead,) = [o.decode() for o in owners]
+        (dead,) = [text(o) for o in await redis.zrange(store.keys[1], 0, -1)]
         waiters_key = f"{store.keys[0].rsplit(':', 1)[0]}:standard:waiters"
         assert await redis.hlen(waiters_key) == 12 - limits.concurrent
         victim.send_signal(signal.SIGKILL)
@@ -382,8 +385,7 @@ async def test_a_killed_process_queued_requests_are_dropped_not_granted(
         task = asyncio.create_task(use(survivor, count=2))
 
         async def queued_by_the_dead() -> int:
-            fields: list[bytes] = await redis.hkeys(waiters_key)
-            return sum(k.startswith(dead.encode()) for k in fields)
+            return sum(text(k).startswith(dead) for k in await redis.hkeys(waiters_key))
 
         async with asyncio.timeout(GUARD):
             while await queued_by_the_dead():  # noqa: ASYNC110 - polling Redis
