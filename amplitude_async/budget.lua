@@ -26,8 +26,9 @@
 -- a claim yet (list of sequence|owner:local).
 -- ARGV: 1 owner, 2 lease term (s), 3 warm (0/1), 4 time override ("" = TIME), 5 config (JSON),
 -- 6 changes (JSON: r register, c cancel, d complete, a abandon, x release, z pause, h held,
--- n exchange number, s version seen, b heartbeat term, leaving), 7 key TTL (ms), 8 grant channel
--- prefix, 9 live channel prefix (a process that has exchanged listens on one).
+-- n exchange number, s version seen, b heartbeat term, t the store's time at sending as the
+-- sender reckons it and w how long it waits for the answer, leaving), 7 key TTL (ms), 8 grant
+-- channel prefix, 9 live channel prefix (a process that has exchanged listens on one).
 
 local owner = ARGV[1]
 local lease = tonumber(ARGV[2])
@@ -463,6 +464,12 @@ local function run(forced)
     end
   end
 
+  -- Refused too: an exchange run later than its sender waits for an answer (a frozen server
+  -- thawed); the sender has given up on it, and may be gone.
+  if ch.t and now > ch.t + ch.w then
+    refuse('AMPLITUDE_LATE exchange run ' .. fmt(now - ch.t) .. ' s after it was sent')
+  end
+
   local raw = redis.call('HGETALL', KEYS[1])
   local conf = {}
   for i = 1, #raw, 2 do conf[raw[i]] = raw[i + 1] end
@@ -706,9 +713,10 @@ local function run(forced)
   if ch.leaving and owner ~= '' then
     -- The owner detached (its waiters went before the decision): if it kept time, nudge the
     -- others to take over.
+    -- Its exchange number stays (see the expiry below): a late copy of an earlier exchange,
+    -- run after this one, is refused instead of joining it again.
     wr('ZREM', KEYS[2], owner)
     wr('HDEL', KEYS[3], owner)
-    wr('HDEL', KEYS[4], owner)
     if conf.keeper == owner then
       wr('HDEL', KEYS[1], 'keeper', 'wake_at')
       for _, o in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. fmt(now), '+inf', 'LIMIT', 0, 64)) do
@@ -755,6 +763,12 @@ local function run(forced)
     confw[#confw + 1] = 'refresh'
     confw[#confw + 1] = fmt(now + ttl / 4000)
     wr('HSET', KEYS[1], unpack(confw))
+    -- Exchange numbers of owners silent for half the TTL (left or dead) go.
+    local infos = redis.call('HGETALL', KEYS[4])
+    for i = 1, #infos, 2 do
+      local d = tonumber(string.match(infos[i + 1], '|(.+)$'))
+      if not d or d < now - ttl / 2000 then redis.call('HDEL', KEYS[4], infos[i]) end
+    end
     for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, ttl) end
   else
     wr('HSET', KEYS[1], unpack(confw))
@@ -772,6 +786,7 @@ local function run(forced)
     processes,
     epoch .. ':' .. string.format('%d', gen),
     reason,
+    fmt(now),
   }
 end
 

@@ -165,6 +165,9 @@ class RedisBudgetStore:
         self.channel = f"{base}:grants:"
         self.live_channel = f"{base}:live:"
         self._call_timeout = call_timeout
+        # The store's clock at the last answer, and this process's monotonic clock then: an
+        # exchange says when (on the store's clock) it was sent, so a late run is refused.
+        self._store_clock: tuple[float, float] | None = None
         self._live: set[str] = set()  # owners that have exchanged
         self._config = _config(limits, starvation_bound)
         longest = max(limits.window, limits.hour)
@@ -275,6 +278,10 @@ class RedisBudgetStore:
             body["h"] = [[index[p], e] for p, e in changes.held]
         if changes.beat is not None:
             body["b"] = changes.beat
+        if changes.at is None and self._store_clock is not None:
+            store_at, local_at = self._store_clock
+            body["t"] = store_at + (time.monotonic() - local_at)
+            body["w"] = self._call_timeout + 0.5
         ttl = math.ceil(2 * (self._longest + changes.lease) * 1000)
         args = [
             changes.owner,
@@ -329,9 +336,10 @@ class RedisBudgetStore:
         return outcome
 
     def _outcome(self, reply: list[Any]) -> Outcome:
-        grants, cancelled, wake, queued, rejoined, usage, processes, seen, reset = (
+        grants, cancelled, wake, queued, rejoined, usage, processes, seen, reset, store_now = (
             r.decode() if isinstance(r, bytes) else r for r in reply
         )
+        self._store_clock = (float(store_now), time.monotonic())
         pools = []
         for pool, text in zip(_POOLS, str(usage).split(";"), strict=True):
             used, in_flight, count, paused = text.split("|")
