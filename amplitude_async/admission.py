@@ -643,7 +643,7 @@ class InMemoryBudgetStore:
         for owner in dead:
             del self._owners[owner]
             self._leases.pop(owner, None)
-            self._pending.pop(owner, None)
+            # Its pending grants stay: it may be alive but slow, and using one it heard of.
             for (pool, _), waiter in self._waiting.pop(owner, {}).items():
                 self.queues[pool].discard(waiter)
 

@@ -539,8 +539,8 @@ local function run(forced)
         if m then unlink(st, m, nil) end
       end
     end
+    -- Its pending grants stay: it may be alive but slow, and using one it heard of.
     wr('ZREM', KEYS[2], o)
-    wr('HDEL', KEYS[3], o)
   end
 
   -- Only the entries the owner says it holds are renewed.
@@ -767,7 +767,10 @@ local function run(forced)
     local infos = redis.call('HGETALL', KEYS[4])
     for i = 1, #infos, 2 do
       local d = tonumber(string.match(infos[i + 1], '|(.+)$'))
-      if not d or d < now - ttl / 2000 then redis.call('HDEL', KEYS[4], infos[i]) end
+      if not d or d < now - ttl / 2000 then
+        redis.call('HDEL', KEYS[4], infos[i])
+        redis.call('HDEL', KEYS[3], infos[i])
+      end
     end
     for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, ttl) end
   else

@@ -123,8 +123,9 @@ HEARTBEAT: Final = 6.0
 """Seconds the store keeps a process's waiting requests after its last exchange (at most its
 lease term); the scheduler exchanges at least every third of it while requests wait."""
 
-CLOSE_WAIT: Final = 1.0
-"""Seconds :meth:`Scheduler.aclose` waits for its goodbye to the store."""
+CLOSE_WAIT: Final = 5.0
+"""Seconds :meth:`Scheduler.aclose` waits for its goodbye to the store (it carries the last
+completions: lost, their slots would stay taken for a lease term)."""
 
 RETRY_MIN: Final = 0.05
 RETRY_MAX: Final = 1.0

@@ -130,8 +130,10 @@ async def run_steps(
     for step in plan:
         owner = step.owner
         now += step.gap * 0.5
-        if step.replay and owner in previous:
-            late = attrs.evolve(previous[owner], at=now)
+        last = previous.get(owner)
+        # (A store forgets the exchange numbers of owners silent for half its keys' TTL.)
+        if step.replay and last is not None and last.at is not None and now - last.at < 10:
+            late = attrs.evolve(last, at=now)
             with pytest.raises(BudgetUnavailable):
                 await store.exchange(late)
         number[owner] += 1
