@@ -7,11 +7,14 @@ exceeded. ``amplitude_async.testing`` holds an emulator of the API for offline u
 
 from __future__ import annotations
 
-from .admission import BudgetStore, InMemoryBudgetStore
+import importlib as _importlib
+import logging
+import warnings as _warnings
+from typing import Any as _Any
+
+from .budget import WindowUsage
 from .cache import CachePolicy, MemoryCache, RedisCache, ResultCache
 from .client import AmplitudeClient
-from .clock import Clock, LoopClock
-from .converter import structure_result, unstructure_result
 from .errors import (
     AmplitudeError,
     APIError,
@@ -31,6 +34,7 @@ from .errors import (
     TransportError,
 )
 from .limits import Limits, Pool
+from .observe import AdmittedEvent, RateLimitedEvent, ResponseEvent, RetryEvent
 from .queries import (
     DAILY,
     HOURLY,
@@ -53,7 +57,6 @@ from .queries import (
     UserActivity,
     UserComposition,
     UserSearch,
-    parse_query,
 )
 from .results import (
     ActiveUsersResult,
@@ -75,10 +78,13 @@ from .results import (
 )
 from .retry import RetryPolicy
 from .savers import ClientStatistics, SavingsStatistics
-from .scheduler import Scheduler, SchedulerStatistics
+from .scheduler import PoolStatistics, Scheduler, SchedulerStatistics
 from .values import Event, GroupBy, InCohort, PerformedEvent, PropertyFilter, Segment, Where
 
 __version__ = "0.1.0"
+
+# Silent unless the application configures logging (the standard library's advice to libraries).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "DAILY",
@@ -89,13 +95,13 @@ __all__ = [
     "APIError",
     "ActiveUsers",
     "ActiveUsersResult",
+    "AdmittedEvent",
     "AmplitudeClient",
     "AmplitudeError",
     "AuthenticationError",
     "AverageSessionLength",
     "AverageSessionLengthResult",
     "BadRequest",
-    "BudgetStore",
     "BudgetUnavailable",
     "CachePolicy",
     "CacheUnavailable",
@@ -105,7 +111,6 @@ __all__ = [
     "ChartQueryResult",
     "ClientStatistics",
     "ClientClosed",
-    "Clock",
     "ConfigurationError",
     "Event",
     "EventSegmentation",
@@ -116,26 +121,28 @@ __all__ = [
     "FunnelResult",
     "GroupBy",
     "InCohort",
-    "InMemoryBudgetStore",
     "InvalidQuery",
     "Limits",
-    "LoopClock",
     "MemoryCache",
     "NotFound",
     "PerformedEvent",
     "Pool",
+    "PoolStatistics",
     "PropertyFilter",
     "Query",
     "QueryTooExpensive",
     "RateLimited",
     "RealtimeActiveUsers",
     "RealtimeActiveUsersResult",
+    "RateLimitedEvent",
     "RedisCache",
     "ResponseValidationError",
     "ResultCache",
     "Retention",
+    "ResponseEvent",
     "ResponseTooLarge",
     "RetentionResult",
+    "RetryEvent",
     "RetryPolicy",
     "RevenueLTV",
     "RevenueLTVResult",
@@ -157,8 +164,30 @@ __all__ = [
     "UserSearch",
     "UserSearchResult",
     "Where",
+    "WindowUsage",
     "__version__",
-    "parse_query",
-    "structure_result",
-    "unstructure_result",
 ]
+
+# Plumbing that was exported here before: still importable from this package for one release
+# (with a DeprecationWarning), and for good from the module named.
+_MOVED = {
+    "BudgetStore": "amplitude_async.admission",
+    "InMemoryBudgetStore": "amplitude_async.admission",
+    "Clock": "amplitude_async.clock",
+    "LoopClock": "amplitude_async.clock",
+    "parse_query": "amplitude_async.queries",
+    "structure_result": "amplitude_async.converter",
+    "unstructure_result": "amplitude_async.converter",
+}
+
+
+def __getattr__(name: str) -> _Any:
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module 'amplitude_async' has no attribute {name!r}")
+    _warnings.warn(
+        f"amplitude_async.{name} moved: import it from {module}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(_importlib.import_module(module), name)

@@ -15,10 +15,15 @@ import attrs
 from .errors import ConfigurationError
 
 __all__ = [
+    "MAX_PRIORITY",
+    "check_bound",
     "check_factor",
+    "check_instance",
     "check_number",
+    "check_priority",
     "non_negative_int",
     "non_negative_number",
+    "optional_positive_number",
     "positive_int",
     "positive_number",
 ]
@@ -50,6 +55,33 @@ def check_number(name: str, value: object, *, allow_zero: bool = False) -> float
     return float(value)
 
 
+MAX_PRIORITY = 10**9
+"""Priorities lie within ±this: every budget store (Redis scores included) orders them exactly."""
+
+
+def check_priority(value: object, name: str = "priority") -> int:
+    """Return ``value`` if it is an ``int`` (not ``bool``) within ±:data:`MAX_PRIORITY`, else
+    raise :class:`ConfigurationError` naming ``name`` (checked for every store alike)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigurationError(name, f"must be an integer, got {value!r}")
+    if not -MAX_PRIORITY <= value <= MAX_PRIORITY:
+        raise ConfigurationError(name, f"must be within ±10**9, got {value!r}")
+    return value
+
+
+def check_bound(name: str, value: object) -> float:
+    """A duration that may be infinite (``inf``: never): a number, zero or above, not NaN."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == math.inf:
+        return math.inf
+    return check_number(name, value, allow_zero=True)
+
+
+def check_instance(name: str, value: object, kind: type, what: str) -> None:
+    """Raise :class:`ConfigurationError` naming ``name`` unless ``value`` is a ``kind``."""
+    if not isinstance(value, kind):
+        raise ConfigurationError(name, f"must be {what}, got {value!r}")
+
+
 def check_factor(value: object) -> float:
     """A ``scaled()`` factor: a finite number above zero."""
     return check_number("factor", value)
@@ -68,6 +100,14 @@ def non_negative_int(instance: object, attribute: attrs.Attribute[Any], value: o
 def positive_number(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """attrs validator: a finite real number above zero."""
     check_number(_name(instance, attribute), value)
+
+
+def optional_positive_number(
+    instance: object, attribute: attrs.Attribute[Any], value: object
+) -> None:
+    """attrs validator: ``None``, or a finite real number above zero."""
+    if value is not None:
+        check_number(_name(instance, attribute), value)
 
 
 def non_negative_number(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:

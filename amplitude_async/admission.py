@@ -45,6 +45,7 @@ from typing import Final, Protocol
 
 from attrs import define, field, frozen
 
+from ._settings import check_bound, check_instance
 from .budget import (
     EntryId,
     PoolLedger,
@@ -450,10 +451,10 @@ class InMemoryBudgetStore:
         clock: Clock | None = None,
         starvation_bound: float | None = None,
     ) -> None:
+        check_instance("limits", limits, Limits, "a Limits")
         if starvation_bound is None:
             starvation_bound = default_starvation_bound(limits)
-        if starvation_bound < 0:
-            raise ValueError(f"starvation_bound must not be negative, got {starvation_bound!r}")
+        starvation_bound = check_bound("starvation_bound", starvation_bound)
         self._limits = limits
         self._starvation_bound = starvation_bound
         self._clock: Clock = clock if clock is not None else LoopClock()

@@ -41,7 +41,6 @@ from .queries import (
     UserActivity,
     UserSearch,
 )
-from .sansio import encode_params
 
 if TYPE_CHECKING:  # pragma: no cover
     from redis.asyncio import Redis
@@ -55,6 +54,7 @@ __all__ = [
     "RedisCache",
     "ResultCache",
     "cache_key",
+    "cache_key_of",
     "cache_ttl",
     "open_cache",
 ]
@@ -154,8 +154,14 @@ def cache_key(target: str, query: Query[Any]) -> str:
     A SHA-256 of both: nothing in it can be read back. Queries are normalised when built and
     ``params()`` is their canonical wire form, so equal queries share a key.
     """
+    return cache_key_of(target, query.path, query.encoded_params())
+
+
+def cache_key_of(target: str, path: str, encoded: str) -> str:
+    """:func:`cache_key` from a request's ``path`` and its ``encoded`` parameters (computed
+    once per call)."""
     digest = hashlib.sha256()
-    for part in (target, query.path, encode_params(query.params())):
+    for part in (target, path, encoded):
         digest.update(part.encode())
         digest.update(b"\0")
     return digest.hexdigest()

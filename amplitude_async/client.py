@@ -14,17 +14,19 @@ the close is never sent again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from datetime import date
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
 import aiohttp
 import attrs
 
-from ._settings import check_number
+from ._settings import check_instance, check_number, check_priority
+from .batch import DEFAULT_LOOKAHEAD, TASK_NAME, Batch
 from .cache import CachePolicy, ResultCache
+from .call import Call
+from .chunks import run_chunks
 from .clock import Clock
 from .errors import (
     AmplitudeError,
@@ -35,6 +37,7 @@ from .errors import (
     TransportError,
 )
 from .limits import Limits
+from .observe import EventHooks, Observer, check_hooks
 from .queries import (
     ActiveUsers,
     AverageSessionLength,
@@ -53,6 +56,7 @@ from .queries import (
     UserComposition,
     UserSearch,
 )
+from .results import bind_query
 from .retry import MAX_RETRIES, Attempts, RetryPolicy
 from .sansio import (
     BASE_URLS,
@@ -64,24 +68,22 @@ from .sansio import (
     decipher,
 )
 from .savers import ClientStatistics, Savers
-from .scheduler import LEASE_MARGIN, Scheduler
-from .split import run_split
+from .scheduler import LEASE_MARGIN, Scheduler, Slot, Ticket
 from .transport import DEFAULT_MAX_BODY_BYTES, AiohttpTransport, Transport
 
-__all__ = ["DEFAULT_LOOKAHEAD", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_TIMEOUT", "AmplitudeClient"]
+__all__ = [
+    "DEFAULT_LOOKAHEAD",
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_TIMEOUT",
+    "TASK_NAME",
+    "AmplitudeClient",
+]
 
 R = TypeVar("R")
 P = ParamSpec("P")
 
 DEFAULT_TIMEOUT = 60.0
 """Seconds before one request is abandoned (Amplitude itself may hang ~30 s instead of a 429)."""
-
-TASK_NAME = "amplitude_async query #"
-"""Prefix of the names of the tasks :meth:`AmplitudeClient.gather` and ``as_completed`` start."""
-
-DEFAULT_LOOKAHEAD = 2048
-"""How many queries of a batch wait in the scheduler at once: enough for tight packing, while a
-100,000-query batch costs no more memory than this many waiting requests."""
 
 
 def _endpoint(
@@ -126,8 +128,8 @@ def _refuse_conflicts(given: dict[str, object], overridden_by: str) -> None:
             )
 
 
-class _Call:
-    """One :meth:`AmplitudeClient.run` in progress, as :meth:`AmplitudeClient.aclose` sees it.
+class _Tracked:
+    """One request in progress (a call's sending task), as :meth:`AmplitudeClient.aclose` sees it.
 
     ``sending`` is true while a request is on the wire (and until its answer is decoded); the
     rest of the time the call only waits, and a close may cancel it without losing anything.
@@ -151,6 +153,23 @@ class _Call:
             self.cut = True
             self.cut_sending = self.sending
             self.task.cancel()
+
+
+class _Entered:
+    """The exit half of a scheduler slot already entered (the wait happens outside it, so the
+    call can point at the slot while it waits)."""
+
+    __slots__ = ("slot", "ticket")
+
+    def __init__(self, slot: Slot, ticket: Ticket) -> None:
+        self.slot = slot
+        self.ticket = ticket
+
+    async def __aenter__(self) -> Ticket:
+        return self.ticket
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.slot.__aexit__(*exc_info)
 
 
 class AmplitudeClient:
@@ -177,6 +196,12 @@ class AmplitudeClient:
     the object that would ignore it (``max_retries`` with ``retry_policy``; ``session``,
     ``timeout`` or ``max_body_bytes`` with ``transport``; ``limits``, ``clock`` or ``budget_url``
     with ``scheduler``) raises :class:`~amplitude_async.errors.ConfigurationError`.
+
+    ``event_hooks`` (``{"admitted": [...], "response": [...], "retry": [...],
+    "rate_limited": [...]}``) are called with the events of :mod:`amplitude_async.observe`.
+    Once the application uses OpenTelemetry, the client reports spans and metrics to
+    ``tracer_provider`` and ``meter_provider`` (default: the global ones, no-op until an SDK
+    sets them); ``telemetry=False`` turns that off. See :mod:`amplitude_async.otel`.
     """
 
     def __init__(
@@ -199,12 +224,26 @@ class AmplitudeClient:
         cache: ResultCache | None = None,
         cache_policy: CachePolicy | None = None,
         budget_url: str | None = None,
+        event_hooks: EventHooks | None = None,
+        telemetry: bool = True,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
     ) -> None:
         api_key = api_key if api_key is not None else os.environ.get("AMPLITUDE_API_KEY")
         secret_key = (
             secret_key if secret_key is not None else os.environ.get("AMPLITUDE_SECRET_KEY")
         )
         key, secret = check_credentials(api_key, secret_key)
+        if limits is not None:
+            check_instance("limits", limits, Limits, "a Limits")
+        if not isinstance(coalesce, bool):
+            raise ConfigurationError("coalesce", f"must be True or False, got {coalesce!r}")
+        if cache is not None:
+            check_instance("cache", cache, ResultCache, "a ResultCache (MemoryCache, RedisCache)")
+        if cache_policy is not None:
+            check_instance("cache_policy", cache_policy, CachePolicy, "a CachePolicy")
+        if retry_policy is not None:
+            check_instance("retry_policy", retry_policy, RetryPolicy, "a RetryPolicy")
         if region not in BASE_URLS:
             raise ConfigurationError(
                 "region", f"must be one of {sorted(BASE_URLS)}, got {region!r}"
@@ -216,6 +255,10 @@ class AmplitudeClient:
                 {"session": session, "timeout": timeout, "max_body_bytes": max_body_bytes},
                 "transport",
             )
+        hooks = check_hooks(event_hooks)
+        if not telemetry and (tracer_provider is not None or meter_provider is not None):
+            name = "tracer_provider" if tracer_provider is not None else "meter_provider"
+            raise ConfigurationError(name, "cannot be combined with telemetry=False")
         if scheduler is not None:
             _refuse_conflicts(
                 {"limits": limits, "clock": clock, "budget_url": budget_url}, "scheduler"
@@ -233,12 +276,15 @@ class AmplitudeClient:
             scheduler = _make_scheduler(key, limits or Limits(), clock, request_timeout, budget_url)
         self.scheduler = scheduler
         self.limits = scheduler.limits
-        # A "rate" 429 pauses the pool for one cost window: that window is the limits' own.
+        # A "rate" 429 pauses the pool for one cost window: the limits' own, unless the
+        # user's policy names another (taken as given).
         if retry_policy is None:
             retry_policy = RetryPolicy(
                 max_retries=MAX_RETRIES if max_retries is None else max_retries
             )
-        self.retry_policy = attrs.evolve(retry_policy, window=self.limits.window)
+        if retry_policy.window is None:
+            retry_policy = attrs.evolve(retry_policy, window=self.limits.window)
+        self.retry_policy = retry_policy
         self._transport: Transport = transport or _default_transport(
             session, request_timeout, max_body_bytes
         )
@@ -249,8 +295,11 @@ class AmplitudeClient:
             policy=cache_policy,
             coalesce=coalesce,
         )
+        self._observer = _make_observer(
+            self, key, hooks, telemetry, tracer_provider, meter_provider
+        )
         self._closed = False
-        self._calls: set[_Call] = set()
+        self._calls: set[_Tracked] = set()
         self._close_done = asyncio.Event()
         self._idle = asyncio.Event()  # set when the client is closed and no call is left
 
@@ -302,6 +351,7 @@ class AmplitudeClient:
             # Even if this close is itself cancelled: cut whatever is left, close the session.
             for call in list(self._calls):
                 call.cancel()
+            self._observer.close()
             try:
                 if self._owns_scheduler:
                     await self.scheduler.aclose()
@@ -338,47 +388,105 @@ class AmplitudeClient:
         if the cache holds it, and stores the fresh answer.
         """
         if split:
-            return await run_split(self, query, priority=priority, bypass_cache=bypass_cache)
-        pool, cost = query.pool, query.cost
-        self.scheduler.check(pool, cost)
-        return await self._run(query, cost, priority, bypass_cache=bypass_cache)
+            return await self.run_split(query, priority=priority, bypass_cache=bypass_cache)
+        return await self._execute(self._call(query, priority=priority, bypass_cache=bypass_cache))
+
+    async def run_split(
+        self,
+        query: Query[R],
+        *,
+        priority: int = 0,
+        bypass_cache: bool = False,
+        start: date | None = None,
+        end: date | None = None,
+    ) -> R:
+        """:meth:`run` with ``split=True``: ``query`` cut by date into chunks that fit the
+        window budget, each run as a call of this client (coalesced, cached, scheduled), and
+        the results merged (see :mod:`amplitude_async.chunks`). ``start``/``end`` run the
+        query's fields over that range instead of its own, which may be longer than one
+        request may cover (a daily segmentation over more than 365 days)."""
+        check_priority(priority)
+        if self._closed:
+            raise ClientClosed(path=query.path)
+
+        def execute(chunk: Query[R], bypass: bool) -> Awaitable[R]:
+            return self._execute(self._call(chunk, priority=priority, bypass_cache=bypass))
+
+        result = await run_chunks(
+            query,
+            execute,
+            budget=self.limits.cost_per_window,
+            bypass_cache=bypass_cache,
+            start=start,
+            end=end,
+            cached=self.savers if self.savers.cache is not None else None,
+        )
+        return bind_query(result, query)
+
+    def _call(self, query: Query[R], *, priority: int = 0, bypass_cache: bool = False) -> Call[R]:
+        """A :class:`~amplitude_async.call.Call` for ``query``: its cost checked against the
+        budgets (QueryTooExpensive before any wait), its priority checked."""
+        if not isinstance(query, Query):
+            raise TypeError(f"expected a query (such as EventSegmentation), got {query!r}")
+        cost = query.cost
+        self.scheduler.check(query.pool, cost)
+        return Call(query, cost=cost, priority=priority, bypass_cache=bypass_cache)
+
+    async def _execute(self, call: Call[R]) -> R:
+        """Carry ``call`` through the savers, the scheduler and the transport."""
+        if self._closed:
+            raise ClientClosed(path=call.path)
+        try:
+            with self._observer.query(call.query, call.cost, call.priority):
+                return await self.savers.run(call, self._send)
+        except ResponseValidationError as exc:
+            raise self._scrubbed(exc) from None
 
     async def _run(
         self, query: Query[R], cost: int, priority: int, *, bypass_cache: bool = False
     ) -> R:
         """:meth:`run` for a query whose ``cost`` has been computed and checked."""
-        if self._closed:
-            raise ClientClosed(path=query.path)
-        send = functools.partial(self._send, query, cost, priority)
-        try:
-            return await self.savers.run(query, cost, send, bypass_cache=bypass_cache)
-        except ResponseValidationError as exc:
-            raise self._scrubbed(exc) from None
+        return await self._execute(
+            Call(query, cost=cost, priority=priority, bypass_cache=bypass_cache)
+        )
 
-    async def _send(self, query: Query[Any], cost: int, priority: int) -> tuple[bytes, Any]:
-        """Send ``query`` through the scheduler, with retries: its raw body and decoded JSON.
+    async def _send(self, call: Call[Any]) -> tuple[bytes, Any]:
+        """Send ``call`` through the scheduler, with retries: its raw body and decoded JSON.
 
         With coalescing this runs in the flight's own task, so a close cuts the flight (and
-        every caller of it gets ClientClosed), not a caller.
+        every caller of it gets ClientClosed), not a caller. Each attempt waits at the call's
+        priority as it is then (a caller joining the flight may have raised it).
         """
         if self._closed:
-            raise ClientClosed(path=query.path)
+            raise ClientClosed(path=call.path)
         task = asyncio.current_task()
         assert task is not None  # a coroutine awaited inside a running loop has a task
-        call = _Call(task)
-        self._calls.add(call)
+        tracked = _Tracked(task)
+        self._calls.add(tracked)
         try:
-            pool = query.pool
-            request = build_request(self.base_url, query, authorization=self._authorization)
+            pool, cost = call.pool, call.cost
+            request = build_request(
+                self.base_url, call.query, authorization=self._authorization, encoded=call.encoded
+            )
             attempts = Attempts()
             error: AmplitudeError | None
             while True:
-                call.sending = False
-                async with self.scheduler.slot(pool, cost, priority=priority) as ticket:
+                tracked.sending = False
+                slot = self.scheduler.slot(pool, cost, priority=call.priority)
+                call.waiting_in(slot)
+                try:
+                    ticket = await slot.__aenter__()
+                finally:
+                    call.waiting_in(None)
+                async with (
+                    _Entered(slot, ticket),
+                    self._observer.attempt(call.query, request, ticket, attempts) as attempt,
+                ):
                     # From here until the answer is decoded, a close waits for this call.
-                    call.sending = True
+                    tracked.sending = True
                     try:
                         response = await self._transport.send(request)
+                        attempt.status = response.status
                         body = decipher(
                             response.status,
                             response.headers,
@@ -387,7 +495,7 @@ class AmplitudeClient:
                             redact=self._redact,
                         )
                     except AmplitudeError as exc:
-                        error = self._scrubbed(exc)
+                        error = attempt.error = self._scrubbed(exc)
                         if isinstance(exc, TransportError):
                             # The server may still be counting it: hold its entry until its
                             # lease ends.
@@ -398,6 +506,7 @@ class AmplitudeClient:
                     return response.body, body
                 attempts = attempts.after(error)
                 decision = self.retry_policy.decide(attempts, error)
+                await self._observer.failed(call.query, error, attempts, decision)
                 if isinstance(error, RateLimited):
                     self.scheduler.record_rate_limited(pool)
                 if not decision.retry:
@@ -405,9 +514,9 @@ class AmplitudeClient:
                 if self._closed:
                     # Sent before the close, failed after it: the close forbids sending it again.
                     raise ClientClosed(
-                        "the client was closed; the failed request was not retried", path=query.path
+                        "the client was closed; the failed request was not retried", path=call.path
                     ) from error
-                call.sending = False
+                tracked.sending = False
                 self.scheduler.record_retry(pool)
                 attempts = attempts.after_wait(decision.delay)
                 if decision.pause_pool:
@@ -417,25 +526,25 @@ class AmplitudeClient:
                 elif decision.delay > 0:
                     await self.scheduler.clock.sleep(decision.delay)
         except asyncio.CancelledError:
-            # Only the close's own cancellation becomes ClientClosed (see _Call); another
+            # Only the close's own cancellation becomes ClientClosed (see _Tracked); another
             # cancellation of the caller's task, even at the same time, passes through.
             closed_it = False
-            if call.cut:
-                call.cut = False  # consumed here; _settle must not take it back again
-                closed_it = task.uncancel() <= call.cancelling
+            if tracked.cut:
+                tracked.cut = False  # consumed here; _settle must not take it back again
+                closed_it = task.uncancel() <= tracked.cancelling
             if closed_it:
-                if call.cut_sending:
+                if tracked.cut_sending:
                     what = " during the request"
                 elif attempts.errors or attempts.rate_limited:
                     what = "; the failed request was not retried"
                 else:
                     what = " before the request was sent"
-                raise ClientClosed(f"the client was closed{what}", path=query.path) from None
+                raise ClientClosed(f"the client was closed{what}", path=call.path) from None
             raise
         finally:
-            self._settle(call)
+            self._settle(tracked)
 
-    def _settle(self, call: _Call) -> None:
+    def _settle(self, call: _Tracked) -> None:
         """Forget a finished call and tell a waiting :meth:`aclose`."""
         if call.cut:
             # The close's cancellation was absorbed somewhere below (the call ended without
@@ -467,44 +576,48 @@ class AmplitudeClient:
     @overload
     async def gather(
         self,
-        queries: Iterable[Query[Any]],
+        queries: Iterable[Query[R]],
         *,
         priority: int = ...,
         return_exceptions: Literal[False] = ...,
-    ) -> list[Any]: ...
+    ) -> list[R]: ...
 
     @overload
     async def gather(
         self,
-        queries: Iterable[Query[Any]],
+        queries: Iterable[Query[R]],
         *,
         priority: int = ...,
         return_exceptions: Literal[True],
-    ) -> list[Any | BaseException]: ...
+    ) -> list[R | BaseException]: ...
 
     async def gather(
         self,
-        queries: Iterable[Query[Any]],
+        queries: Iterable[Query[R]],
         *,
         priority: int = 0,
         return_exceptions: bool = False,
-    ) -> list[Any]:
+    ) -> list[R] | list[R | BaseException]:
         """Run every query; return their results in input order.
 
         With ``return_exceptions=False`` the first failure cancels what has not finished and is
-        raised; with ``True`` failures take the place of their results.
+        raised; with ``True`` failures take the place of their results. The list is typed by
+        the queries' result type (``list[Any]``-like for a mix of query classes).
         """
-        batch = list(queries)
-        results: list[Any] = [None] * len(batch)
-        stream = self._stream(batch, priority, capture=return_exceptions)
-        async with contextlib.aclosing(stream):
-            async for index, outcome in stream:
-                results[index] = outcome
+        batch = self._batch(list(queries), priority)
+        results: list[R | BaseException] = [None] * len(batch)  # type: ignore[list-item]
+        async with batch:
+            async for outcome in batch:
+                if outcome.error is not None and not return_exceptions:
+                    raise outcome.error
+                results[outcome.index] = (
+                    outcome.error if outcome.error is not None else outcome.unwrap()
+                )
         return results
 
     async def as_completed(
-        self, queries: Iterable[Query[Any]], *, priority: int = 0
-    ) -> AsyncGenerator[tuple[Query[Any], Any]]:
+        self, queries: Iterable[Query[R]], *, priority: int = 0
+    ) -> AsyncGenerator[tuple[Query[R], R]]:
         """Yield ``(query, result)`` pairs as they complete; the first failure is raised.
 
         To stop early (``break``) without leaving requests running until the generator is
@@ -512,62 +625,19 @@ class AmplitudeClient:
         as results: async for query, result in results: ...``. Closing cancels every query not
         yet finished (nothing more of them is sent) and returns once they have stopped.
         """
-        batch = queries if isinstance(queries, list) else list(queries)
-        # aclosing: closing this generator closes the inner one at once, which cancels its
-        # tasks, instead of leaving that to the inner generator's own finalisation.
-        async with contextlib.aclosing(self._stream(batch, priority, capture=False)) as stream:
-            async for index, outcome in stream:
-                yield batch[index], outcome
+        items = queries if isinstance(queries, list) else list(queries)
+        batch = self._batch(items, priority)
+        async with batch:
+            async for outcome in batch:
+                yield items[outcome.index], outcome.unwrap()
 
-    async def _stream(
-        self, batch: list[Query[Any]], priority: int, *, capture: bool
-    ) -> AsyncGenerator[tuple[int, Any]]:
+    def _batch(self, queries: list[Query[R]], priority: int) -> Batch[Call[R], R]:
+        """A :class:`~amplitude_async.batch.Batch` of calls, every cost checked up front, so a
+        hopeless query fails the batch before the others have spent budget."""
         if self._closed:
             raise ClientClosed()
-        # Every cost is checked before anything is sent, so a hopeless query in a batch fails
-        # the batch up front instead of after the others have spent budget.
-        costs = [query.cost for query in batch]
-        for query, cost in zip(batch, costs, strict=True):
-            self.scheduler.check(query.pool, cost)
-        done: asyncio.Queue[tuple[int, Any, BaseException | None]] = asyncio.Queue()
-        pending: set[asyncio.Task[None]] = set()
-
-        async def one(index: int, query: Query[Any]) -> None:
-            try:
-                result = await self._run(query, costs[index], priority)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                done.put_nowait((index, None, exc))
-            else:
-                done.put_nowait((index, result, None))
-
-        indices = iter(range(len(batch)))
-
-        def top_up() -> None:
-            while len(pending) < DEFAULT_LOOKAHEAD:
-                index = next(indices, None)
-                if index is None:
-                    return
-                task = asyncio.create_task(one(index, batch[index]), name=f"{TASK_NAME}{index}")
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-
-        top_up()
-        remaining = len(batch)
-        try:
-            while remaining:
-                index, result, error = await done.get()
-                remaining -= 1
-                top_up()
-                if error is not None and not capture:
-                    raise error
-                yield index, (error if error is not None else result)
-        finally:
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+        calls = [self._call(query, priority=priority) for query in queries]
+        return Batch(calls, self._execute)
 
     active_users = _endpoint(ActiveUsers)
     session_length_distribution = _endpoint(SessionLengthDistribution)
@@ -584,6 +654,30 @@ class AmplitudeClient:
     revenue_ltv = _endpoint(RevenueLTV)
     chart_csv = _endpoint(ChartCSV)
     chart_query = _endpoint(ChartQuery)
+
+
+def _make_observer(
+    client: AmplitudeClient,
+    api_key: str,
+    hooks: dict[str, Any],
+    telemetry: bool,
+    tracer_provider: Any,
+    meter_provider: Any,
+) -> Observer:
+    """The client's observer (its OpenTelemetry side only with ``telemetry``)."""
+    traced = None
+    if telemetry:
+        from . import otel
+
+        traced = otel.load(
+            server=client.base_url,
+            api_key=api_key,
+            redact=client._redact,
+            statistics=client.statistics,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+        )
+    return Observer(redact=client._redact, hooks=hooks, telemetry=traced)
 
 
 def _default_transport(

@@ -18,10 +18,11 @@ T = TypeVar("T")
 
 
 class _Flight(Generic[T]):
-    __slots__ = ("task", "waiters")
+    __slots__ = ("context", "task", "waiters")
 
-    def __init__(self, task: asyncio.Task[T]) -> None:
+    def __init__(self, task: asyncio.Task[T], context: Any) -> None:
         self.task = task
+        self.context = context
         self.waiters = 0
 
 
@@ -49,10 +50,19 @@ class Coalescer:
         flight = self._flights.get(key)
         return 0 if flight is None else flight.waiters
 
-    async def run(self, key: Hashable, work: Callable[[], Awaitable[T]]) -> T:
+    def context(self, key: Hashable) -> Any:
+        """The ``context`` given by the caller that started the flight for ``key`` (``None``:
+        nothing in flight for it)."""
+        flight = self._flights.get(key)
+        return None if flight is None else flight.context
+
+    async def run(
+        self, key: Hashable, work: Callable[[], Awaitable[T]], *, context: Any = None
+    ) -> T:
         """``work()``'s result, shared with every concurrent caller of the same ``key``.
 
         Starts ``work()`` unless it is already in flight for ``key``; raises what it raised.
+        ``context`` is kept with a flight this call starts (see :meth:`context`).
         """
         flight: _Flight[T] | None = self._flights.get(key)
         if flight is None:
@@ -60,7 +70,7 @@ class Coalescer:
             async def job() -> T:
                 return await work()
 
-            new: _Flight[T] = _Flight(asyncio.ensure_future(job()))
+            new: _Flight[T] = _Flight(asyncio.ensure_future(job()), context)
             self._flights[key] = flight = new
             new.task.add_done_callback(_consume)
             new.task.add_done_callback(lambda _: self._forget(key, new))

@@ -12,32 +12,36 @@ mixes ``2017-08-14``, ``2017-08-14T00:00:00``, ``15:05``, ``Aug 15`` and bucket 
 Every result has ``rows(query=None)``: the answer as :class:`Row` objects whose label is what a
 person would call the series (a group-by value, an event's name, a segment, a funnel step, a
 retention cohort), whose x value is a ``date``/``datetime``/``time`` where the API sent one, and
-whose value is a number. Pass the query that produced the result so labels can use its event and
-segment names; without it, labels come from the response alone. ``to_pandas(query=None)`` turns
-the same rows into a ``pandas.DataFrame`` when pandas is installed (``amplitude-async[pandas]``);
-pandas is imported only then.
+whose value is a number. A result returned by the client knows its query (``result.query``, see
+:func:`bind_query`), so labels use its event and segment names; a result decoded by hand takes
+the query as an argument, and without one its labels come from the response alone.
+``to_pandas(query=None)``, ``to_arrow(query=None)`` and ``to_polars(query=None)`` turn the same
+rows into a ``pandas.DataFrame``, a ``pyarrow.Table`` or a ``polars.DataFrame`` with the same
+columns and types (:mod:`amplitude_async.frames`); each library is imported only when its
+method is called.
 """
 
 from __future__ import annotations
 
 import csv
-import importlib
 import io
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, time
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeAlias, TypeVar
 
 from attrs import field, frozen
 
-from .values import Event, InCohort, PerformedEvent, Segment, Where
+from . import frames
+from .naming import ALL_USERS, Naming, event_name, segment_name
 
 if TYPE_CHECKING:
     from .queries import Query
 
 __all__ = [
     "ActiveUsersResult",
+    "bind_query",
     "AverageSessionLengthResult",
     "ChartCSVResult",
     "ChartQueryResult",
@@ -182,104 +186,22 @@ def _x_values(texts: Sequence[str]) -> tuple[XValue, ...]:
     )
 
 
-# --- naming: what a person calls a series --------------------------------------------------------
-
-ALL_USERS = "All Users"
-"""The name of the segment without conditions, as Amplitude's charts call it."""
-
-_SPECIAL_EVENTS = {
-    "_active": "Any Active Event",
-    "_all": "Any Event",
-    "_new": "New User",
-    "revenue_amount": "Revenue",
-    "verified_revenue": "Verified Revenue",
-    "unverified_revenue": "Unverified Revenue",
-}
-
-
-def event_name(event: Event) -> str:
-    """An event's display name: its type, custom events without ``ce:``, specials spelled out."""
-    name = event.event_type
-    return _SPECIAL_EVENTS.get(name, name.removeprefix("ce:"))
-
-
-def segment_name(segment: Segment) -> str:
-    """A segment's display name: ``All Users``, or its conditions (``country is Germany``)."""
-    parts: list[str] = []
-    for cond in segment.conditions:
-        if isinstance(cond, Where):
-            parts.append(f"{cond.prop} {cond.op} {', '.join(cond.values)}")
-        elif isinstance(cond, InCohort):
-            parts.append(f"in cohort {cond.cohort_id}")
-        elif isinstance(cond, PerformedEvent):
-            parts.append(f"performed {cond.event_type} {cond.op} {cond.value}")
-    return " and ".join(parts) or ALL_USERS
-
-
 def _letter(index: int) -> str:
     # Amplitude's charts call their events A, B, C ... (formulas too).
     return chr(ord("A") + index) if 0 <= index < 26 else f"event {index + 1}"
-
-
-@frozen
-class _Naming:
-    """What the query tells about its series; empty when no query is given."""
-
-    events: tuple[str, ...] = ()
-    segments: tuple[str, ...] = ()
-    formula: str | None = None
-    subject: str | None = None
-    interval: int | None = None
-    brackets: tuple[tuple[int, int], ...] | None = None
-    start: date | None = None
-    end: date | None = None
-
-
-def _naming(query: Query[Any] | None) -> _Naming:
-    if query is None:
-        return _Naming()
-    # queries import this module for their result types, so this import waits for a call.
-    from . import queries as q
-
-    segmented = q.ActiveUsers | q.EventSegmentation | q.Funnel | q.Retention | q.RevenueLTV
-    segments = (
-        tuple(segment_name(s) for s in query.segments) if isinstance(query, segmented) else ()
-    )
-    start = query.start if isinstance(query, q.DatedQuery) else None
-    end = query.end if isinstance(query, q.DatedQuery) else None
-    if isinstance(query, q.EventSegmentation):
-        return _Naming(
-            events=tuple(event_name(e) for e in query.events),
-            segments=segments,
-            formula=query.formula,
-            start=start,
-            end=end,
-        )
-    if isinstance(query, q.ActiveUsers):
-        subject = "New Users" if query.metric == "new" else "Active Users"
-        return _Naming(segments=segments, subject=subject, start=start, end=end)
-    if isinstance(query, q.Retention):
-        return _Naming(
-            segments=segments,
-            interval=query.interval,
-            brackets=query.brackets,
-            start=start,
-            end=end,
-        )
-    return _Naming(segments=segments, start=start, end=end)
 
 
 def _join(parts: Iterable[str | None]) -> str:
     return "; ".join(p for p in parts if p)
 
 
-def _segment_part(index: int, naming: _Naming) -> str:
+def _segment_part(index: int, naming: Naming) -> str:
     if index < len(naming.segments):
         return naming.segments[index]
     return f"Segment {index + 1}"
 
 
-def _group_name(naming: _Naming, segment: int, several_segments: bool, group: str | None) -> str:
+def _group_name(naming: Naming, segment: int, several_segments: bool, group: str | None) -> str:
     """A segment's or group's name: the group value, with the segment when there are several."""
     return _join([_segment_part(segment, naming) if several_segments else None, group]) or (
         _segment_part(segment, naming) if naming.segments else ALL_USERS
@@ -293,20 +215,6 @@ def _meta_parts(meta: SeriesMeta | None) -> tuple[int | None, int | None, str | 
     return None, None, meta or None
 
 
-def _data_frame(rows: Sequence[Row]) -> Any:
-    """The rows as a ``pandas.DataFrame`` (columns label, x, value, metric)."""
-    try:
-        pandas = importlib.import_module("pandas")
-    except ImportError:
-        raise ImportError(
-            "to_pandas() needs pandas: pip install 'amplitude-async[pandas]'"
-        ) from None
-    return pandas.DataFrame(
-        [(r.label, r.x_value, r.value, r.metric) for r in rows],
-        columns=["label", "x", "value", "metric"],
-    )
-
-
 class Tabular(Protocol):
     """What every result offers: its values as rows named with the query's help."""
 
@@ -316,16 +224,46 @@ class Tabular(Protocol):
 
 
 class _ToPandas:
-    """Shared ``to_pandas`` of every result, built from its ``rows``."""
+    """What every result shares: the query it answers (when the client bound it) and
+    ``to_pandas``, built from its ``rows``."""
 
-    __slots__ = ()
+    __slots__ = ("_query",)
+
+    @property
+    def query(self) -> Query[Any] | None:
+        """The query this result answers, when it came from the client (``None`` for a result
+        decoded by hand); ``rows()`` names series with it."""
+        return getattr(self, "_query", None)
+
+    def _naming(self, query: Query[Any] | None) -> Naming:
+        query = query if query is not None else self.query
+        return Naming() if query is None else query.naming()
 
     def rows(self, query: Query[Any] | None = None) -> tuple[Row, ...]:
         raise NotImplementedError
 
     def to_pandas(self, query: Query[Any] | None = None) -> Any:
         """:meth:`rows` as a ``pandas.DataFrame`` (needs ``amplitude-async[pandas]``)."""
-        return _data_frame(self.rows(query))
+        return frames.to_pandas(self.rows(query))
+
+    def to_arrow(self, query: Query[Any] | None = None) -> Any:
+        """:meth:`rows` as a ``pyarrow.Table`` (needs ``amplitude-async[parquet]``)."""
+        return frames.to_arrow(self.rows(query))
+
+    def to_polars(self, query: Query[Any] | None = None) -> Any:
+        """:meth:`rows` as a ``polars.DataFrame`` (needs ``amplitude-async[polars]``)."""
+        return frames.to_polars(self.rows(query))
+
+
+AnyResult = TypeVar("AnyResult")
+
+
+def bind_query(result: AnyResult, query: Query[Any]) -> AnyResult:
+    """Return ``result`` bound to ``query`` (its ``query`` and label naming); the client does
+    this for every result it returns. Equality and the result's fields are unchanged."""
+    if isinstance(result, _ToPandas):
+        object.__setattr__(result, "_query", query)
+    return result
 
 
 # --- series-shaped results ---------------------------------------------------------------------
@@ -362,7 +300,7 @@ class SeriesResult(_ToPandas):
         (its letter, ``A``, without the query); the segment when there are several; otherwise
         the endpoint's subject (``All Users``, ``Average Session Length``, ...).
         """
-        naming = _naming(query)
+        naming = self._naming(query)
         parts = [self._parts(i) for i in range(len(self.series))]
         segments = {s for s, _, _ in parts}
         events = {e for _, e, _ in parts if e is not None}
@@ -542,7 +480,7 @@ class FunnelResult(_ToPandas):
 
     def group_names(self, query: Query[Any] | None = None) -> tuple[str, ...]:
         """Each group's name: its group-by value, with the segment when there are several."""
-        return _group_names(_naming(query), [_meta_parts(g.meta) for g in self.groups])
+        return _group_names(self._naming(query), [_meta_parts(g.meta) for g in self.groups])
 
     def rows(self, query: Query[Any] | None = None) -> tuple[Row, ...]:
         """Users reaching each step: label = the group, x value = ``step N: event``."""
@@ -556,7 +494,7 @@ class FunnelResult(_ToPandas):
 
 
 def _group_names(
-    naming: _Naming, parts: Sequence[tuple[int | None, int | None, str | None]]
+    naming: Naming, parts: Sequence[tuple[int | None, int | None, str | None]]
 ) -> tuple[str, ...]:
     segments = {s or 0 for s, _, _ in parts}
     several = len(naming.segments) > 1 or len(segments) > 1
@@ -612,13 +550,13 @@ class RetentionResult(_ToPandas):
             for i in range(len(self.series))
         ]
         parts = [(i if s is None else s, e, g) for i, (s, e, g) in enumerate(metas)]
-        return _group_names(_naming(query), parts)
+        return _group_names(self._naming(query), parts)
 
     def rows(self, query: Query[Any] | None = None) -> tuple[Row, ...]:
         """Retained users: label = the series, x value = the cohort's first day, metric = the
         period (``day 0`` is the cohort's size; ``week N``/``month N``, or ``bracket A-B``,
         when the query says so)."""
-        naming = _naming(query)
+        naming = self._naming(query)
         unit = {7: "week", 30: "month"}.get(naming.interval or 1, "day")
         columns = [f"{unit} 0"]
         if naming.brackets is not None:
@@ -636,7 +574,7 @@ class RetentionResult(_ToPandas):
         )
 
 
-def _cohort_date(text: str, naming: _Naming) -> date | str:
+def _cohort_date(text: str, naming: Naming) -> date | str:
     """A cohort's first day from ``2021-10-04``, ``Sep 15, 2026`` or (with the query's range
     for the year) ``Sep 24``; text that is none of these is kept."""
     for form in ("%Y-%m-%d", "%b %d, %Y"):
@@ -807,16 +745,20 @@ class RevenueLTVResult(_ToPandas):
                 self.series_meta[i] if i < len(self.series_meta) else None
             )
             label = self.series_labels[i] if i < len(self.series_labels) else ""
-            if isinstance(label, tuple):
+            if isinstance(label, int) and not isinstance(label, bool) and label >= 0:
+                # The live API labels LTV series by their segment's index ([0]): a segment,
+                # named by the query ("All Users" without one), not a group called "0".
+                segment, label = (label if segment is None else segment), ""
+            elif isinstance(label, tuple):
                 label = ", ".join(str(part) for part in label)
             parts.append((i if segment is None else segment, None, str(label) or group))
-        return _group_names(_naming(query), parts)
+        return _group_names(self._naming(query), parts)
 
     def rows(self, query: Query[Any] | None = None) -> tuple[Row, ...]:
         """LTV figures: label = the series, x value = the cohort's first day (``Sep 24`` needs
         the query for its year), metric = ``r1d`` ... then ``count``, ``paid``,
         ``total_amount``."""
-        naming = _naming(query)
+        naming = self._naming(query)
         out: list[Row] = []
         for name, one in zip(self.series_names(query), self.series, strict=True):
             cohorts = [(c, _cohort_date(c, naming)) for c in one.values]
@@ -927,7 +869,7 @@ class ChartCSVResult(_ToPandas):
         value = the number (``None`` for an empty cell). Comparison rows keep their segment's
         name and have metric ``previous``."""
         if self.series is not None:
-            return self.series.rows(query)
+            return self.series.rows(query if query is not None else self.query)
         columns = _x_values(self.header[1:])
         out: list[Row] = []
         for line in self._body:

@@ -25,7 +25,13 @@ from typing import Final
 import attrs
 from attrs import field, frozen
 
-from ._settings import check_factor, non_negative_int, non_negative_number, positive_number
+from ._settings import (
+    check_factor,
+    non_negative_int,
+    non_negative_number,
+    optional_positive_number,
+    positive_number,
+)
 from .errors import APIError, RateLimited, ServerError, TransportError
 
 __all__ = [
@@ -38,6 +44,7 @@ __all__ = [
     "Attempts",
     "RetryDecision",
     "RetryPolicy",
+    "is_retryable",
 ]
 
 # The policy's constants, together.
@@ -56,6 +63,9 @@ RETRY_AFTER_CAP: Final = 900.0
 MAX_RETRY_TIME: Final = 3600.0
 """Seconds one request may spend waiting between its attempts (backoffs and 429 pauses summed):
 twelve 5-minute windows of 429s, or far more than the transient retries ever need."""
+DEFAULT_WINDOW: Final = 300.0
+"""Seconds: Amplitude's cost window, for a policy used without a client to fill it in."""
+
 RETRYABLE_STATUSES: Final = frozenset({408})
 """Statuses retried besides 5xx (429 has its own rule)."""
 
@@ -97,6 +107,13 @@ class RetryDecision:
 GIVE_UP: Final = RetryDecision(retry=False)
 
 
+def is_retryable(error: BaseException) -> bool:
+    """Whether the policy ever retries ``error`` (so giving up on it means retries ran out)."""
+    return isinstance(error, RateLimited | ServerError | TransportError) or (
+        type(error) is APIError and error.status in RETRYABLE_STATUSES
+    )
+
+
 @frozen
 class RetryPolicy:
     """Decides retries; ``window`` is the cost window (seconds) a "rate" 429 pauses for.
@@ -114,7 +131,9 @@ class RetryPolicy:
     backoff_cap: float = field(default=BACKOFF_CAP, validator=positive_number)
     retry_after_cap: float = field(default=RETRY_AFTER_CAP, validator=non_negative_number)
     max_retry_time: float = field(default=MAX_RETRY_TIME, validator=non_negative_number)
-    window: float = field(default=300.0, validator=positive_number)
+    window: float | None = field(default=None, validator=optional_positive_number)
+    """Seconds a "rate" 429 pauses the pool: the limits' cost window. ``None`` (the default)
+    lets the client fill in its limits' window; a value given is taken as it is."""
     random: Callable[[], float] = field(default=random.random, eq=False, repr=False)
 
     def scaled(self, factor: float) -> RetryPolicy:
@@ -128,7 +147,7 @@ class RetryPolicy:
             backoff_cap=self.backoff_cap * factor,
             retry_after_cap=self.retry_after_cap * factor,
             max_retry_time=self.max_retry_time * factor,
-            window=self.window * factor,
+            window=None if self.window is None else self.window * factor,
         )
 
     def backoff(self, attempt: int) -> float:
@@ -151,17 +170,14 @@ class RetryPolicy:
             if error.limit == "concurrent":
                 pause = self.backoff(attempts.rate_limited)
             else:
-                pause = self.window
+                pause = self.window if self.window is not None else DEFAULT_WINDOW
             if error.retry_after is not None and error.retry_after > pause:
                 # The server may ask for longer, never for less: a Retry-After of 0 (or a date
                 # already past) would otherwise resend at once, again and again.
                 pause = max(pause, min(error.retry_after, self.retry_after_cap))
             decision = RetryDecision(retry=True, delay=pause, pause_pool=True)
         else:
-            transient = isinstance(error, ServerError | TransportError) or (
-                type(error) is APIError and error.status in RETRYABLE_STATUSES
-            )
-            if not transient or attempts.errors > self.max_retries:
+            if not is_retryable(error) or attempts.errors > self.max_retries:
                 return GIVE_UP
             decision = RetryDecision(retry=True, delay=self.backoff(attempts.errors))
         if attempts.waited + decision.delay > self.max_retry_time:

@@ -12,7 +12,7 @@ import email.utils
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, Protocol
 from urllib.parse import quote, urlsplit
@@ -30,6 +30,7 @@ from .errors import (
     ResponseValidationError,
     ServerError,
 )
+from .queries.fields import encode_params
 
 __all__ = [
     "BASE_URLS",
@@ -140,24 +141,21 @@ class Request:
         return f"Request(path={self.path!r}, url={self.url!r})"
 
 
-def encode_params(params: Iterable[tuple[str, str]]) -> str:
-    """Percent-encode ordered ``(name, value)`` pairs as Amplitude expects (space → ``%20``)."""
-    return "&".join(
-        f"{quote(name, safe=_SAFE)}={quote(value, safe=_SAFE)}" for name, value in params
-    )
-
-
 def basic_auth(api_key: str, secret_key: str) -> str:
     """Return the ``Authorization`` header value for HTTP Basic with the project's keys."""
     token = base64.b64encode(f"{api_key}:{secret_key}".encode()).decode("ascii")
     return f"Basic {token}"
 
 
-def build_request(base_url: str, query: _Wire, *, authorization: str) -> Request:
-    """Build the GET request for ``query`` against ``base_url``."""
+def build_request(
+    base_url: str, query: _Wire, *, authorization: str, encoded: str | None = None
+) -> Request:
+    """Build the GET request for ``query`` against ``base_url``; ``encoded``: its parameters
+    already percent-encoded (:func:`encode_params`), when the caller has them."""
     path = query.path
-    params = query.params()
-    url = base_url.rstrip("/") + path + (f"?{encode_params(params)}" if params else "")
+    if encoded is None:
+        encoded = encode_params(query.params())
+    url = base_url.rstrip("/") + path + (f"?{encoded}" if encoded else "")
     headers = {"Authorization": authorization, "Accept": "application/json"}
     return Request(path=path, url=url, headers=headers)
 

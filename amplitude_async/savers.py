@@ -18,26 +18,36 @@ hits, misses, coalesced callers and the cost each saved.
 from __future__ import annotations
 
 import json
+import logging
 import warnings
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import attrs
 from attrs import field, frozen
 
-from .cache import CachePolicy, ResultCache, cache_key, cache_ttl
+from .cache import CachePolicy, ResultCache, cache_key, cache_key_of, cache_ttl
+from .call import Call
 from .coalesce import Coalescer
 from .converter import structure_result
 from .errors import AmplitudeError, CacheUnavailable
+from .observe import count as observe_count
 from .queries import Query
+from .results import bind_query
 from .scheduler import SchedulerStatistics
 
 __all__ = ["ClientStatistics", "Savers", "SavingsStatistics", "Send"]
 
 R = TypeVar("R")
 
-Send = Callable[[], Awaitable[tuple[bytes, Any]]]
-"""Send a query through the scheduler: its raw body and decoded JSON."""
+DECODED_ENTRIES = 256
+"""Cache hits whose decoded result is kept beside the cache (most recently used)."""
+
+_log = logging.getLogger(__name__)
+
+Send = Callable[[Call[Any]], Awaitable[tuple[bytes, Any]]]
+"""Send a call through the scheduler: its raw body and decoded JSON."""
 
 
 @frozen
@@ -80,6 +90,9 @@ class ClientStatistics(SchedulerStatistics):
 
     savings: SavingsStatistics = field(factory=SavingsStatistics)
 
+    def __repr__(self) -> str:
+        return f"{super().__repr__()[:-1]} savings=({self.savings.line()})>"
+
     @classmethod
     def of(cls, scheduler: SchedulerStatistics, savings: SavingsStatistics) -> ClientStatistics:
         """Attach ``savings`` to a scheduler snapshot."""
@@ -106,62 +119,73 @@ class Savers:
         self.cache = cache
         self.policy = policy or CachePolicy()
         self._coalescer = Coalescer() if coalesce else None
-        self._counts = SavingsStatistics()
+        # Plain counters, snapshotted by statistics(): counting is on every call's path.
+        self._counts = dict.fromkeys((a.name for a in attrs.fields(SavingsStatistics)), 0)
+        self._decoded: OrderedDict[tuple[str, str], tuple[bytes, Any]] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"<Savers cache={self.cache!r} coalesce={self._coalescer is not None}>"
 
     def statistics(self) -> SavingsStatistics:
         """An immutable snapshot of the counters."""
-        return self._counts
+        return SavingsStatistics(**self._counts)
 
     def _count(self, **deltas: int) -> None:
         counts = self._counts
-        self._counts = attrs.evolve(
-            counts, **{name: getattr(counts, name) + n for name, n in deltas.items()}
-        )
+        for name, n in deltas.items():
+            counts[name] += n
+        observe_count(deltas)
 
-    def key(self, query: Query[Any]) -> str:
-        """The cache key of ``query`` for this client."""
+    def key(self, query: Query[Any] | Call[Any]) -> str:
+        """The cache key of ``query`` (or of a call's query) for this client."""
+        if isinstance(query, Call):
+            return cache_key_of(self._target, query.path, query.encoded)
         return cache_key(self._target, query)
 
     def ttl(self, query: Query[Any]) -> float | None:
         """Seconds the policy keeps ``query``'s answer today (``None``: not cached)."""
         return cache_ttl(query, self.policy, self.policy.current_day())
 
-    async def run(self, query: Query[R], cost: int, send: Send, *, bypass_cache: bool = False) -> R:
-        """``query``'s result: joined, cached or sent with ``send`` (see the module doc)."""
-        key = self.key(query)
+    async def run(self, call: Call[R], send: Send) -> R:
+        """``call``'s result: joined, cached or sent with ``send`` (see the module doc), bound
+        to its query."""
+        if self._coalescer is None and self.cache is None:
+            # Nothing to save: no key to compute.
+            result, _ = await self._answer(call, "", send)
+            return result
+        key = self.key(call)
         if self._coalescer is None:
-            result, _ = await self._answer(query, key, cost, send, bypass_cache)
+            result, _ = await self._answer(call, key, send)
             return result
         # A forced refresh never joins a flight that may answer from the cache.
-        flight = (key, bypass_cache)
-        joined = self._coalescer.waiters(flight) > 0
-        if joined:
+        flight = (key, call.bypass_cache)
+        leader: Call[R] | None = self._coalescer.context(flight)
+        if leader is not None:
             self._count(coalesced=1)
+            # The flight runs at the highest priority of its callers: a dashboard's copy of a
+            # queued backfill query re-queues it in front of the backlog.
+            leader.raise_priority(call.priority)
         result, sent = await self._coalescer.run(
-            flight, lambda: self._answer(query, key, cost, send, bypass_cache)
+            flight, lambda: self._answer(call, key, send), context=call
         )
-        if joined and sent:
-            self._count(cost_saved_by_coalescing=cost)
-        return result
+        if leader is not None and sent:
+            self._count(cost_saved_by_coalescing=call.cost)
+        return bind_query(result, call.query)
 
-    async def _answer(
-        self, query: Query[R], key: str, cost: int, send: Send, bypass_cache: bool
-    ) -> tuple[R, bool]:
+    async def _answer(self, call: Call[R], key: str, send: Send) -> tuple[R, bool]:
+        query = call.query
         ttl = self.ttl(query) if self.cache is not None else None
-        if ttl is not None and not bypass_cache:
+        if ttl is not None and not call.bypass_cache:
             cached = await self._get([key])
             result = self._decode(query, cached[0])
             if result is not None:
-                self._count(cache_hits=1, cost_saved_by_cache=cost)
-                return result, False
+                self._count(cache_hits=1, cost_saved_by_cache=call.cost)
+                return bind_query(result, query), False
             self._count(cache_misses=1)
         elif ttl is not None:
             self._count(refreshed=1)
-        body, decoded = await send()
-        result = structure_result(decoded, query.result_type, path=query.path)
+        body, decoded = await send(call)
+        result = bind_query(structure_result(decoded, query.result_type, path=query.path), query)
         if ttl is not None:
             await self._set(key, body, ttl)
         return result, True
@@ -174,7 +198,10 @@ class Savers:
         if self.cache is None:
             return [None] * len(queries)
         bodies = await self._get([self.key(q) for q in queries])
-        return [self._decode(q, b) for q, b in zip(queries, bodies, strict=True)]
+        return [
+            None if (r := self._decode(q, b)) is None else bind_query(r, q)
+            for q, b in zip(queries, bodies, strict=True)
+        ]
 
     def record_hits(self, hits: int, cost: int) -> None:
         """Count ``hits`` answers used from :meth:`lookup`, worth ``cost``."""
@@ -183,11 +210,23 @@ class Savers:
     def _decode(self, query: Query[R], body: bytes | None) -> R | None:
         if body is None:
             return None
+        # Results are immutable: a body decoded a moment ago is not decoded again (a hit of a
+        # hot dashboard query is then a look-up and a comparison of bytes).
+        key = (query.path, query.encoded_params())
+        known = self._decoded.get(key)
+        if known is not None and known[0] == body:
+            self._decoded.move_to_end(key)
+            result: R = known[1]
+            return result
         try:
-            return structure_result(json.loads(body), query.result_type, path=query.path)
+            result = structure_result(json.loads(body), query.result_type, path=query.path)
         except (ValueError, AmplitudeError):
             # An entry written by another version, or damaged: a miss, overwritten below.
             return None
+        self._decoded[key] = (body, result)
+        if len(self._decoded) > DECODED_ENTRIES:
+            self._decoded.popitem(last=False)
+        return result
 
     async def _get(self, keys: list[str]) -> list[bytes | None]:
         assert self.cache is not None
@@ -207,10 +246,6 @@ class Savers:
     def _failed(self, exc: Exception) -> None:
         # Any store failure (connection refused, timeout, a full Redis) only costs the saving.
         self._count(cache_errors=1)
-        warnings.warn(
-            CacheUnavailable(
-                f"result cache {self.cache!r} failed ({type(exc).__name__}: {exc}); "
-                "answering without it"
-            ),
-            stacklevel=2,
-        )
+        text = f"result cache {self.cache!r} failed ({type(exc).__name__}: {exc})"
+        _log.warning("%s; answering without it", text, extra={"error": text})
+        warnings.warn(CacheUnavailable(f"{text}; answering without it"), stacklevel=2)

@@ -70,6 +70,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import math
 import secrets
 from collections.abc import Sequence
@@ -79,6 +80,7 @@ from typing import Final
 from aiolimiter import AsyncLimiter
 from attrs import define, field, frozen
 
+from ._settings import check_instance, check_number, check_priority
 from .admission import (
     BudgetStore,
     BudgetUsage,
@@ -90,7 +92,7 @@ from .admission import (
 )
 from .budget import EntryId, WindowUsage, check_cost, pool_windows, weight_of
 from .clock import Clock, LoopClock
-from .errors import AmplitudeError, BudgetUnavailable
+from .errors import AmplitudeError, BudgetUnavailable, ConfigurationError
 from .limits import DEFAULT_LIMITS, Limits, Pool
 
 __all__ = [
@@ -126,6 +128,8 @@ lease term); the scheduler exchanges at least every third of it while requests w
 CLOSE_WAIT: Final = 5.0
 """Seconds :meth:`Scheduler.aclose` waits for its goodbye to the store (it carries the last
 completions: lost, their slots would stay taken for a lease term)."""
+
+_log = logging.getLogger(__name__)
 
 RETRY_MIN: Final = 0.05
 RETRY_MAX: Final = 1.0
@@ -169,13 +173,35 @@ class PoolStatistics:
     rate_limited: int
     retries: int
     queued_everywhere: int = 0
+    requeued: int = 0
+    """Waiting requests queued again at a higher priority (a caller joined their flight)."""
+
+    def remaining(self, window: str) -> int:
+        """Weight the named window (a :class:`Limits` field, such as ``"cost_per_window"``)
+        could still admit now; ``KeyError`` if this pool has no such window."""
+        for usage in self.windows:
+            if usage.name == window:
+                return usage.remaining
+        raise KeyError(window)
+
+    def __repr__(self) -> str:
+        windows = ", ".join(f"{w.name}={w.used}/{w.budget}" for w in self.windows)
+        paused = "" if self.paused_until is None else f" paused_until={self.paused_until:.3f}"
+        return (
+            f"<PoolStatistics {self.pool}: in_flight={self.in_flight} queued={self.queued} "
+            f"(everywhere {self.queued_everywhere}) {windows} sent={self.requests_sent} "
+            f"cost_sent={self.cost_sent} rate_limited={self.rate_limited} "
+            f"retries={self.retries}{paused}>"
+        )
 
 
 @frozen
 class SchedulerStatistics:
     """An immutable snapshot of a :class:`Scheduler` (see :meth:`Scheduler.statistics`).
 
-    ``processes`` is how many schedulers (processes) the budget store has attached.
+    ``processes`` is how many schedulers (processes) share the budget, this one included.
+    ``stats[Pool.STANDARD]`` is one pool's :class:`PoolStatistics`; the ``*_remaining``
+    properties read the windows users ask about most without naming them.
     """
 
     time: float
@@ -187,6 +213,25 @@ class SchedulerStatistics:
             if stats.pool is pool:
                 return stats
         raise KeyError(pool)
+
+    def __repr__(self) -> str:
+        pools = " ".join(repr(p) for p in self.pools)
+        return f"<{type(self).__name__} time={self.time:.3f} processes={self.processes} {pools}>"
+
+    @property
+    def cost_remaining_in_window(self) -> int:
+        """Cost the project could still spend in the current cost window (5 minutes)."""
+        return self[Pool.STANDARD].remaining("cost_per_window")
+
+    @property
+    def cost_remaining_in_hour(self) -> int:
+        """Cost the project could still spend in the current hour."""
+        return self[Pool.STANDARD].remaining("cost_per_hour")
+
+    @property
+    def user_queries_remaining_in_hour(self) -> int:
+        """User activity / user search queries the project could still send this hour."""
+        return self[Pool.USER].remaining("user_queries_per_hour")
 
     @property
     def requests_sent(self) -> int:
@@ -253,7 +298,7 @@ class Scheduler:
 
     def __init__(
         self,
-        limits: Limits = DEFAULT_LIMITS,
+        limits: Limits | None = None,
         *,
         clock: Clock | None = None,
         store: BudgetStore | None = None,
@@ -262,17 +307,29 @@ class Scheduler:
         lease: float = DEFAULT_LEASE,
         unavailable_wait: float = DEFAULT_UNAVAILABLE_WAIT,
     ) -> None:
-        if lease <= 0:
-            raise ValueError(f"lease must be positive, got {lease!r}")
-        if unavailable_wait < 0:
-            raise ValueError(f"unavailable_wait must not be negative, got {unavailable_wait!r}")
+        # Every option is checked here, once, naming it (ConfigurationError, a ValueError).
+        lease = check_number("lease", lease)
+        unavailable_wait = check_number("unavailable_wait", unavailable_wait, allow_zero=True)
+        if limits is not None:
+            check_instance("limits", limits, Limits, "a Limits")
+        if pacing is not None and not isinstance(pacing, bool | AsyncLimiter):
+            raise ConfigurationError("pacing", f"must be a bool or an AsyncLimiter, got {pacing!r}")
         self._clock: Clock = clock if clock is not None else LoopClock()
         if store is None:
             store = InMemoryBudgetStore(
-                limits, clock=self._clock, starvation_bound=starvation_bound
+                limits or DEFAULT_LIMITS, clock=self._clock, starvation_bound=starvation_bound
             )
-        elif starvation_bound is not None and starvation_bound != store.starvation_bound:
-            raise ValueError("starvation_bound belongs to the store: set it there")
+        else:
+            if limits is not None and limits != store.limits:
+                raise ConfigurationError(
+                    "limits",
+                    "cannot be combined with store= (the store's limits govern): "
+                    "give the limits to the store",
+                )
+            if starvation_bound is not None and starvation_bound != store.starvation_bound:
+                raise ConfigurationError(
+                    "starvation_bound", "belongs to the store (store=): set it there"
+                )
         self._store: BudgetStore = store
         self.limits = limits = store.limits
         self.starvation_bound = store.starvation_bound
@@ -345,7 +402,9 @@ class Scheduler:
         unreachable.
         """
         self.check(pool, cost)
-        return Slot(self, pool if type(pool) is Pool else Pool(pool), cost, priority)
+        return Slot(
+            self, pool if type(pool) is Pool else Pool(pool), cost, check_priority(priority)
+        )
 
     def pause(self, pool: Pool, seconds: float) -> None:
         """Admit nothing in ``pool`` for ``seconds`` from now, in every process sharing the
@@ -411,12 +470,14 @@ class Scheduler:
                     rate_limited=counters.rate_limited,
                     retries=counters.retries,
                     queued_everywhere=everywhere,
+                    requeued=counters.requeued,
                 )
             )
         return SchedulerStatistics(
             time=now,
             pools=tuple(pools),
-            processes=usage.processes if usage is not None else 1,
+            # This process counts even before the store has seen it.
+            processes=max(1, usage.processes) if usage is not None else 1,
         )
 
     async def aclose(self) -> None:
@@ -451,7 +512,8 @@ class Scheduler:
 
     # -- waiting --------------------------------------------------------------------------
 
-    async def _acquire(self, pool: Pool, cost: int, priority: int) -> Ticket:
+    async def _acquire(self, slot: Slot) -> Ticket:
+        pool, cost = slot._pool, slot._cost
         if self._pacer is not None and pool is Pool.STANDARD and cost:
             # Before queueing, so pacing never holds budget.
             await self._pacer.acquire(min(cost, self._pacer.max_rate))
@@ -462,19 +524,49 @@ class Scheduler:
             next(self._locals),
             pool,
             cost,
-            priority,
+            slot._priority,
             self._clock.time(),
             asyncio.get_running_loop().create_future(),
         )
         self._waiters[pool, waiter.local] = waiter
         self._queued[pool] += 1
         self._register.append(waiter)
+        slot._waiter = waiter
         self._notify()
         try:
             return await waiter.future
         except asyncio.CancelledError:
             self._give_up(waiter)
             raise
+        finally:
+            slot._waiter = None
+
+    def _reprioritize(self, waiter: _Waiter, priority: int) -> None:
+        """Queue a waiting request again at a higher ``priority``.
+
+        Not yet told to the store: only its priority changes. Registered there: it is
+        cancelled in the store and registered anew under a fresh local id; a grant of the old
+        registration that crosses the cancellation is given back (a placeholder stands in
+        for it), so no slot is lost either way.
+        """
+        if waiter.future.done() or waiter.state in (_CANCELLING, _DONE):
+            return
+        waiter.priority = priority
+        if waiter.state == _NEW:
+            return
+        pool = waiter.pool
+        settled: asyncio.Future[Ticket] = asyncio.get_running_loop().create_future()
+        settled.cancel()
+        ghost = _Waiter(waiter.local, pool, waiter.cost, priority, waiter.queued_at, settled)
+        ghost.state = _CANCELLING
+        self._waiters[pool, waiter.local] = ghost
+        self._cancel.append((pool, waiter.local))
+        waiter.local = next(self._locals)
+        waiter.state = _NEW
+        self._waiters[pool, waiter.local] = waiter
+        self._register.append(waiter)
+        self._counters[pool].requeued += 1
+        self._notify()
 
     def _give_up(self, waiter: _Waiter) -> None:
         """The waiter's task was cancelled (or failed): take nothing, give back its grant."""
@@ -720,6 +812,7 @@ class Scheduler:
         now = self._clock.time()
         if self._outage_since is None:
             self._outage_since = now
+            _log.warning("budget store unavailable: %s", exc, extra={"error": str(exc)})
         since = self._outage_since
         for waiter in list(self._waiters.values()):
             if waiter.state in (_NEW, _SENT) and now - max(since, waiter.queued_at) >= (
@@ -810,12 +903,13 @@ class _Counters:
     cancelled_waiting: int = 0
     rate_limited: int = 0
     retries: int = 0
+    requeued: int = 0
 
 
 class Slot:
     """The async context manager returned by :meth:`Scheduler.slot`."""
 
-    __slots__ = ("_cost", "_pool", "_priority", "_scheduler", "_ticket")
+    __slots__ = ("_cost", "_pool", "_priority", "_scheduler", "_ticket", "_waiter")
 
     def __init__(self, scheduler: Scheduler, pool: Pool, cost: int, priority: int) -> None:
         self._scheduler = scheduler
@@ -823,11 +917,27 @@ class Slot:
         self._cost = cost
         self._priority = priority
         self._ticket: Ticket | None = None
+        self._waiter: _Waiter | None = None
+
+    @property
+    def priority(self) -> int:
+        """The priority the request waits at."""
+        return self._priority
+
+    def raise_priority(self, priority: int) -> None:
+        """Wait at ``priority`` from now on if it is higher (re-queued in the store if the
+        request is already queued there); no effect once admitted."""
+        priority = check_priority(priority)
+        if priority <= self._priority or self._ticket is not None:
+            return
+        self._priority = priority
+        if self._waiter is not None:
+            self._scheduler._reprioritize(self._waiter, priority)
 
     async def __aenter__(self) -> Ticket:
         if self._ticket is not None:
             raise RuntimeError("a Slot can be entered only once")
-        self._ticket = await self._scheduler._acquire(self._pool, self._cost, self._priority)
+        self._ticket = await self._scheduler._acquire(self)
         return self._ticket
 
     async def __aexit__(

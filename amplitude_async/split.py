@@ -2,9 +2,10 @@
 
 A dated query costs ``days x conditions x chart cost``, so a long range can exceed the window
 budget (1000 by default) and never run. :func:`plan_chunks` cuts such a query into date chunks
-that each fit; :func:`merge_results` puts the chunks' results back together; :func:`run_split`
-does both through a client, and also splits a chunk again (in halves) when the server answers
-504 or times out, which is how Amplitude says a query is too heavy.
+that each fit; :func:`merge_results` puts the chunks' results back together. Running them is
+:mod:`amplitude_async.chunks` (``client.run(query, split=True)``, ``client.run_split``), which
+also splits a chunk again (:func:`halves`) when the server answers 504 or times out, which is
+how Amplitude says a query is too heavy. This module only plans and merges: no I/O.
 
 Chunks never cut an interval's bucket: daily, hourly and realtime chunks start on any day,
 weekly ones on a Sunday (weeks start on Sunday) and monthly ones on the first of a month, so
@@ -42,7 +43,7 @@ why, when it would have to be split:
 :func:`chunk_ranges` (interval-aligned date chunks) is also what the backfill plans with; a
 backfill stores each chunk's rows as they are and needs no merge.
 
-**Incremental refresh.** When the client has a result cache, :func:`run_split` cuts every
+**Incremental refresh.** When the client has a result cache, a split run cuts every
 splittable query into single buckets (days; weeks or months for those intervals), whatever its
 budget (:func:`plan_incremental`). Bucket boundaries are fixed calendar dates, so the chunks of
 two overlapping ranges are the same queries: a chart refreshed every hour finds its settled
@@ -54,7 +55,6 @@ cost), and every later one only what changed.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any, Final, TypeVar
@@ -62,9 +62,8 @@ from typing import Any, Final, TypeVar
 import attrs
 
 from .cost import days_in_range
-from .errors import InvalidQuery, QueryTooExpensive, ServerError, TransportError
+from .errors import InvalidQuery, QueryTooExpensive
 from .limits import DEFAULT_LIMITS
-from .protocols import QueryRunner
 from .queries import (
     DAILY,
     MONTHLY,
@@ -82,13 +81,15 @@ from .values import PerformedEvent, Segment
 
 __all__ = [
     "DEFAULT_GROUP_LIMIT",
+    "aligned_chunks",
     "chunk_ranges",
+    "max_chunk_days",
     "merge_results",
     "period_days",
     "period_start",
     "plan_chunks",
+    "halves",
     "plan_incremental",
-    "run_split",
     "split_refusal",
 ]
 
@@ -196,6 +197,73 @@ def _interval_of(query: DatedQuery[Any]) -> int:
     return DAILY if interval is None else int(interval)
 
 
+def max_chunk_days(query: DatedQuery[Any], budget: int, chunk_days: int | None = None) -> int:
+    """The most days one chunk of ``query`` may cover: what ``budget`` pays for, at most
+    ``chunk_days`` (rounded up to one bucket of the interval) and the interval's span limit.
+    Below 1 when even one day costs more than ``budget``."""
+    interval = _interval_of(query)
+    per_day = query.cost // query.days
+    most = budget // per_day if per_day else query.days
+    if chunk_days is not None:
+        # A chunk size is a target: chunks still hold whole buckets, only the budget is firm.
+        most = min(most, max(chunk_days, period_days(interval)))
+    if query.max_days is not None:
+        most = min(most, query.max_days)
+    return most
+
+
+def aligned_chunks(
+    query: DatedQuery[R],
+    first: date,
+    last: date,
+    max_days: int,
+    budget: int,
+    *,
+    label: str = "",
+    max_chunks: int | None = None,
+    chunk_cap: int | None = None,
+) -> list[DatedQuery[R]]:
+    """``query`` over ``[first, last]`` cut into interval-aligned chunks of at most
+    ``max_days`` (from :func:`max_chunk_days`): the one chunk planner of ``split=True``,
+    :func:`run_split` and backfills. Raises :class:`~amplitude_async.errors.QueryTooExpensive`
+    (``label`` prefixed to the hint) when a day or a bucket costs more than ``budget``, and
+    :class:`~amplitude_async.errors.InvalidQuery` naming ``chunk_days`` when there would be
+    more than ``max_chunks`` (counted before any chunk is made; the message names
+    ``chunk_cap``, the whole plan's cap, when ``max_chunks`` is what is left of it)."""
+    interval = _interval_of(query)
+    per_day = query.cost // query.days
+    cost = per_day * days_in_range(first, last)
+    if max_days < 1:
+        raise QueryTooExpensive(
+            cost,
+            budget,
+            _BUDGET_NAME,
+            f"{label}even one day costs {per_day}: use fewer segments, conditions or group-bys",
+        )
+    if max_chunks is not None:
+        # Counted first: a range of centuries must not exhaust memory before it is refused.
+        estimate = -(-((last - first).days + 1) // max_days) + 1
+        if estimate > max_chunks:
+            raise InvalidQuery(
+                "chunk_days",
+                f"the plan would have more than {chunk_cap or max_chunks} chunks, the most "
+                f"allowed ({label}about {estimate} of {max_days} day(s)); shorten the range, "
+                "raise chunk_days or split the job",
+            )
+    try:
+        ranges = chunk_ranges(first, last, interval, max_days)
+    except ValueError:
+        bucket = period_days(interval)
+        raise QueryTooExpensive(
+            cost,
+            budget,
+            _BUDGET_NAME,
+            f"{label}one {bucket}-day bucket costs up to {per_day * bucket}"
+            ": use a shorter interval, or fewer segments, conditions or group-bys",
+        ) from None
+    return [query.with_range(a, b) for a, b in ranges]
+
+
 def plan_chunks(
     query: Query[R],
     budget: int,
@@ -232,17 +300,10 @@ def plan_chunks(
     if last < first:
         raise InvalidQuery("end", f"end {last} is before start {first}")
     days = days_in_range(first, last)
-    interval = _interval_of(query)
-    per_day = cost // query.days
-    cost = per_day * days
-    max_days = budget // per_day if per_day else days
-    if chunk_days is not None:
-        # A chunk size is a target: chunks still hold whole buckets, only the budget is firm.
-        max_days = min(max_days, max(chunk_days, period_days(interval)))
+    cost = query.cost // query.days * days
+    max_days = max_chunk_days(query, budget, chunk_days)
     span_limit = query.max_days
-    if span_limit is not None:
-        max_days = min(max_days, span_limit)
-    if days <= max_days:
+    if 1 <= days <= max_days:
         return [
             query if (first, last) == (query.start, query.end) else query.with_range(first, last)
         ]
@@ -257,24 +318,8 @@ def plan_chunks(
         if cost <= budget:
             raise InvalidQuery("chunk_days", f"this query cannot be split by date: {reason}")
         raise QueryTooExpensive(cost, budget, _BUDGET_NAME, f"cannot split it by date: {reason}")
-    if max_days < 1:
-        raise QueryTooExpensive(
-            cost,
-            budget,
-            _BUDGET_NAME,
-            f"even one day costs {per_day}: use fewer segments, conditions or group-bys",
-        )
-    try:
-        ranges = chunk_ranges(first, last, interval, max_days)
-    except ValueError:
-        raise QueryTooExpensive(
-            cost,
-            budget,
-            _BUDGET_NAME,
-            f"one {period_days(interval)}-day bucket costs up to {per_day * period_days(interval)}"
-            ": use a shorter interval, or fewer segments, conditions or group-bys",
-        ) from None
-    return [query.with_range(a, b) for a, b in ranges]
+    chunks: list[Query[R]] = list(aligned_chunks(query, first, last, max_days, budget))
+    return chunks
 
 
 def plan_incremental(query: Query[R], budget: int) -> list[Query[R]]:
@@ -317,7 +362,7 @@ def _buckets(start: date, end: date, interval: int) -> list[tuple[date, date]]:
     return list(zip(starts, ends, strict=True))
 
 
-def _halves(query: Query[R]) -> list[Query[R]] | None:
+def halves(query: Query[R]) -> list[Query[R]] | None:
     """``query`` cut in two aligned chunks, or ``None`` when it cannot be (exactly) split."""
     if not isinstance(query, DatedQuery) or split_refusal(query) is not None:
         return None
@@ -475,105 +520,17 @@ def merge_results(
     return merged  # type: ignore[return-value]
 
 
-# -- running --------------------------------------------------------------------------------
+def __getattr__(name: str) -> Any:
+    # run_split moved to amplitude_async.chunks (it runs queries; this module only plans).
+    if name == "run_split":
+        import warnings
 
+        warnings.warn(
+            "amplitude_async.split.run_split moved: import it from amplitude_async.chunks",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from . import chunks
 
-def _too_heavy(error: Exception) -> bool:
-    """Whether the server said the query took too long (after the client's own retries)."""
-    if isinstance(error, ServerError):
-        return error.status == 504
-    return isinstance(error, TransportError) and error.timeout
-
-
-async def _run_chunk(
-    client: QueryRunner, query: Query[R], priority: int, bypass: bool = False
-) -> R:
-    try:
-        # Only a forced refresh says so: any runner with run(query, priority=) will do.
-        extra = {"bypass_cache": True} if bypass else {}
-        result: R = await client.run(query, priority=priority, **extra)
-        return result
-    except (ServerError, TransportError) as exc:
-        halves = _halves(query) if _too_heavy(exc) else None
-        if halves is None:
-            raise
-    parts = await _run_all(client, halves, priority, bypass)
-    return merge_results(query, parts, budget=client.limits.cost_per_window)
-
-
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    error = group.exceptions[0]
-    return _first_error(error) if isinstance(error, BaseExceptionGroup) else error
-
-
-async def _run_all(
-    client: QueryRunner, queries: Sequence[Query[R]], priority: int, bypass: bool = False
-) -> list[R]:
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(_run_chunk(client, q, priority, bypass)) for q in queries]
-    except BaseExceptionGroup as failed:
-        # One failure is what callers handle; its siblings were cancelled because of it.
-        raise _first_error(failed) from None
-    return [task.result() for task in tasks]
-
-
-async def _run_incremental(
-    client: QueryRunner, savers: Any, query: Query[R], priority: int, bypass: bool
-) -> R:
-    budget = int(client.limits.cost_per_window)
-    chunks = plan_incremental(query, budget)
-    found: list[R | None] = [None] * len(chunks) if bypass else await savers.lookup(chunks)
-    missing = [chunk for chunk, hit in zip(chunks, found, strict=True) if hit is None]
-    hits = len(chunks) - len(missing)
-    savers.record_hits(
-        hits, sum(c.cost for c, h in zip(chunks, found, strict=True) if h is not None)
-    )
-    sent = iter(await _run_all(client, missing, priority, bypass))
-    parts = [next(sent) if hit is None else hit for hit in found]
-    try:
-        return merge_results(query, parts, budget=budget)
-    except QueryTooExpensive:
-        # A day reached the group limit where the whole range did not have to: ask it whole.
-        if query.cost > budget:
-            raise
-        return await _run_chunk(client, query, priority, bypass)
-
-
-async def run_split(
-    client: QueryRunner,
-    query: Query[R],
-    *,
-    priority: int = 0,
-    bypass_cache: bool = False,
-    start: date | None = None,
-    end: date | None = None,
-) -> R:
-    """Run ``query`` through ``client`` (an :class:`~amplitude_async.client.AmplitudeClient`),
-    split by date into chunks that fit the window budget, and return the merged result.
-
-    ``start``/``end`` run ``query``'s fields over that range instead of its own, which may be
-    longer than one request may cover (a daily segmentation over more than 365 days). A chunk
-    the server answers with 504 or a timeout (after the client's retries) is split in two and
-    tried again, down to single buckets. Raises
-    :class:`~amplitude_async.errors.QueryTooExpensive` when ``query`` needs splitting but
-    cannot be split exactly (the hint says why). With a result cache on the client, a
-    splittable query is cut on calendar boundaries and its cached chunks reused (see the module
-    doc); ``bypass_cache=True`` sends every chunk afresh and stores the answers.
-    """
-    savers = getattr(client, "savers", None)
-    if (
-        savers is not None
-        and savers.cache is not None
-        and start is None
-        and end is None
-        and isinstance(query, DatedQuery)
-        and split_refusal(query) is None
-    ):
-        return await _run_incremental(client, savers, query, priority, bypass_cache)
-    budget = int(client.limits.cost_per_window)
-    chunks = plan_chunks(query, budget, start=start, end=end)
-    if len(chunks) == 1:
-        return await _run_chunk(client, chunks[0], priority, bypass_cache)
-    parts = await _run_all(client, chunks, priority, bypass_cache)
-    return merge_results(query, parts, budget=client.limits.cost_per_window)
+        return chunks.run_split
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,29 +9,49 @@ client) answers every GET with the same small events-list JSON. N requests are s
 - client: ``AmplitudeClient.gather([EventsList()] * N)`` with ``Limits(concurrent=concurrency)``
   and budgets so large they never bind: every request still passes the scheduler, the cost
   check, request building, response deciphering and cattrs structuring into a typed result.
+  Coalescing is off (``coalesce=False``), or the N identical queries would be one request.
 
-The result is the ratio of the two ways measured side by side: each round runs raw then client,
-so each round gives one client/raw ratio of requests/s and of CPU per request, and the medians
-of those ratios are reported (absolute requests/s only as context: they swing with the
-machine's load).
+The client runs in three observability setups: ``telemetry=False`` (no OpenTelemetry, no
+hooks, logging silent: the cost of the call sites alone), the default with the OpenTelemetry API
+installed but no SDK configured (every span and instrument a no-op), and the SDK with a
+``SimpleSpanProcessor`` into an ``InMemorySpanExporter`` plus an ``InMemoryMetricReader`` (every
+span and measurement really recorded). ``--baseline REV`` adds the client of commit ``REV``
+(extracted with ``git archive`` and imported under another name), for the cost of a change
+measured in the same run.
 
-    python benchmarks/bench_overhead.py [-n 2000] [--concurrency 10] [--rounds 5] [--write]
+Each round runs every way once, in turn, so each round gives one ratio to raw aiohttp per way
+(of requests/s and of CPU per request), and one ratio to the baseline; the medians of those
+ratios are reported (absolute requests/s only as context: they swing with the machine's load).
+
+    python benchmarks/bench_overhead.py [-n 2000] [--concurrency 10] [--rounds 5]
+        [--baseline REV] [--write]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import gc
+import importlib
+import io
 import json
 import multiprocessing
+import re
 import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
-from report import Report, add_write_option
+from report import Report, add_write_option, met
 from serving import serve_forever
 
 from amplitude_async.client import AmplitudeClient
@@ -70,18 +90,74 @@ async def raw(url: str, n: int, concurrency: int) -> None:
         await asyncio.gather(*(one(session) for _ in range(n)))
 
 
-async def client(url: str, n: int, concurrency: int) -> None:
-    limits = Limits(concurrent=concurrency, cost_per_window=NEVER_BINDS, cost_per_hour=NEVER_BINDS)
-    async with AmplitudeClient("key", "secret", base_url=url, limits=limits) as amp:
-        results = await amp.gather([EventsList()] * n)
-        assert all(isinstance(r, EventsListResult) for r in results)
+async def client(
+    url: str, n: int, concurrency: int, *, package: Any = None, **options: Any
+) -> None:
+    """``n`` EventsList queries through an AmplitudeClient (of ``package``, default this one)."""
+    if package is None:
+        make, limits_type, query = AmplitudeClient, Limits, EventsList
+    else:
+        make, limits_type, query = package.AmplitudeClient, package.Limits, package.EventsList
+    limits = limits_type(
+        concurrent=concurrency, cost_per_window=NEVER_BINDS, cost_per_hour=NEVER_BINDS
+    )
+    # coalesce=False: the n identical queries must be n requests, as in the raw way.
+    async with make("key", "secret", base_url=url, limits=limits, coalesce=False, **options) as amp:
+        results = await amp.gather([query()] * n)
+        assert len(results) == n
+        assert package is not None or all(isinstance(r, EventsListResult) for r in results)
 
 
-Way = Callable[[str, int, int], Awaitable[None]]
+def with_sdk() -> tuple[Way, Callable[[], int]]:
+    """The client with the OpenTelemetry SDK recording into memory; and a function that empties
+    the memory, returning how many spans it held."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+
+    def drain() -> int:
+        held = len(spans.get_finished_spans())
+        spans.clear()
+        reader.get_metrics_data()
+        return held
+
+    way = functools.partial(client, tracer_provider=tracer_provider, meter_provider=meter_provider)
+    return way, drain
+
+
+def baseline_package(rev: str, into: Path) -> Any:
+    """The ``amplitude_async`` package of commit ``rev``, imported as ``amplitude_async_<rev>``."""
+    name = "amplitude_async_" + re.sub(r"\W", "_", rev)
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", rev, "amplitude_async"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    package = into / name
+    (into / "amplitude_async").rename(package)
+    for source in package.rglob("*.py"):
+        text = source.read_text(encoding="utf-8")
+        source.write_text(re.sub(r"\bamplitude_async\b", name, text), encoding="utf-8")
+    sys.path.insert(0, str(into))
+    return importlib.import_module(name)
+
+
+Way = Callable[..., Awaitable[None]]
 
 
 async def timed(run: Way, url: str, n: int, concurrency: int) -> tuple[float, float]:
     """Wall seconds and process CPU seconds of one run."""
+    gc.collect()  # the garbage of the way before is not charged to this one
     wall, cpu = time.perf_counter(), time.process_time()
     await run(url, n, concurrency)
     return time.perf_counter() - wall, time.process_time() - cpu
@@ -95,41 +171,77 @@ async def main(args: argparse.Namespace) -> None:
         if not receive.poll(10):
             raise RuntimeError("the server did not start")
         url = f"http://127.0.0.1:{receive.recv()}"
-        ways: dict[str, Way] = {
-            "raw aiohttp": raw,
-            "AmplitudeClient": client,
-        }
+        sdk, drain = with_sdk()
+        ways: dict[str, Way] = {"raw aiohttp": raw}
+        if args.baseline:
+            scratch = tempfile.TemporaryDirectory()
+            package = baseline_package(args.baseline, Path(scratch.name))
+            ways[f"client at {args.baseline}"] = functools.partial(client, package=package)
+        ways["client, telemetry off"] = functools.partial(client, telemetry=False)
+        ways["client, OTel API, no SDK"] = client
+        ways["client, OTel SDK in memory"] = sdk
         for run in ways.values():  # warm-up: imports, first connections
             await run(url, min(args.n, 200), args.concurrency)
+        drain()
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name in ways}
         for _ in range(args.rounds):
             for name, run in ways.items():
                 samples[name].append(await timed(run, url, args.n, args.concurrency))
+            # Every query and attempt was recorded; emptied outside the timed runs.
+            assert drain() == 2 * args.n
     finally:
         server.terminate()
         server.join(5)
+    report(args, samples)
+
+
+def report(args: argparse.Namespace, samples: dict[str, list[tuple[float, float]]]) -> None:
     out = args.report
     out.print(
-        f"N={args.n} requests, concurrency {args.concurrency}, {args.rounds} rounds each "
-        "(alternating), server in a separate process"
+        f"N={args.n} requests, concurrency {args.concurrency}, {args.rounds} rounds "
+        f"(each round runs every way once, in turn), server in a separate process"
     )
-    raw_runs, amp_runs = samples["raw aiohttp"], samples["AmplitudeClient"]
-    rate_ratios = [
-        raw_wall / amp_wall for (raw_wall, _), (amp_wall, _) in zip(raw_runs, amp_runs, strict=True)
-    ]
-    cpu_ratios = [
-        amp_cpu / raw_cpu for (_, raw_cpu), (_, amp_cpu) in zip(raw_runs, amp_runs, strict=True)
-    ]
+    raw_runs = samples["raw aiohttp"]
+    baseline = f"client at {args.baseline}" if args.baseline else None
     out.print(
-        f"client/raw requests/s: median {statistics.median(rate_ratios):.2f} "
-        f"({min(rate_ratios):.2f}..{max(rate_ratios):.2f} over {len(rate_ratios)} paired rounds)"
+        "\nratios measured in the same round, median (min..max) over the rounds;"
+        "\nCPU is this process's CPU time per request"
     )
-    out.print(
-        f"client/raw CPU per request: median {statistics.median(cpu_ratios):.2f} "
-        f"({min(cpu_ratios):.2f}..{max(cpu_ratios):.2f})"
-    )
+    header = "| way | requests/s vs raw | CPU per request vs raw |"
+    rule = "|---|---|---|"
+    if baseline:
+        header += f" CPU per request vs {baseline} |"
+        rule += "---|"
+    out.print(header)
+    out.print(rule)
+
+    def spread(values: list[float]) -> str:
+        return f"{statistics.median(values):.2f} ({min(values):.2f}..{max(values):.2f})"
+
+    for name, runs in samples.items():
+        if name == "raw aiohttp":
+            continue
+        rates = [rw / w for (rw, _), (w, _) in zip(raw_runs, runs, strict=True)]
+        cpus = [c / rc for (_, rc), (_, c) in zip(raw_runs, runs, strict=True)]
+        line = f"| {name} | {spread(rates)} | {spread(cpus)} |"
+        if baseline:
+            base = samples[baseline]
+            line += f" {spread([c / bc for (_, bc), (_, c) in zip(base, runs, strict=True)])} |"
+        out.print(line)
+    if baseline:
+        cheap = ("client, telemetry off", "client, OTel API, no SDK")
+        base = samples[baseline]
+        medians = [
+            statistics.median(c / bc for (_, bc), (_, c) in zip(base, samples[way], strict=True))
+            for way in cheap
+        ]
+        out.print(
+            f"\ntarget: telemetry off and the API without an SDK within 5 % of {baseline} "
+            f"(median CPU per request {medians[0]:.2f}, {medians[1]:.2f}): "
+            f"{met(max(medians) <= 1.05)}"
+        )
     out.print("\ncontext (absolute, this machine and load):")
-    out.print("| way | median req/s | min..max req/s | client CPU per request (median) |")
+    out.print("| way | median req/s | min..max req/s | CPU per request (median) |")
     out.print("|---|---|---|---|")
     for name, values in samples.items():
         rates = [args.n / wall for wall, _ in values]
@@ -145,6 +257,9 @@ if __name__ == "__main__":
     parser.add_argument("-n", type=int, default=2000, help="requests per round")
     parser.add_argument("--concurrency", type=int, default=10, help="requests in flight")
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds per way")
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also run the client of this commit (git archive)"
+    )
     add_write_option(parser)
     arguments = parser.parse_args()
     arguments.report = Report("bench_overhead", "Client overhead when limits do not bind")

@@ -47,7 +47,6 @@ import socket
 import subprocess
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -92,15 +91,19 @@ class RedisProcess:
         if binary is None:
             raise SystemExit("redis-server is not on PATH (Debian package redis-server)")
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-            + ["--appendonly", "no", "--dir", self.directory],
+            [
+                binary,
+                *("--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
+                *("--appendonly", "no", "--dir", self.directory),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         for _ in range(500):
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), 0.5
-            ) as sock:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.5) as sock,
+            ):
                 sock.sendall(b"PING\r\n")
                 if sock.recv(16).startswith(b"+PONG"):
                     return
@@ -224,13 +227,15 @@ async def run_phase(fault: str, args: argparse.Namespace, directory: str) -> Pha
                     burner = multiprocessing.Process(target=burn, daemon=True)
                     burner.start()
                     burners.append(burner)
-            workers = [await start_worker(attrs.evolve(base, part=i)) for i in range(args.processes)]
+            workers = [
+                await start_worker(attrs.evolve(base, part=i)) for i in range(args.processes)
+            ]
             pending = [1]
             stop = asyncio.Event()
             watcher = asyncio.create_task(longest_stall(emulator, stop, pending))
             # The fault strikes with a quarter of the work sent, the rest queued.
             async with asyncio.timeout(GUARD):
-                while len(emulator.requests) < args.count * args.processes // 4:
+                while len(emulator.requests) < args.count * args.processes // 4:  # noqa: ASYNC110
                     await asyncio.sleep(0.02)
             began = time.monotonic()
             if fault not in ("none", "cpu"):
@@ -345,7 +350,9 @@ async def main(args: argparse.Namespace, out: Report) -> None:
     no_429 = all(p.rate_limited == 0 for p in phases)
     no_loss = all(p.lost_slots == 0 for p in phases)
     fresh_ok = all(
-        p.fresh_failed == 0 and p.fresh <= 1.5 * reference for p in phases if not math.isnan(p.fresh)
+        p.fresh_failed == 0 and p.fresh <= 1.5 * reference
+        for p in phases
+        if not math.isnan(p.fresh)
     )
     frozen = [p for p in phases if p.fault in ("freeze", "kill")]
     in_bound = all(p.last_end <= max(args.freeze, 2.0) + bound + 1.0 for p in frozen)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 from datetime import date
 
+from amplitude_async.chunks import run_split
 from amplitude_async.client import AmplitudeClient
 from amplitude_async.limits import Limits
 from amplitude_async.queries import MONTHLY, EventSegmentation
-from amplitude_async.split import plan_chunks, run_split
+from amplitude_async.split import plan_chunks
 from amplitude_async.testing.dataset import SyntheticDataset
 from amplitude_async.testing.emulator import Emulator
 

@@ -8,7 +8,7 @@ import os
 import random
 import signal
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -153,7 +153,7 @@ limit = "50"
         ('metric = "median"', '"q".metric', "metric"),
         ("colour = 1", '"q".colour', "not a field"),
         ('events = [{ event_type = "X", filter = [] }]', "events[0].filter", "unknown field"),
-        ('formats = ["parquet"]', "formats[0]", "Parquet"),
+        ('formats = ["xlsx"]', "formats[0]", "unknown format 'xlsx'"),
     ],
 )
 def test_job_file_errors_name_the_field(tmp_path: Path, patch: str, field: str, words: str) -> None:
@@ -259,9 +259,14 @@ DATASET = SyntheticDataset(seed=1, users=300, days=61, start=START)
 
 
 @pytest.fixture
-async def emulator() -> AsyncIterator[Emulator]:
-    async with Emulator(DATASET, limits=LIMITS) as emu:
-        yield emu
+def amplitude_emulator_options() -> dict[str, Any]:
+    return {"dataset": DATASET, "limits": LIMITS}
+
+
+@pytest.fixture
+def emulator(amplitude_emulator: Emulator) -> Emulator:
+    """The emulator of the project's pytest plugin, with this module's options."""
+    return amplitude_emulator
 
 
 async def backfill(job_path: Path, emu: Emulator, **kwargs: Any) -> Any:
@@ -357,6 +362,7 @@ start = 2026-09-01
 end = 2027-02-27
 chunk_days = 3
 output = "out"
+formats = ["jsonl", "csv", "parquet"]
 
 [[queries]]
 name = "purchases"
@@ -391,6 +397,7 @@ time_scale = 0.001
 def test_sigkill_after_observed_progress_then_resume_loses_and_repeats_nothing(
     tmp_path: Path,
 ) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")  # the job writes Parquet too
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     for directory in (reference, killed):
         directory.mkdir()
@@ -424,6 +431,9 @@ def test_sigkill_after_observed_progress_then_resume_loses_and_repeats_nothing(
     expected = read_rows(reference / "out" / "rows.jsonl")
     assert read_rows(killed / "out" / "rows.jsonl") == expected
     assert (killed / "out" / "rows.csv").read_text() == (reference / "out" / "rows.csv").read_text()
+    parquet = pq.read_table(killed / "out" / "rows.parquet")
+    assert parquet.equals(pq.read_table(reference / "out" / "rows.parquet"))
+    assert parquet.num_rows == len(expected)
     # The store agrees with the files: one row per stored row, every chunk done once.
     with CheckpointStore(killed / "out") as store:
         assert store.done() == {t.key for t in plan.tasks}

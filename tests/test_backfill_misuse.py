@@ -8,9 +8,9 @@ import json
 import signal
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 from backfillprocess import PATIENCE, clean_env, committed, run, start, wait_for_progress
@@ -180,10 +180,15 @@ def test_without_credentials_a_backfill_exits_2_naming_every_way(tmp_path: Path)
 
 
 @pytest.fixture
-async def emulator() -> AsyncIterator[Emulator]:
+def amplitude_emulator_options() -> dict[str, Any]:
     dataset = SyntheticDataset(seed=5, users=100, days=30, start=date(2026, 9, 1))
-    async with Emulator(dataset, limits=Limits().scaled(0.01)) as emu:
-        yield emu
+    return {"dataset": dataset, "limits": Limits().scaled(0.01)}
+
+
+@pytest.fixture
+def emulator(amplitude_emulator: Emulator) -> Emulator:
+    """The emulator of the project's pytest plugin, with this module's options."""
+    return amplitude_emulator
 
 
 async def arun(directory: Path, *args: str, env: dict[str, str]) -> tuple[int, str, str]:

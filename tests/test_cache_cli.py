@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redisserver import RedisServer
@@ -22,10 +22,15 @@ RANGE = ("--start", "2026-09-01", "--end", "2026-09-14")
 
 
 @pytest.fixture
-async def emulator() -> AsyncIterator[Emulator]:
+def amplitude_emulator_options() -> dict[str, Any]:
     dataset = SyntheticDataset(seed=2, users=100, days=14, start=date(2026, 9, 1))
-    async with Emulator(dataset, limits=Limits().scaled(0.01)) as emu:
-        yield emu
+    return {"dataset": dataset, "limits": Limits().scaled(0.01)}
+
+
+@pytest.fixture
+def emulator(amplitude_emulator: Emulator) -> Emulator:
+    """The emulator of the project's pytest plugin, with this module's options."""
+    return amplitude_emulator
 
 
 def env_for(emulator: Emulator, **extra: str) -> dict[str, str]:

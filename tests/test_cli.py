@@ -9,8 +9,8 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import backfillprocess
 import pytest
@@ -279,10 +279,15 @@ def test_example_job_runs_and_ctrl_c_resumes(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-async def emulator() -> AsyncIterator[Emulator]:
+def amplitude_emulator_options() -> dict[str, Any]:
     dataset = SyntheticDataset(seed=2, users=100, days=14)
-    async with Emulator(dataset, limits=Limits().scaled(0.01)) as emu:
-        yield emu
+    return {"dataset": dataset, "limits": Limits().scaled(0.01)}
+
+
+@pytest.fixture
+def emulator(amplitude_emulator: Emulator) -> Emulator:
+    """The emulator of the project's pytest plugin, with this module's options."""
+    return amplitude_emulator
 
 
 async def run_async(*args: str, env: dict[str, str]) -> tuple[int, str, str]:

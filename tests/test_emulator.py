@@ -29,7 +29,7 @@ from amplitude_async.errors import (
     ServerError,
     TransportError,
 )
-from amplitude_async.limits import Limits, Pool
+from amplitude_async.limits import DEFAULT_LIMITS, Limits, Pool
 from amplitude_async.queries import (
     ENDPOINTS,
     HOURLY,
@@ -88,9 +88,15 @@ class ManualClock:
 
 
 @pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(DS) as emulator:
-        yield emulator
+def amplitude_emulator_options() -> dict[str, Any]:
+    # Amplitude's own limits: these tests read the emulator's answers, not its clock.
+    return {"dataset": DS, "limits": DEFAULT_LIMITS}
+
+
+@pytest.fixture
+def emu(amplitude_emulator: Emulator) -> Emulator:
+    """The emulator of the project's pytest plugin, with this module's options."""
+    return amplitude_emulator
 
 
 @pytest.fixture

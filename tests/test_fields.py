@@ -15,6 +15,7 @@ import pytest
 from attrs import field, frozen
 
 from amplitude_async.backfill import parse_job, plan_job
+from amplitude_async.chunks import run_split
 from amplitude_async.client import AmplitudeClient
 from amplitude_async.cost import ChartKind
 from amplitude_async.errors import InvalidQuery
@@ -40,7 +41,7 @@ from amplitude_async.queries.fields import (
 )
 from amplitude_async.results import ActiveUsersResult
 from amplitude_async.sansio import basic_auth
-from amplitude_async.split import merge_results, plan_chunks, run_split
+from amplitude_async.split import merge_results, plan_chunks
 from amplitude_async.testing.dataset import SyntheticDataset
 from amplitude_async.testing.emulator import Emulator
 from amplitude_async.validation import int_validator

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from amplitude_async import (
 )
 from amplitude_async.converter import structure_result, unstructure_result
 from amplitude_async.errors import APIError, RateLimited, ServerError
+from amplitude_async.limits import DEFAULT_LIMITS
 from amplitude_async.results import (
     AverageSessionLengthResult,
     ChartCSVResult,
@@ -321,17 +321,20 @@ DATASET = SyntheticDataset(seed=5, users=200, days=10, start=START)
 
 
 @pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(DATASET) as emulator:
-        yield emulator
+def amplitude_emulator_options() -> dict[str, Any]:
+    return {"dataset": DATASET, "limits": DEFAULT_LIMITS}
 
 
 @pytest.fixture
-async def client(emu: Emulator) -> AsyncIterator[AmplitudeClient]:
-    async with AmplitudeClient(
-        emu.api_key, emu.secret_key, base_url=emu.url, limits=emu.limits
-    ) as c:
-        yield c
+def emu(amplitude_emulator: Emulator) -> Emulator:
+    """The emulator of the project's pytest plugin, with this module's options."""
+    return amplitude_emulator
+
+
+@pytest.fixture
+def client(amplitude_client: AmplitudeClient) -> AmplitudeClient:
+    """The client of the project's pytest plugin, on that emulator."""
+    return amplitude_client
 
 
 async def test_emulated_segmentation_rows_name_things(client: AmplitudeClient) -> None:

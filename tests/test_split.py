@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from amplitude_async import queries as q
+from amplitude_async.chunks import run_split
 from amplitude_async.converter import structure_result
 from amplitude_async.errors import InvalidQuery, QueryTooExpensive, ServerError
 from amplitude_async.limits import Limits
@@ -21,7 +22,6 @@ from amplitude_async.split import (
     merge_results,
     period_start,
     plan_chunks,
-    run_split,
     split_refusal,
 )
 from amplitude_async.testing.dataset import SyntheticDataset

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Final
 
 from .job import (
+    DEFAULT_FORMATS,
     FORMATS,
     MAX_EMULATOR_DAYS,
     MAX_EMULATOR_USERS,
@@ -35,7 +36,16 @@ from .job import (
     load_job,
     parse_job,
 )
-from .output import COLUMNS, TidyRow, atomic_write, tidy_rows, write_csv, write_jsonl
+from .output import (
+    COLUMNS,
+    PARQUET_COLUMNS,
+    TidyRow,
+    atomic_write,
+    tidy_rows,
+    write_csv,
+    write_jsonl,
+    write_parquet_rows,
+)
 from .plan import MAX_CHUNKS, ChunkTask, Plan, describe_changes, ideal_seconds, plan_job
 from .runner import BackfillReport, Progress, run_backfill
 from .store import (
@@ -53,6 +63,7 @@ from .target import Target, key_fingerprint
 __all__ = [
     "CHECKPOINT_NAME",
     "COLUMNS",
+    "DEFAULT_FORMATS",
     "FORMATS",
     "LOCK_NAME",
     "MANIFEST_NAME",
@@ -60,6 +71,7 @@ __all__ = [
     "MAX_EMULATOR_DAYS",
     "MAX_EMULATOR_USERS",
     "MAX_RANGE_DAYS",
+    "PARQUET_COLUMNS",
     "SOURCES",
     "BackfillReport",
     "CheckpointError",
@@ -89,23 +101,26 @@ __all__ = [
     "write_csv",
     "write_jsonl",
     "write_outputs",
+    "write_parquet_rows",
 ]
 
 MANIFEST_NAME: Final = "manifest.json"
 """The file beside the rows saying which target, job and plan produced them."""
 
-_ROW_FILES: Final = {"jsonl": "rows.jsonl", "csv": "rows.csv"}
+_ROW_FILES: Final = {"jsonl": "rows.jsonl", "csv": "rows.csv", "parquet": "rows.parquet"}
 
 
 def write_outputs(job: Job, plan: Plan, store: CheckpointStore) -> list[Path]:
     """Assemble the output files of ``job`` from ``store`` (each written atomically).
 
-    Files are ``rows.jsonl`` and/or ``rows.csv`` in the job's output directory, in job order,
-    then :data:`MANIFEST_NAME`: the target the rows come from, the job, the plan's fingerprint,
-    the chunk counts and each file's row count.
+    Files are ``rows.jsonl``, ``rows.csv`` and/or ``rows.parquet`` in the job's output
+    directory, in job order, then :data:`MANIFEST_NAME`: the target the rows come from, the
+    job, the plan's fingerprint, the chunk counts and each file's row count.
     """
     written = []
     counts: dict[str, int] = {}
+    target = store.target()
+    source = None if target is None else target.describe()
     for fmt in job.formats:
         path = job.output / _ROW_FILES[fmt]
         counts[path.name] = 0
@@ -117,8 +132,10 @@ def write_outputs(job: Job, plan: Plan, store: CheckpointStore) -> list[Path]:
                 yield row
 
         rows = counted()
-        written.append(write_jsonl(path, rows) if fmt == "jsonl" else write_csv(path, rows))
-    target = store.target()
+        if fmt == "parquet":
+            written.append(write_parquet_rows(path, rows, source=source))
+        else:
+            written.append(write_jsonl(path, rows) if fmt == "jsonl" else write_csv(path, rows))
     done = store.done()
     manifest = {
         "target": None if target is None else target.as_dict(),
@@ -133,6 +150,8 @@ def write_outputs(job: Job, plan: Plan, store: CheckpointStore) -> list[Path]:
         "files": counts,
         "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if "parquet" in job.formats:
+        manifest["parquet_columns"] = {c.name: c.type for c in PARQUET_COLUMNS}
     text = json.dumps(manifest, indent=2) + "\n"
     written.append(atomic_write(job.output / MANIFEST_NAME, lambda handle: handle.write(text)))
     return written

@@ -6,7 +6,8 @@ A job file::
     end = 2026-11-29
     chunk_days = 7              # days per request; rounded up to whole weeks/months if needed
     output = "backfill-out"     # relative to the job file
-    formats = ["jsonl", "csv"]  # tidy rows: query, label, date, metric, value
+    formats = ["jsonl", "csv"]  # tidy rows: query, label, date, metric, value; "parquet"
+                                # too (typed columns, needs amplitude-async[parquet])
 
     [[queries]]
     name = "purchases"                  # unique; names the rows and the checkpoints
@@ -29,8 +30,8 @@ is a list of segments, each a list of condition tables (``{prop, op, values}``,
 ``{cohort_id}`` or ``{event_type, op, value, time_type, time_value, filters}``); intervals
 are numbers or ``"daily"``, ``"weekly"``, ``"monthly"``, ``"hourly"``, ``"realtime"``. A query
 may state its own ``start``/``end``. Strings are accepted for numbers and dates too, which is
-how the CLI passes ``--param value`` pairs. Parquet output is not offered: no well-kept
-library writes it without a heavy dependency.
+how the CLI passes ``--param value`` pairs. ``"parquet"`` needs pyarrow: without it the job
+is refused when it is read, before anything is sent.
 
 Limits: a job spans at most :data:`MAX_RANGE_DAYS` days and its plan at most
 :data:`~.plan.MAX_CHUNKS` chunks; the emulator's dataset at most :data:`MAX_EMULATOR_USERS`
@@ -49,7 +50,9 @@ from typing import Any, Final, Literal
 
 from attrs import field, frozen
 
-from ..errors import InvalidQuery
+from ..errors import ConfigurationError, InvalidQuery
+from ..frames import import_optional
+from ..parquet import PARQUET_EXTRA
 from ..queries import (
     ENDPOINTS,
     ChartCSV,
@@ -66,6 +69,7 @@ from ..queries.tables import to_list as _list
 from ..queries.tables import to_table as _table
 
 __all__ = [
+    "DEFAULT_FORMATS",
     "FORMATS",
     "MAX_EMULATOR_DAYS",
     "MAX_EMULATOR_USERS",
@@ -79,8 +83,11 @@ __all__ = [
     "parse_job",
 ]
 
-FORMATS: Final = ("jsonl", "csv")
+FORMATS: Final = ("jsonl", "csv", "parquet")
 """Output formats a job may ask for."""
+
+DEFAULT_FORMATS: Final = ("jsonl", "csv")
+"""The formats of a job that names none (they need no optional dependency)."""
 
 SOURCES: Final = ("amplitude", "emulator")
 """Where a job's rows come from: the API (with credentials) or the built-in emulator."""
@@ -176,7 +183,7 @@ class Job:
     end: date
     chunk_days: int
     output: Path
-    formats: tuple[str, ...] = FORMATS
+    formats: tuple[str, ...] = DEFAULT_FORMATS
     priority: int = 0
     emulator: EmulatorSettings = field(factory=EmulatorSettings)
     source: Path | None = None
@@ -229,14 +236,15 @@ def parse_job(
     output = data.get("output", "backfill-output")
     if not isinstance(output, str) or not output:
         raise InvalidQuery("output", "expected a directory path")
-    formats_raw = data.get("formats", list(FORMATS))
+    formats_raw = data.get("formats", list(DEFAULT_FORMATS))
     formats = [formats_raw] if isinstance(formats_raw, str) else _list(formats_raw, "formats")
     for i, fmt in enumerate(formats):
         if fmt not in FORMATS:
-            hint = " (Parquet is not supported)" if fmt == "parquet" else ""
             raise InvalidQuery(
-                f"formats[{i}]", f"unknown format {fmt!r}; expected {', '.join(FORMATS)}{hint}"
+                f"formats[{i}]", f"unknown format {fmt!r}; expected {', '.join(FORMATS)}"
             )
+        if fmt == "parquet":
+            _check_parquet(f"formats[{i}]")
     if not formats:
         raise InvalidQuery("formats", "name at least one format")
     priority = _int(data.get("priority", 0), "priority")
@@ -270,6 +278,17 @@ def parse_job(
         source=source,
         data_source=data_source,
     )
+
+
+def _check_parquet(name: str) -> None:
+    """Refuse Parquet output now, before anything is sent, if pyarrow cannot be imported."""
+    try:
+        import_optional("pyarrow.parquet", "Parquet output")
+    except ImportError:
+        raise ConfigurationError(
+            name,
+            f"Parquet output needs pyarrow, which is not installed: pip install '{PARQUET_EXTRA}'",
+        ) from None
 
 
 def _check_span(start: date, end: date, name: str) -> None:

@@ -20,10 +20,10 @@ from typing import Any, Final
 
 from attrs import frozen
 
-from ..errors import InvalidQuery, QueryTooExpensive
+from ..errors import QueryTooExpensive
 from ..limits import Limits
-from ..queries import DAILY, DatedQuery, Query
-from ..split import chunk_ranges, period_days
+from ..queries import DatedQuery, Query
+from ..split import aligned_chunks, max_chunk_days
 from .job import Job
 
 __all__ = ["MAX_CHUNKS", "ChunkTask", "Plan", "describe_changes", "ideal_seconds", "plan_job"]
@@ -102,41 +102,23 @@ def _chunks(
         if query.cost > budget:
             raise QueryTooExpensive(query.cost, budget, "cost_per_window", f"query {name!r}")
         return [query]
-    interval = getattr(query, "interval", DAILY) or DAILY
-    per_day = query.cost // query.days
-    most = budget // per_day
-    days = min(most, max(chunk_days, period_days(interval)))
-    if query.max_days is not None:
-        # A daily range longer than one request may cover is cut, whatever the budget.
-        days = min(days, query.max_days)
-    if days < 1:
-        raise QueryTooExpensive(
-            query.cost,
-            budget,
-            "cost_per_window",
-            f"query {name!r}: one day costs {per_day}; use fewer segments, conditions or group-bys",
-        )
-    # Counted before any chunk is made: a range of centuries must not exhaust memory first.
+    # Each chunk's rows are stored as they are: no merge, so any query may be cut (split's
+    # exactness rules do not apply), and a daily range longer than one request is cut too.
     start, end = span or (query.start, query.end)
-    estimate = -(-((end - start).days + 1) // days) + 1
-    if estimate > room:
-        raise InvalidQuery(
-            "chunk_days",
-            f"the plan would have more than {MAX_CHUNKS} chunks, the most a backfill may have "
-            f"(query {name!r} alone needs about {estimate} of {days} day(s)); shorten the "
-            "range, raise chunk_days or split the job",
-        )
-    try:
-        ranges = chunk_ranges(start, end, interval, days)
-    except ValueError:
-        raise QueryTooExpensive(
-            query.cost,
+    days = max_chunk_days(query, budget, chunk_days)
+    chunks: list[Query[Any]] = list(
+        aligned_chunks(
+            query,
+            start,
+            end,
+            days,
             budget,
-            "cost_per_window",
-            f"query {name!r}: one {period_days(interval)}-day bucket costs up to "
-            f"{per_day * period_days(interval)}; use a shorter interval or fewer conditions",
-        ) from None
-    return [query.with_range(a, b) for a, b in ranges]
+            label=f"query {name!r}: ",
+            max_chunks=room,
+            chunk_cap=MAX_CHUNKS,
+        )
+    )
+    return chunks
 
 
 def plan_job(job: Job, limits: Limits) -> Plan:

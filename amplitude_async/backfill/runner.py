@@ -17,6 +17,7 @@ from typing import Final
 
 from attrs import frozen
 
+from ..batch import DEFAULT_LOOKAHEAD, Batch
 from ..errors import AmplitudeError, AuthenticationError
 from ..limits import Pool
 from ..protocols import ScheduledRunner
@@ -26,7 +27,7 @@ from .store import CheckpointStore
 
 __all__ = ["BackfillReport", "Progress", "run_backfill"]
 
-LOOKAHEAD: Final = 256
+LOOKAHEAD: Final = DEFAULT_LOOKAHEAD
 """Chunks handed to the client at once: plenty for packing, bounded for memory."""
 
 PROGRESS_INTERVAL: Final = 0.5
@@ -162,34 +163,23 @@ async def run_backfill(
             on_progress(progress())
 
     interrupted = False
-    queue = iter(pending)
-    running: set[asyncio.Task[None]] = set()
+    batch = Batch(pending, one, lookahead=lookahead)
     ticker = asyncio.create_task(reporter()) if on_progress is not None else None
-    stopper = asyncio.create_task(stop.wait())
+
+    async def stopper() -> None:
+        await stop.wait()
+        batch.stop()
+
+    watcher = asyncio.create_task(stopper())
     try:
-        while True:
-            while len(running) < lookahead and not stop.is_set():
-                task = next(queue, None)
-                if task is None:
-                    break
-                running.add(asyncio.create_task(one(task)))
-            if not running or stop.is_set():
-                break
-            finished, _ = await asyncio.wait(
-                {*running, stopper}, return_when=asyncio.FIRST_COMPLETED
-            )
-            for item in finished:
-                if item is stopper:
-                    continue
-                running.discard(item)
-                item.result()  # re-raises an authentication failure
+        async with batch:
+            async for outcome in batch:
+                outcome.unwrap()  # re-raises an authentication failure
         interrupted = stop.is_set() and state["done"] + len(failures) < len(plan.tasks)
     finally:
-        for item in (*running, stopper, *((ticker,) if ticker else ())):
+        for item in (watcher, *((ticker,) if ticker else ())):
             item.cancel()
-        await asyncio.gather(
-            *running, stopper, *((ticker,) if ticker else ()), return_exceptions=True
-        )
+        await asyncio.gather(watcher, *((ticker,) if ticker else ()), return_exceptions=True)
     if on_progress is not None:
         on_progress(progress())
     finished_now = store.done()

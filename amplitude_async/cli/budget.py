@@ -3,7 +3,8 @@
 Reads the budget the processes of one project share (see
 :mod:`amplitude_async.redis_store`) without joining it: per pool, the use of each window, the
 requests in flight and queued across every process, a pause after a 429, and how many
-processes are attached. ``--watch`` refreshes it until Ctrl-C.
+processes are attached. ``--watch`` refreshes it until Ctrl-C. ``--metrics-port`` serves it
+to Prometheus instead, for every ``--api-key`` given (see :mod:`.budget_metrics`).
 """
 
 from __future__ import annotations
@@ -33,9 +34,26 @@ def add_parser(commands: Any, connection: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument("--budget-url", help="the Redis URL (default: $AMPLITUDE_BUDGET_URL)")
-    parser.add_argument("--api-key", help="the project's API key (default: $AMPLITUDE_API_KEY)")
+    parser.add_argument(
+        "--api-key",
+        action="append",
+        help="the project's API key (default: $AMPLITUDE_API_KEY); with --metrics-port it may "
+        "be repeated, and written NAME=KEY to label the project NAME",
+    )
     parser.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (1)")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve the budgets in the Prometheus format on this port until Ctrl-C",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="the address to serve metrics on (127.0.0.1; 0.0.0.0 for every interface)",
+    )
 
 
 def _where(url: str) -> str:
@@ -96,14 +114,47 @@ def run(args: argparse.Namespace, extra: Sequence[str], out: TextIO, err: TextIO
     url = args.budget_url or os.environ.get("AMPLITUDE_BUDGET_URL")
     if not url:
         raise ConfigurationError("--budget-url", "name the shared budget's Redis")
-    api_key = args.api_key or os.environ.get("AMPLITUDE_API_KEY")
-    if not api_key:
+    env_key = os.environ.get("AMPLITUDE_API_KEY")
+    keys: list[str] = args.api_key or ([env_key] if env_key else [])
+    if not keys or not all(keys):
         raise ConfigurationError("--api-key", "the shared budget is named by the API key")
     if args.interval <= 0:
         raise ConfigurationError("--interval", f"must be positive, got {args.interval!r}")
+    if args.metrics_port is not None:
+        return _serve_metrics(url, keys, args, out)
+    if len(keys) > 1:
+        raise ConfigurationError("--api-key", "give one key (several with --metrics-port)")
     try:
         return asyncio.run(
-            show_budget(url, api_key, watch=args.watch, interval=args.interval, out=out)
+            show_budget(url, keys[0], watch=args.watch, interval=args.interval, out=out)
         )
     except KeyboardInterrupt:
         return 0
+
+
+def _serve_metrics(url: str, keys: list[str], args: argparse.Namespace, out: TextIO) -> int:
+    from .budget_metrics import parse_projects, serve_budget_metrics
+
+    if args.watch:
+        raise ConfigurationError("--watch", "cannot be combined with --metrics-port")
+    if not 1 <= args.metrics_port <= 65535:
+        raise ConfigurationError("--metrics-port", f"must be 1..65535, got {args.metrics_port}")
+    projects = parse_projects(keys)
+    server, thread = serve_budget_metrics(
+        url, projects, host=args.metrics_host, port=args.metrics_port
+    )
+    names = ", ".join(name for name, _ in projects)
+    print(
+        f"serving the shared budget of {names} at {_where(url)} on "
+        f"http://{args.metrics_host}:{server.server_port}/metrics (Ctrl-C to stop)",
+        file=out,
+        flush=True,
+    )
+    try:
+        thread.join()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        server.server_close()
+    return 0

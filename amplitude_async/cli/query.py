@@ -136,8 +136,8 @@ def _number(value: float | None) -> str:
 
 
 async def _run_query(args: argparse.Namespace, query: Query[Any], out: TextIO, err: TextIO) -> int:
+    from ..chunks import run_split
     from ..converter import unstructure_result
-    from ..split import run_split
 
     cache = cache_url(args)
 

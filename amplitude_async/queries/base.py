@@ -12,6 +12,7 @@ from .. import cost as _cost
 from ..cost import ChartKind
 from ..errors import InvalidQuery
 from ..limits import Pool
+from ..naming import Naming, segment_name
 from ..validation import as_list, describe
 from ..values import Segment
 from . import fields
@@ -28,7 +29,7 @@ __all__ = [
     "to_segments",
 ]
 
-R = TypeVar("R")
+R = TypeVar("R", covariant=True)
 
 MAX_LIMIT: Final = 1000
 """The largest ``limit`` any endpoint accepts."""
@@ -55,7 +56,9 @@ class Query(Generic[R]):
     fields declare their own wire names (:mod:`amplitude_async.queries.fields`).
     """
 
-    __slots__ = ()
+    # The wire form, computed once: a query is immutable, and the client needs its parameters
+    # for the request URL and the cache key (attrs leaves this slot out of eq, hash and repr).
+    __slots__ = ("_encoded", "_params")
 
     endpoint: ClassVar[str] = ""
     """The snake_case endpoint name (the key in :data:`ENDPOINTS`)."""
@@ -74,12 +77,31 @@ class Query(Generic[R]):
 
     def params(self) -> Params:
         """Ordered ``(name, value)`` wire parameters, not URL-encoded."""
-        return fields.to_params(self)
+        try:
+            params: Params = object.__getattribute__(self, "_params")
+        except AttributeError:
+            params = fields.to_params(self)
+            object.__setattr__(self, "_params", params)
+        return params
+
+    def encoded_params(self) -> str:
+        """:meth:`params` percent-encoded as sent (the request's query string)."""
+        try:
+            encoded: str = object.__getattribute__(self, "_encoded")
+        except AttributeError:
+            encoded = fields.encode_params(self.params())
+            object.__setattr__(self, "_encoded", encoded)
+        return encoded
 
     @property
     def cost(self) -> int:
         """The query's cost under Amplitude's cost rule (0 when not costed)."""
         raise NotImplementedError
+
+    def naming(self) -> Naming:
+        """What this query tells about its result's series (results use it to name them)."""
+        segments: Sequence[Segment] = getattr(self, "segments", ())
+        return Naming(segments=tuple(segment_name(s) for s in segments))
 
 
 class DatedQuery(Query[R]):
@@ -110,6 +132,10 @@ class DatedQuery(Query[R]):
     def span_limit(cls, interval: int | None) -> int | None:
         """The most days one request of this class covers at ``interval`` (``None``: no cap)."""
         return None if interval is None else cls._span_limits.get(interval)
+
+    def naming(self) -> Naming:
+        """The base naming with this query's date range (to read dates sent without a year)."""
+        return attrs.evolve(super().naming(), start=self.start, end=self.end)
 
     def with_range(self, start: date, end: date) -> Self:
         """A copy over ``[start, end]``, validated again (interval spans included)."""

@@ -6,11 +6,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from typing import ClassVar, Final, Literal, TypeAlias, get_args
 
+import attrs
 from attrs import field, frozen
 
 from .. import cost as _cost
 from ..cost import ChartKind
 from ..errors import InvalidQuery
+from ..naming import Naming, event_name
 from ..results import EventSegmentationResult, EventsListResult, FunnelResult, RetentionResult
 from ..validation import (
     as_list,
@@ -202,6 +204,14 @@ class EventSegmentation(DatedQuery[EventSegmentationResult]):
             )
         self._check_span()
 
+    def naming(self) -> Naming:
+        """Events by name, the formula, segments and range."""
+        return attrs.evolve(
+            super().naming(),
+            events=tuple(event_name(e) for e in self.events),
+            formula=self.formula,
+        )
+
     @property
     def cost(self) -> int:
         chart = _cost.chart_cost(
@@ -309,6 +319,10 @@ class Retention(DatedQuery[RetentionResult]):
             raise InvalidQuery("brackets", "mode 'bracket' needs brackets")
         if self.mode != "bracket" and self.brackets is not None:
             raise InvalidQuery("brackets", f"brackets need mode 'bracket', not {self.mode!r}")
+
+    def naming(self) -> Naming:
+        """Segments, range, and the interval and brackets that name the periods."""
+        return attrs.evolve(super().naming(), interval=self.interval, brackets=self.brackets)
 
     @property
     def cost(self) -> int:

@@ -20,9 +20,10 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date
 from typing import Any, Final, TypeAlias
+from urllib.parse import quote
 
 import attrs
 from attrs import frozen
@@ -238,6 +239,12 @@ def layout(cls: type) -> tuple[tuple[attrs.Attribute[Any], Wire], ...]:
 @functools.cache
 def _sent(cls: type) -> tuple[tuple[str, Wire], ...]:
     return tuple((a.name, w) for a, w in layout(cls) if w.names and not w.in_path)
+
+
+def encode_params(params: Iterable[tuple[str, str]]) -> str:
+    """Percent-encode ordered ``(name, value)`` pairs as Amplitude expects (space → ``%20``;
+    every reserved character escaped)."""
+    return "&".join(f"{quote(name, safe='')}={quote(value, safe='')}" for name, value in params)
 
 
 def to_params(query: object) -> Params:

@@ -6,12 +6,14 @@ import builtins
 from datetime import date
 from typing import ClassVar, Final, Literal, TypeAlias, get_args
 
+import attrs
 from attrs import field, frozen
 
 from .. import cost as _cost
 from ..cost import ChartKind
 from ..errors import InvalidQuery
 from ..limits import Pool
+from ..naming import Naming
 from ..results import (
     ActiveUsersResult,
     RealtimeActiveUsersResult,
@@ -68,6 +70,11 @@ class ActiveUsers(DatedQuery[ActiveUsersResult]):
 
     def __attrs_post_init__(self) -> None:
         self._check_range()
+
+    def naming(self) -> Naming:
+        """Segments, range, and the chart's subject (active or new users)."""
+        subject = "New Users" if self.metric == "new" else "Active Users"
+        return attrs.evolve(super().naming(), subject=subject)
 
     @property
     def cost(self) -> int:

@@ -13,7 +13,7 @@ import io
 from typing import Any, Final
 
 from amplitude_async import queries as q
-from amplitude_async.results import ALL_USERS, event_name, segment_name
+from amplitude_async.naming import ALL_USERS, event_name, segment_name
 
 from .series import JSON
 

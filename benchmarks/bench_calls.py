@@ -1,0 +1,224 @@
+"""CPU per call on the client's path: distinct queries against raw aiohttp, and a cache hit.
+
+A trivial aiohttp server (a separate process on 127.0.0.1, so its CPU is not charged to the
+client) answers every GET with a small segmentation JSON. Each round, alternating:
+
+- raw: ``aiohttp.ClientSession`` + ``asyncio.Semaphore(concurrency)``, ``GET`` of N distinct
+  URLs (one event name each) + ``read()`` + ``json.loads``;
+- client: ``AmplitudeClient.gather`` of N *distinct* ``EventSegmentation`` queries (nothing to
+  coalesce) with budgets that never bind: scheduler, cost check, request building, response
+  deciphering, cattrs structuring;
+- cache hit: ``client.run`` of one query N times, sequentially, from a warm ``MemoryCache``
+  (the whole hit path: call, key, policy, look-up, decoding of the stored body).
+
+Reported: client CPU per request minus raw's (µs, median of the paired rounds) and the CPU of a
+cache hit. With ``--baseline DIR`` (a checkout of another commit) the same measurement runs in
+a child process importing that tree, round by round alternating with this tree, so the two are
+read side by side under the same load.
+
+    python benchmarks/bench_calls.py [-n 2000] [--concurrency 10] [--rounds 5]
+        [--baseline DIR] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from report import Report, add_write_option, met
+from serving import serve_forever
+
+BODY = json.dumps(
+    {
+        "data": {
+            "series": [[1, 2, 3]],
+            "seriesLabels": [0],
+            "seriesCollapsed": [[{"setId": "", "value": 6}]],
+            "xValues": ["2026-09-01", "2026-09-02", "2026-09-03"],
+        }
+    }
+).encode()
+NEVER_BINDS = 10**12
+START, END = date(2026, 9, 1), date(2026, 9, 3)
+TARGET_OVERHEAD_US = 40.0
+TARGET_HIT_US = 25.0
+
+
+def serve(port_out: Connection) -> None:
+    """Run the trivial server until the process is terminated."""
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=BODY, content_type="application/json")
+
+    serve_forever(answer, port_out)
+
+
+def queries(n: int) -> list[object]:
+    from amplitude_async.queries import EventSegmentation
+
+    return [EventSegmentation([f"event {i}"], START, END, metric="totals") for i in range(n)]
+
+
+async def raw(url: str, n: int, concurrency: int) -> None:
+    from amplitude_async.sansio import basic_auth, build_request
+
+    auth = basic_auth("key", "secret")
+    requests = [build_request(url, q, authorization=auth) for q in queries(n)]  # type: ignore[arg-type]
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> object:
+        async with semaphore, session.get(url, headers=headers) as response:
+            body = await response.read()
+            if response.status != 200:
+                raise RuntimeError(response.status)
+            return json.loads(body)
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as session:
+        await asyncio.gather(*(one(session, r.url, dict(r.headers)) for r in requests))
+
+
+async def client(url: str, n: int, concurrency: int) -> None:
+    from amplitude_async.client import AmplitudeClient
+    from amplitude_async.limits import Limits
+
+    limits = Limits(concurrent=concurrency, cost_per_window=NEVER_BINDS, cost_per_hour=NEVER_BINDS)
+    batch = queries(n)
+    async with AmplitudeClient("key", "secret", base_url=url, limits=limits) as amp:
+        results = await amp.gather(batch)  # type: ignore[arg-type]
+        assert len(results) == n
+
+
+async def cache_hits(url: str, n: int) -> float:
+    """CPU seconds of ``n`` cache hits, after one miss fills the cache."""
+    from amplitude_async.cache import CachePolicy, MemoryCache
+    from amplitude_async.client import AmplitudeClient
+    from amplitude_async.limits import Limits
+
+    limits = Limits(cost_per_window=NEVER_BINDS, cost_per_hour=NEVER_BINDS)
+    policy = CachePolicy(today=lambda: date(2026, 12, 1))
+    query = queries(1)[0]
+    async with AmplitudeClient(
+        "key", "secret", base_url=url, limits=limits, cache=MemoryCache(), cache_policy=policy
+    ) as amp:
+        await amp.run(query)  # type: ignore[call-overload]
+        cpu = time.process_time()
+        for _ in range(n):
+            await amp.run(query)  # type: ignore[call-overload]
+        return time.process_time() - cpu
+
+
+async def measure(url: str, n: int, concurrency: int) -> dict[str, float]:
+    """One round in this process: µs of CPU per request for raw and client, µs per hit."""
+    out: dict[str, float] = {}
+    for name, way in (("raw", raw), ("client", client)):
+        cpu = time.process_time()
+        await way(url, n, concurrency)
+        out[name] = (time.process_time() - cpu) / n * 1e6
+    out["hit"] = await cache_hits(url, n) / n * 1e6
+    return out
+
+
+def child_round(tree: Path, url: str, args: argparse.Namespace) -> dict[str, float]:
+    """One round in a child process importing ``tree`` (the baseline)."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--one-round",
+            url,
+            *("-n", str(args.n), "--concurrency", str(args.concurrency)),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parent,
+    )
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def here_round(url: str, args: argparse.Namespace) -> dict[str, float]:
+    return child_round(Path(__file__).resolve().parent.parent, url, args)
+
+
+def main(args: argparse.Namespace) -> None:
+    receive, send = multiprocessing.Pipe(duplex=False)
+    server = multiprocessing.Process(target=serve, args=(send,), daemon=True)
+    server.start()
+    try:
+        if not receive.poll(10):
+            raise RuntimeError("the server did not start")
+        url = f"http://127.0.0.1:{receive.recv()}"
+        trees = {"this tree": None} | ({"baseline": args.baseline} if args.baseline else {})
+        samples: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+        for _ in range(args.rounds):
+            for name, tree in trees.items():
+                samples[name].append(
+                    here_round(url, args) if tree is None else child_round(tree, url, args)
+                )
+    finally:
+        server.terminate()
+        server.join(5)
+    out: Report = args.report
+    out.print(
+        f"N={args.n} distinct queries per round, concurrency {args.concurrency}, {args.rounds} "
+        "rounds, each tree in a fresh child process, trees alternating; server in its own process"
+    )
+    out.print("| tree | client - raw CPU per request | cache hit CPU | raw CPU per request |")
+    out.print("|---|---|---|---|")
+    medians: dict[str, tuple[float, float]] = {}
+    for name, rounds in samples.items():
+        overhead = statistics.median(r["client"] - r["raw"] for r in rounds)
+        hit = statistics.median(r["hit"] for r in rounds)
+        raw_cpu = statistics.median(r["raw"] for r in rounds)
+        medians[name] = (overhead, hit)
+        out.print(f"| {name} | +{overhead:.0f} µs | {hit:.0f} µs | {raw_cpu:.0f} µs |")
+    overhead, hit = medians["this tree"]
+    verdicts = (
+        f"client overhead <= +{TARGET_OVERHEAD_US:.0f} µs: {met(overhead <= TARGET_OVERHEAD_US)}",
+        f"MemoryCache hit <= {TARGET_HIT_US:.0f} µs: {met(hit <= TARGET_HIT_US)}",
+    )
+    out.print("\ntargets: " + "; ".join(verdicts))
+    if "baseline" in medians:
+        base_overhead, base_hit = medians["baseline"]
+        out.print(
+            f"this tree / baseline: overhead {overhead / base_overhead:.2f}, "
+            f"cache hit {hit / base_hit:.2f} (same rounds, alternating)"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=2000, help="queries per round")
+    parser.add_argument("--concurrency", type=int, default=10, help="requests in flight")
+    parser.add_argument("--rounds", type=int, default=5, help="measured rounds per tree")
+    parser.add_argument("--baseline", type=Path, help="a checkout of the commit to compare")
+    parser.add_argument("--one-round", metavar="URL", help=argparse.SUPPRESS)
+    add_write_option(parser)
+    arguments = parser.parse_args()
+    if arguments.one_round:
+        # A child: warm up once (imports, first connections), then measure one round.
+        asyncio.run(measure(arguments.one_round, min(arguments.n, 200), arguments.concurrency))
+        print(
+            json.dumps(
+                asyncio.run(measure(arguments.one_round, arguments.n, arguments.concurrency))
+            )
+        )
+        sys.exit(0)
+    arguments.report = Report("bench_calls", "CPU per call: distinct queries and cache hits")
+    main(arguments)
+    arguments.report.finish(write=arguments.write)
