@@ -17,7 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 from redisserver import RedisServer
 
-from amplitude_async.admission import BudgetUsage, Changes, Grant, Outcome
+from amplitude_async.admission import BudgetUsage, Changes, Grant, Outcome, Registration
 from amplitude_async.client import AmplitudeClient
 from amplitude_async.errors import BudgetUnavailable
 from amplitude_async.limits import DEFAULT_LIMITS, Limits, Pool
@@ -145,6 +145,29 @@ async def test_grants_whose_answer_was_lost_come_back_at_the_next_exchange(
     await probe.aclose()
 
 
+async def test_a_script_run_twice_grants_nothing_twice(
+    redis_server: RedisServer, redis: aioredis.Redis
+) -> None:
+    # What a client-side retry of a script whose answer timed out did: run it again.
+    store = open_store(redis_server)
+    changes = Changes(
+        owner="p",
+        lease=30.0,
+        held=[],
+        seq=1,
+        register=[Registration(1, Pool.STANDARD, 2, 0), Registration(2, Pool.STANDARD, 2, 0)],
+    )
+    first = await store.exchange(changes)
+    assert len(first.grants) == 2
+    with pytest.raises(BudgetUnavailable, match="STALE"):
+        await store.exchange(changes)
+    assert len(await flight(redis, store)) == 2
+    # The answer was lost after all: the next exchange (holding nothing) gives both back.
+    await store.exchange(Changes(owner="p", lease=30.0, held=[], seq=2, seen=first.seen))
+    assert await flight(redis, store) == {}
+    await store.aclose()
+
+
 # -- a state that goes back in time -------------------------------------------------------------
 
 
@@ -176,8 +199,6 @@ async def test_renewal_never_resurrects_an_entry_the_process_completed(
     store = open_store(redis_server)
     owner = "p"
     first = await store.exchange(Changes(owner=owner, lease=30.0, held=[], seq=1))
-    from amplitude_async.admission import Registration
-
     granted = await store.exchange(
         Changes(
             owner=owner,
