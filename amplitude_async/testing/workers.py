@@ -95,6 +95,8 @@ class WorkerReport:
     round_trips: int
     grant_latencies: list[float]
     urgent_latencies: list[float] = attrs.field(factory=list)
+    finished_at: float = 0.0
+    """Wall-clock time (``time.time()``) when its last call ended, before the client closed."""
 
 
 def workload(spec: WorkerSpec) -> list[Query[Any]]:
@@ -191,6 +193,7 @@ async def run_worker(spec: WorkerSpec) -> WorkerReport:
             await asyncio.gather(*(one(q, 10, urgent_latencies) for q in urgent))
 
         await asyncio.gather(*(one(q, spec.priority, latencies) for q in queries), later())
+        finished_at = time.time()
         stats = client.statistics()
     return WorkerReport(
         queries=len(queries),
@@ -204,6 +207,7 @@ async def run_worker(spec: WorkerSpec) -> WorkerReport:
         round_trips=store.round_trips if store is not None else 0,
         grant_latencies=list(store.grant_latencies) if store is not None else [],
         urgent_latencies=urgent_latencies,
+        finished_at=finished_at,
     )
 
 
