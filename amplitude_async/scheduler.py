@@ -748,6 +748,12 @@ class Scheduler:
                 self._nudged = False
                 try:
                     outcome = await self._store.exchange(changes)
+                except asyncio.CancelledError:
+                    # Closing: the goodbye carries these changes (completions above all); if
+                    # this copy still runs, it runs first or is refused as older.
+                    self._unsure = True
+                    self._put_back(changes)
+                    raise
                 except BudgetUnavailable as exc:
                     self._unsure = True
                     self._put_back(changes)

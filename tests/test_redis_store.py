@@ -323,10 +323,14 @@ async def test_lost_state_starts_cold(redis_server: RedisServer, store: RedisBud
     client = aioredis.from_url(redis_server.url)
     await client.flushall()
     await client.aclose()
-    outcome = await store.exchange(
-        Changes(owner="a", lease=5.0, warm=True, register=[Registration(2, Pool.STANDARD, 1, 0)])
-    )
+    with pytest.warns(RuntimeWarning, match="lost while in use"):
+        outcome = await store.exchange(
+            Changes(
+                owner="a", lease=5.0, warm=True, register=[Registration(2, Pool.STANDARD, 1, 0)]
+            )
+        )
     assert outcome.rejoined
+    assert outcome.reset
     assert outcome.grants == ()
     assert outcome.usage is not None
     standard = outcome.usage[Pool.STANDARD]
