@@ -15,9 +15,19 @@ clock, and owners only ever see durations (``wake_in``, pause lengths, the lease
 of different machines never meet.
 
 Leases: every in-flight entry has an owner and a deadline, renewed by the owner's exchanges; an
-owner exchanges at least every third of its lease term while it has entries in flight or
-waiters. An entry whose lease runs out counts as completed then (see
-:class:`~amplitude_async.budget.PoolLedger`); waiters of an owner whose lease ran out are dropped.
+owner exchanges at least every third of its lease term while it has entries in flight, and
+within its *heartbeat* while it has waiters. An entry whose lease runs out counts as completed
+then (see :class:`~amplitude_async.budget.PoolLedger`); the waiters of an owner whose heartbeat
+lapsed are dropped at once, not granted.
+
+Lost exchanges: an owner may never hear the answer to an exchange the store applied (a timeout,
+a frozen or restarted server). So every exchange says what the owner really holds (``held``: its
+entries in flight) and is numbered (``seq``). The store renews only the held entries, and gives
+back at once an entry it granted to the owner that the owner does not hold and was not told of
+yet (a grant whose answer was lost: its request was never sent); an exchange older than one
+already applied is refused, so a late copy cannot undo a newer one. Each answer carries the
+store's version (``seen``: an epoch and a generation); an owner that saw a later version than the
+store holds (a restored snapshot, a failover to a lagging replica) makes the store start cold.
 
 :class:`InMemoryBudgetStore` is the reference store, for the schedulers of one process; its
 operations never suspend. :class:`amplitude_async.redis_store.RedisBudgetStore` takes the same
@@ -46,6 +56,7 @@ from .budget import (
     pool_windows,
 )
 from .clock import Clock, LoopClock
+from .errors import BudgetUnavailable
 from .limits import DEFAULT_LIMITS, Limits, Pool
 from .quota import MonthlyCounts
 
@@ -100,6 +111,15 @@ class Changes:
     detaches after this exchange; its waiters are dropped and, if it kept time for the queue,
     the other owners are nudged (an empty delivery) to take over. ``at`` overrides the
     store's clock (for tests comparing stores).
+
+    ``held`` lists the entries the owner still has in flight (not abandoned): only they are
+    renewed, and an entry of the owner that it neither holds nor completes, and that the store
+    has not told it of yet, was granted by an exchange whose answer was lost and is given back
+    (``None``: no reconciliation, every entry of the owner is renewed). ``seq`` numbers the
+    owner's exchanges (0: unnumbered): the store refuses one not above the last it applied.
+    ``seen`` is the store's version from the owner's last answer (see :attr:`Outcome.seen`).
+    ``beat`` is the owner's heartbeat term in seconds (default: ``lease``): its waiters are
+    dropped once it has been silent that long.
     """
 
     owner: str
@@ -113,6 +133,10 @@ class Changes:
     warm: bool = False
     leaving: bool = False
     at: float | None = None
+    held: list[tuple[Pool, EntryId]] | None = None
+    seq: int = 0
+    seen: str = ""
+    beat: float | None = None
 
 
 @frozen
@@ -161,7 +185,10 @@ class Outcome:
     ``rejoined``: the store did not know this owner (first exchange, dropped after its lease ran
     out, or the store's state was lost), so its waiting requests must be registered again;
     ``queued``: requests waiting in the store, every owner's; ``usage``: the budget after the
-    exchange, if the store reports it with every answer.
+    exchange, if the store reports it with every answer. ``seen``: the store's version after
+    the exchange (``epoch:generation``), to send back with the next one. ``reset``: why the
+    store started cold in this exchange (its state was lost, rolled back or unreadable), if it
+    did; the entries the owner held before belong to the old state.
     """
 
     grants: tuple[Grant, ...]
@@ -170,6 +197,8 @@ class Outcome:
     queued: int = 0
     rejoined: bool = False
     usage: BudgetUsage | None = None
+    seen: str = ""
+    reset: str = ""
 
 
 class BudgetStore(Protocol):
@@ -442,7 +471,10 @@ class InMemoryBudgetStore(MonthlyCounts):
         }
         self._claim_delay = claim_delay(limits)
         self._seq = itertools.count()
-        self._owners: dict[str, float] = {}  # owner -> deadline of its lease
+        self._owners: dict[str, float] = {}  # owner -> deadline of its heartbeat
+        self._leases: dict[str, float] = {}  # owner -> deadline of its lease
+        self._numbers: dict[str, int] = {}  # owner -> the last exchange number applied
+        self._generation = 0
         self._waiting: dict[str, dict[tuple[Pool, int], Waiter]] = {}
         self._listeners: dict[str, Callable[[Sequence[Grant]], None]] = {}
         self._pending: dict[str, list[Grant]] = {}
@@ -478,27 +510,64 @@ class InMemoryBudgetStore(MonthlyCounts):
         """:meth:`exchange`, synchronously."""
         now = changes.at if changes.at is not None else self._clock.time()
         owner = changes.owner
+        if changes.seq:
+            if changes.seq <= self._numbers.get(owner, 0):
+                raise BudgetUnavailable(
+                    f"exchange {changes.seq} of {owner} came after a later one: refused"
+                )
+            self._numbers[owner] = changes.seq
+        self._generation += 1
         deadline = now + changes.lease
         rejoined = owner not in self._owners
-        self._owners[owner] = deadline
+        self._owners[owner] = now + (changes.beat if changes.beat is not None else changes.lease)
+        self._leases[owner] = deadline
         if len(self._owners) > 1:
             self._drop_dead_owners(now)
         mine = self._waiting.get(owner)
         if mine is None:
             mine = self._waiting[owner] = {}
         ledgers = self.ledgers
-        for ledger in ledgers.values():
-            ledger.renew(owner, deadline)
+        held: dict[Pool, set[EntryId]] | None = None
+        if changes.held is not None:
+            held = {pool: set() for pool in ledgers}
+            for pool, entry in changes.held:
+                held[pool].add(entry)
+        for pool, ledger in ledgers.items():
+            ledger.renew(owner, deadline, only=None if held is None else held[pool])
             ledger.expire(now)
+        # Only the owner's own entries: an id it remembers from a state the store lost may name
+        # another owner's entry now. (An entry whose lease ran out is completed already.)
         for pool, entry in changes.complete:
-            ledger = ledgers[pool]
-            if ledger.owns(entry) is not None:  # else its lease ran out: completed already
-                ledger.complete(entry, now)
+            if ledgers[pool].owns(entry) == owner:
+                ledgers[pool].complete(entry, now)
         for pool, entry in changes.abandon:
-            ledgers[pool].abandon(entry)
+            if ledgers[pool].owns(entry) == owner:
+                ledgers[pool].abandon(entry)
         for pool, entry in changes.release:
             if ledgers[pool].owns(entry) == owner:
                 ledgers[pool].release(entry)
+        # Grants other owners decided for this one stay pending (sent with every answer) until
+        # an exchange of this owner accounts for them.
+        pending = self._pending.pop(owner, [])
+        if changes.held is not None and pending:
+            acked = {
+                *changes.held,
+                *changes.complete,
+                *changes.abandon,
+                *changes.release,
+            }
+            pending = [
+                g
+                for g in pending
+                if (g.pool, g.entry) not in acked and ledgers[g.pool].owns(g.entry) == owner
+            ]
+        if held is not None and owner:
+            # Granted by an exchange whose answer never arrived: its request was never sent.
+            told = {(g.pool, g.entry) for g in pending}
+            for pool, ledger in ledgers.items():
+                for entry in ledger.owned_by(owner):
+                    if entry not in held[pool] and (pool, entry) not in told:
+                        ledger.release(entry)
         cancelled: list[tuple[Pool, int]] = []
         for key in changes.cancel:
             waiter = mine.pop(key, None)
@@ -533,8 +602,10 @@ class InMemoryBudgetStore(MonthlyCounts):
                 listener(given)
             else:
                 self._pending.setdefault(other, []).extend(given)
-        if self._pending:
-            grants.extend(self._pending.pop(owner, ()))
+        if pending:
+            grants.extend(pending)
+            if held is not None:
+                self._pending[owner] = pending
         # One owner keeps time for the queue: it alone is told to exchange again when time
         # frees room, so owners do not all wake for the same expiry. Another takes the duty
         # over when it sees an earlier time, or the keeper's time passed or its lease ran out.
@@ -557,10 +628,12 @@ class InMemoryBudgetStore(MonthlyCounts):
             wake_in=duty - now,
             queued=sum(queue.count for queue in self.queues.values()),
             rejoined=rejoined,
+            seen=f"local:{self._generation}",
         )
 
     def _leave(self, owner: str) -> None:
         del self._owners[owner]
+        self._leases.pop(owner, None)
         del self._waiting[owner]
         self._pending.pop(owner, None)
         if self._keeper[0] == owner:
@@ -573,7 +646,8 @@ class InMemoryBudgetStore(MonthlyCounts):
         dead = [owner for owner, deadline in self._owners.items() if deadline <= now]
         for owner in dead:
             del self._owners[owner]
-            self._pending.pop(owner, None)
+            self._leases.pop(owner, None)
+            # Its pending grants stay: it may be alive but slow, and using one it heard of.
             for (pool, _), waiter in self._waiting.pop(owner, {}).items():
                 self.queues[pool].discard(waiter)
 
@@ -651,7 +725,7 @@ class InMemoryBudgetStore(MonthlyCounts):
         others: dict[str, list[Grant]],
     ) -> None:
         waiter.state = _DONE
-        deadline = self._owners.get(waiter.owner, now)
+        deadline = self._leases.get(waiter.owner, now)
         entry = ledger.take(waiter.weight, waiter.owner, deadline)
         del self._waiting[waiter.owner][(pool, waiter.local)]
         grant = Grant(pool, waiter.local, entry)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from typing import Final
 
 from attrs import frozen
@@ -356,12 +356,17 @@ class PoolLedger:
             (lease.deadline for lease in self._leases.values()), default=math.inf
         )
 
-    def renew(self, owner: str, deadline: float) -> None:
-        """Extend the lease of every in-flight entry of ``owner`` to ``deadline``."""
+    def renew(self, owner: str, deadline: float, *, only: Container[EntryId] | None = None) -> None:
+        """Extend the lease of every in-flight entry of ``owner`` (of those in ``only``, if
+        given: the entries the owner says it still holds) to ``deadline``."""
         if not self._leases:
             return
-        for lease in self._leases.values():
-            if lease.owner == owner and deadline > lease.deadline:
+        for entry, lease in self._leases.items():
+            if (
+                lease.owner == owner
+                and deadline > lease.deadline
+                and (only is None or entry in only)
+            ):
                 lease.deadline = deadline
         self._next_deadline = min(
             (lease.deadline for lease in self._leases.values()), default=math.inf
@@ -373,6 +378,10 @@ class PoolLedger:
         lease = self._leases.get(entry)
         if lease is not None:
             lease.owner = ""
+
+    def owned_by(self, owner: str) -> list[EntryId]:
+        """The in-flight entries leased to ``owner``, oldest first."""
+        return [entry for entry, lease in self._leases.items() if lease.owner == owner]
 
     def owns(self, entry: EntryId) -> str | None:
         """The owner of in-flight ``entry`` (``""``: abandoned), or ``None`` if not in flight."""

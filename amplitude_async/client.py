@@ -293,11 +293,15 @@ class AmplitudeClient(CohortMethods):
             try:
                 if self._owns_scheduler:
                     await self.scheduler.aclose()
-                await self._transport.aclose()
-                if self.savers.cache is not None:
-                    await self.savers.cache.aclose()
             finally:
-                self._close_done.set()
+                # Even if the scheduler's close was cancelled (it is bounded, but a caller may
+                # not wait that long): the session is closed all the same.
+                try:
+                    await self._transport.aclose()
+                    if self.savers.cache is not None:
+                        await self.savers.cache.aclose()
+                finally:
+                    self._close_done.set()
 
     def statistics(self) -> ClientStatistics:
         """An immutable snapshot of the budgets, queues and counters, and the ``savings``."""

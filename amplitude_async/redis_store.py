@@ -13,14 +13,21 @@ Keys expire after twice the longest window plus the lease term without an exchan
 project's budget vanishes. The limits are stored with the budget: a process joining with other
 limits gets :class:`~amplitude_async.errors.ConfigurationError`.
 
-Faults: if Redis cannot be reached an exchange raises
-:class:`~amplitude_async.errors.BudgetUnavailable` (the scheduler admits nothing and retries).
-If the budget's keys vanish while processes are using it (a restart without persistence, a
-flush, a failover to a replica that had not seen the last writes), the first process back
-starts it *cold*: each pool as if its smallest window budget had just been spent, and paused
-for one lease term, because Amplitude still counts what was admitted before. An eviction
-policy that may drop keys with a TTL (``volatile-*``, ``allkeys-*``) could reset a budget
-silently: the store warns when it sees one.
+Faults: if Redis cannot be reached, or does not answer within the call timeout, an exchange
+raises :class:`~amplitude_async.errors.BudgetUnavailable` (the scheduler admits nothing and
+retries); the client never retries a call by itself, and the script refuses a late copy of an
+exchange (see :mod:`amplitude_async.admission` for how an answer that never arrived is made
+harmless). The budget starts *cold* -- each pool as if its smallest window budget had just
+been spent, and paused for one lease term, because Amplitude still counts what was admitted
+before -- when its keys vanished while processes were using it (a restart without persistence,
+a flush: known from a process that exchanged before, or from another process still listening
+on its channel), when its state is older than what a process has seen (a restored snapshot, a
+failover to a replica that had not seen the last writes), or when a key holds what the budget
+never writes (another type, a value that is not a number or is out of range): the script
+checks everything before writing and wipes such a state whole. Each reset is reported with a
+:class:`RuntimeWarning` naming its cause (the key, for garbage). An eviction policy that may
+drop keys with a TTL (``volatile-*``, ``allkeys-*``) could reset a budget silently: the store
+warns when it sees one.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ from importlib import resources
 from typing import Any, Final
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -54,7 +63,7 @@ from .budget import WindowUsage, pool_cap, pool_windows
 from .errors import BudgetUnavailable, ConfigurationError
 from .limits import DEFAULT_LIMITS, Limits, Pool
 
-__all__ = ["KEY_PREFIX", "RedisBudgetStore", "budget_key_tag"]
+__all__ = ["CLOSE_WAIT", "KEY_PREFIX", "RedisBudgetStore", "budget_key_tag"]
 
 KEY_PREFIX: Final = "amplitude-async"
 """First part of every key and channel name."""
@@ -73,6 +82,8 @@ _POOL_KEYS: Final = (
     "fresh",
 )
 _MAX_PRIORITY: Final = 10**9
+CLOSE_WAIT: Final = 1.0
+"""Seconds :meth:`RedisBudgetStore.aclose` waits for its connections to close."""
 _RISKY_POLICIES: Final = ("volatile-", "allkeys-")
 _SCRIPT: Final = (resources.files(__package__) / "budget.lua").read_text(encoding="utf-8")
 _MONTHLY_TTL: Final = 40 * 86400
@@ -154,7 +165,8 @@ class RedisBudgetStore:
 
     ``client`` is a ``redis.asyncio.Redis``; :meth:`from_url` makes one. ``api_key`` names the
     project (only its hash is used). ``limits`` and ``starvation_bound`` must match those of
-    every other process sharing the budget.
+    every other process sharing the budget. ``call_timeout`` (seconds) bounds each exchange,
+    whatever the client's own settings.
     """
 
     def __init__(
@@ -164,6 +176,7 @@ class RedisBudgetStore:
         api_key: str,
         limits: Limits = DEFAULT_LIMITS,
         starvation_bound: float | None = None,
+        call_timeout: float = 5.0,
     ) -> None:
         if not api_key:
             raise ConfigurationError("api_key", "is needed to name the shared budget")
@@ -174,10 +187,16 @@ class RedisBudgetStore:
         self._starvation_bound = starvation_bound
         self.tag = budget_key_tag(api_key)
         base = f"{KEY_PREFIX}:{{{self.tag}}}"
-        self.keys = [f"{base}:config", f"{base}:owners", f"{base}:pending"] + [
+        self.keys = [f"{base}:config", f"{base}:owners", f"{base}:pending", f"{base}:info"] + [
             f"{base}:{pool}:{name}" for pool in _POOLS for name in _POOL_KEYS
         ]
         self.channel = f"{base}:grants:"
+        self.live_channel = f"{base}:live:"
+        self._call_timeout = call_timeout
+        # The store's clock at the last answer, and this process's monotonic clock then: an
+        # exchange says when (on the store's clock) it was sent, so a late run is refused.
+        self._store_clock: tuple[float, float] | None = None
+        self._live: set[str] = set()  # owners that have exchanged
         self._config = _config(limits, starvation_bound)
         longest = max(limits.window, limits.hour)
         self._longest = longest
@@ -210,10 +229,23 @@ class RedisBudgetStore:
         :class:`~amplitude_async.errors.BudgetUnavailable` instead of a hang.
         """
         try:
-            client = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+            # No retries inside the client: a retried script could run twice, and a frozen
+            # server would hold a call for several timeouts. The scheduler retries.
+            client = aioredis.from_url(
+                url,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 0),
+            )
         except ValueError as exc:
             raise ConfigurationError("budget_url", str(exc)) from None
-        return cls(client, api_key=api_key, limits=limits, starvation_bound=starvation_bound)
+        return cls(
+            client,
+            api_key=api_key,
+            limits=limits,
+            starvation_bound=starvation_bound,
+            call_timeout=timeout,
+        )
 
     @classmethod
     async def observe(
@@ -261,7 +293,7 @@ class RedisBudgetStore:
         for reg in changes.register:
             if not -_MAX_PRIORITY <= reg.priority <= _MAX_PRIORITY:
                 raise ValueError(f"priority must be within ±10**9, got {reg.priority!r}")
-        body = {
+        body: dict[str, Any] = {
             "r": [[index[r.pool], r.local, r.weight, r.priority] for r in changes.register],
             "c": [[index[p], local] for p, local in changes.cancel],
             "d": [[index[p], e] for p, e in changes.complete],
@@ -269,7 +301,17 @@ class RedisBudgetStore:
             "x": [[index[p], e] for p, e in changes.release],
             "z": [[index[p], s] for p, s in changes.pause],
             "leaving": changes.leaving,
+            "n": changes.seq,
+            "s": changes.seen,
         }
+        if changes.held is not None:
+            body["h"] = [[index[p], e] for p, e in changes.held]
+        if changes.beat is not None:
+            body["b"] = changes.beat
+        if changes.at is None and self._store_clock is not None:
+            store_at, local_at = self._store_clock
+            body["t"] = store_at + (time.monotonic() - local_at)
+            body["w"] = self._call_timeout + 0.5
         ttl = math.ceil(2 * (self._longest + changes.lease) * 1000)
         args = [
             changes.owner,
@@ -280,11 +322,14 @@ class RedisBudgetStore:
             json.dumps(body, separators=(",", ":")),
             str(ttl),
             self.channel,
+            self.live_channel,
         ]
         try:
             self.round_trips += 1
             sent = time.perf_counter()
-            reply = await self._script(keys=self.keys, args=args)
+            # Bounded here too: a frozen server must not hold the caller longer.
+            async with asyncio.timeout(self._call_timeout + 0.5):
+                reply = await self._script(keys=self.keys, args=args)
         except ResponseError as exc:
             text = str(exc)
             if "AMPLITUDE_LIMITS" in text:
@@ -297,18 +342,34 @@ class RedisBudgetStore:
             raise BudgetUnavailable(f"the budget store refused the exchange: {text}") from exc
         except (RedisConnectionError, RedisTimeoutError, OSError, RedisError) as exc:
             raise BudgetUnavailable(f"the budget store cannot be reached: {exc}") from exc
+        except TimeoutError as exc:
+            raise BudgetUnavailable(
+                f"the budget store did not answer within {self._call_timeout} s"
+            ) from exc
+        try:
+            outcome = self._outcome(reply)
+        except (ValueError, TypeError, IndexError, KeyError) as exc:
+            raise BudgetUnavailable(f"the budget store sent an unreadable answer: {exc}") from exc
+        if outcome.reset:
+            warnings.warn(
+                f"the shared budget {{{self.tag}}} started cold: {outcome.reset}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        if changes.owner:
+            self._live.add(changes.owner)
         if not self._checked_policy:
             self._checked_policy = True
             await self._check_eviction_policy()
-        outcome = self._outcome(reply)
         if self.grant_latencies is not None and outcome.grants:
             self.grant_latencies.extend([time.perf_counter() - sent] * len(outcome.grants))
         return outcome
 
     def _outcome(self, reply: list[Any]) -> Outcome:
-        grants, cancelled, wake, queued, rejoined, usage, processes = (
+        grants, cancelled, wake, queued, rejoined, usage, processes, seen, reset, store_now = (
             r.decode() if isinstance(r, bytes) else r for r in reply
         )
+        self._store_clock = (float(store_now), time.monotonic())
         pools = []
         for pool, text in zip(_POOLS, str(usage).split(";"), strict=True):
             used, in_flight, count, paused = text.split("|")
@@ -336,6 +397,8 @@ class RedisBudgetStore:
             queued=int(queued),
             rejoined=bool(int(rejoined)),
             usage=self._usage,
+            seen=str(seen),
+            reset=str(reset),
         )
 
     async def _check_eviction_policy(self) -> None:
@@ -406,28 +469,40 @@ class RedisBudgetStore:
         event = asyncio.Event()
         self._subscribed[owner] = event
         self._listeners[owner] = asyncio.get_running_loop().create_task(
-            self._listen(self.channel + owner, deliver, event)
+            self._listen(owner, deliver, event)
         )
 
     async def _listen(
-        self, channel: str, deliver: Callable[[Sequence[Grant]], None], event: asyncio.Event
+        self,
+        owner: str,
+        deliver: Callable[[Sequence[Grant]], None],
+        event: asyncio.Event,
     ) -> None:
+        channel = self.channel + owner
         while True:
             pubsub = self._redis.pubsub()
+            live = False
             try:
                 await pubsub.subscribe(channel)
                 event.set()
                 while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
-                    if message is not None and message.get("type") == "message":
-                        data = message["data"]
-                        text = data.decode() if isinstance(data, bytes) else str(data)
-                        stamp, _, text = text.partition("|")
-                        grants = _parse_grants(text)
-                        if self.grant_latencies is not None:
-                            delay = max(0.0, time.time() - float(stamp))
-                            self.grant_latencies.extend([delay] * len(grants))
-                        deliver(grants)
+                    if not live and owner in self._live:
+                        # Tells a process that finds the budget gone that it was in use.
+                        await pubsub.subscribe(self.live_channel + owner)
+                        live = True
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is None or message.get("type") != "message":
+                        continue
+                    if message.get("channel") not in (channel, channel.encode()):
+                        continue
+                    parsed = _parse_message(message.get("data"))
+                    if parsed is None:
+                        continue  # not a message of this library: ignored
+                    stamp, grants = parsed
+                    if self.grant_latencies is not None:
+                        delay = max(0.0, time.time() - stamp)
+                        self.grant_latencies.extend([delay] * len(grants))
+                    deliver(grants)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError):
@@ -442,20 +517,33 @@ class RedisBudgetStore:
         """Stop listening for ``owner``; close the connections when nobody listens."""
         task = self._listeners.pop(owner, None)
         self._subscribed.pop(owner, None)
+        self._live.discard(owner)
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait([task], timeout=CLOSE_WAIT)
         if not self._listeners:
             await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool (it reconnects if used again)."""
-        for task in self._listeners.values():
-            task.cancel()
+        """Close the connection pool (it reconnects if used again). Waits at most
+        :data:`CLOSE_WAIT` seconds for the listening tasks and connections, then drops them;
+        if cancelled meanwhile, the connections are still dropped."""
+        tasks = list(self._listeners.values())
         self._listeners.clear()
-        with contextlib.suppress(RedisError, OSError):
-            await self._redis.aclose()
+        self._subscribed.clear()
+        for task in tasks:
+            task.cancel()
+        closed = False
+        try:
+            if tasks:
+                await asyncio.wait(tasks, timeout=CLOSE_WAIT)
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(CLOSE_WAIT):
+                    await self._redis.aclose()
+                    closed = True
+        finally:
+            if not closed:
+                _drop_connections(self._redis)
 
 
 def _parse_grants(text: str) -> tuple[Grant, ...]:
@@ -463,5 +551,36 @@ def _parse_grants(text: str) -> tuple[Grant, ...]:
     for item in text.split(","):
         if item:
             pool, local, entry = item.split(":")
-            grants.append(Grant(_POOLS[int(pool) - 1], int(local), int(entry)))
+            index = int(pool)
+            if not 1 <= index <= len(_POOLS):
+                raise ValueError(f"no pool {index}")
+            grants.append(Grant(_POOLS[index - 1], int(local), int(entry)))
     return tuple(grants)
+
+
+def _parse_message(data: object) -> tuple[float, tuple[Grant, ...]] | None:
+    """A grant channel's message (``time|pool:local:entry,...``), or ``None`` if it is not one
+    this library publishes."""
+    try:
+        text = data.decode() if isinstance(data, bytes) else str(data)
+        stamp, bar, grants = text.partition("|")
+        when = float(stamp)
+        if not bar or not math.isfinite(when):
+            return None
+        return when, _parse_grants(grants)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _drop_connections(client: Any) -> None:
+    """Close every socket of ``client``'s pool at once, without waiting on the server."""
+    pool = getattr(client, "connection_pool", None)
+    connections = [
+        *getattr(pool, "_available_connections", ()),
+        *getattr(pool, "_in_use_connections", ()),
+    ]
+    for connection in connections:
+        writer = getattr(connection, "_writer", None)
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.transport.abort()

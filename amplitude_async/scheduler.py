@@ -54,10 +54,15 @@ decision then serves every process); the scheduler exchanges again then, and at 
 third of its lease term while it has requests waiting or in flight (that renews their
 leases). The in-process store (the default) is simply a store whose exchanges never suspend.
 
-If the store fails (Redis unreachable), nothing is admitted: exchanges are retried, and a
-waiting request ends with :class:`~amplitude_async.errors.BudgetUnavailable` once the store has
-been unavailable for ``unavailable_wait`` seconds of its wait. Requests already in flight finish
-normally; their completions are sent when the store answers again.
+If the store fails (Redis unreachable or frozen), nothing is admitted: exchanges are retried,
+and a waiting request ends with :class:`~amplitude_async.errors.BudgetUnavailable` once the
+store has been unavailable for ``unavailable_wait`` seconds of its wait -- at the latest when
+the exchange under way then fails (a Redis store's call timeout, 5 s by default) plus
+:data:`RETRY_MAX`. Requests already in flight finish normally; their completions are sent when
+the store answers again. An exchange whose answer never arrived is made harmless by the next
+one, which says what this process really holds (see :mod:`amplitude_async.admission`); after a
+failure the scheduler always exchanges again, even with nothing else to say, so a grant whose
+answer was lost is given back at once.
 """
 
 from __future__ import annotations
@@ -93,6 +98,7 @@ from .limits import DEFAULT_LIMITS, Limits, Pool
 __all__ = [
     "DEFAULT_LEASE",
     "DEFAULT_UNAVAILABLE_WAIT",
+    "HEARTBEAT",
     "LEASE_MARGIN",
     "PoolStatistics",
     "Scheduler",
@@ -114,6 +120,14 @@ plus :data:`LEASE_MARGIN`."""
 
 DEFAULT_UNAVAILABLE_WAIT: Final = 30.0
 """Default seconds a waiting request tolerates an unavailable budget store."""
+
+HEARTBEAT: Final = 6.0
+"""Seconds the store keeps a process's waiting requests after its last exchange (at most its
+lease term); the scheduler exchanges at least every third of it while requests wait."""
+
+CLOSE_WAIT: Final = 5.0
+"""Seconds :meth:`Scheduler.aclose` waits for its goodbye to the store (it carries the last
+completions: lost, their slots would stay taken for a lease term)."""
 
 _log = logging.getLogger(__name__)
 
@@ -340,8 +354,14 @@ class Scheduler:
         self._abandon: list[tuple[Pool, EntryId]] = []
         self._release: list[tuple[Pool, EntryId]] = []
         self._pause: list[tuple[Pool, float]] = []
-        self._in_flight = 0  # entries of this process being renewed
-        self._abandoned: set[EntryId] = set()
+        # Entries this process holds (admitted, not yet completed or abandoned): renewed.
+        self._held: set[tuple[Pool, EntryId]] = set()
+        self._abandoned: set[tuple[Pool, EntryId]] = set()
+        self._numbers = itertools.count(1)  # exchange numbers
+        self._seen = ""  # the store's version in the last answer
+        self._epoch: str | None = None
+        self._unsure = False  # an exchange failed: its answer may have been lost
+        self._beat = min(lease, HEARTBEAT)
         self._attached = False
         self._driver: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
@@ -399,11 +419,13 @@ class Scheduler:
         """Give up on an admitted request whose fate is unknown (a timeout, a lost connection):
         its entry stays in flight until its lease runs out, then completes. Call it inside the
         slot; leaving the slot then completes nothing."""
-        if ticket.entry in self._abandoned:
+        key = (ticket.pool, ticket.entry)
+        if key in self._abandoned:
             return
-        self._abandoned.add(ticket.entry)
-        self._abandon.append((ticket.pool, ticket.entry))
-        self._in_flight -= 1
+        self._abandoned.add(key)
+        if key in self._held:
+            self._held.discard(key)
+            self._abandon.append(key)
         self._notify()
 
     def record_rate_limited(self, pool: Pool) -> None:
@@ -459,24 +481,30 @@ class Scheduler:
         )
 
     async def aclose(self) -> None:
-        """Stop talking to the store: completions not yet sent are sent (briefly), and the store
-        learns that this process left."""
-        driver = self._driver
-        if driver is not None:
-            driver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await driver
-        self._set_alarm(math.inf)
-        if self._last_exchange > -math.inf or self._has_changes():
-            # Say goodbye: completions not yet sent, and the store hands this process's duty of
-            # keeping time for the queue to the others at once.
-            with contextlib.suppress(AmplitudeError, TimeoutError):
-                changes = self._take_changes()
-                changes.leaving = True
-                await asyncio.wait_for(self._store.exchange(changes), min(5.0, self.lease))
-        if self._attached:
-            self._attached = False
-            await self._store.detach(self.owner)
+        """Stop talking to the store: completions not yet sent are sent (for at most
+        :data:`CLOSE_WAIT` seconds), and the store learns that this process left. Cancelling it
+        still stops listening to the store and closes its connections (the Redis store bounds
+        that too: :data:`~amplitude_async.redis_store.CLOSE_WAIT`)."""
+        try:
+            driver = self._driver
+            if driver is not None:
+                driver.cancel()
+                # Not ``await driver``: that would swallow a cancellation of this close.
+                await asyncio.wait([driver])
+            self._set_alarm(math.inf)
+            if self._last_exchange > -math.inf or self._has_changes():
+                # Say goodbye: completions not yet sent, and the store hands this process's duty
+                # of keeping time for the queue to the others at once.
+                with contextlib.suppress(AmplitudeError, TimeoutError):
+                    changes = self._take_changes()
+                    changes.leaving = True
+                    async with asyncio.timeout(min(CLOSE_WAIT, self.lease)):
+                        await self._store.exchange(changes)
+        finally:
+            self._set_alarm(math.inf)
+            if self._attached:
+                self._attached = False
+                await self._store.detach(self.owner)
 
     def __repr__(self) -> str:
         queued = {str(p): n for p, n in self._queued.items() if n}
@@ -556,22 +584,27 @@ class Scheduler:
             self._notify()  # it may have held the reservation
         elif waiter.ticket is not None:
             # Granted, but cancelled before the request could be sent: give it back.
-            self._release.append((pool, waiter.ticket.entry))
-            self._in_flight -= 1
+            key = (pool, waiter.ticket.entry)
+            if key in self._held:
+                self._held.discard(key)
+                self._release.append(key)
             counters.cancelled_waiting += 1
             counters.requests_sent -= 1
             counters.cost_sent -= waiter.ticket.cost
             self._notify()
 
     def _finish(self, ticket: Ticket, *, abandoned: bool) -> None:
-        if ticket.entry in self._abandoned:
-            self._abandoned.discard(ticket.entry)
+        key = (ticket.pool, ticket.entry)
+        if key in self._abandoned:
+            self._abandoned.discard(key)
+        elif key not in self._held:
+            pass  # of a store state since lost: that store has nothing to hear of it
         elif abandoned:
-            self._abandon.append((ticket.pool, ticket.entry))
-            self._in_flight -= 1
+            self._held.discard(key)
+            self._abandon.append(key)
         else:
-            self._complete.append((ticket.pool, ticket.entry))
-            self._in_flight -= 1
+            self._held.discard(key)
+            self._complete.append(key)
         self._counters[ticket.pool].completed += 1
         self._notify()
 
@@ -580,7 +613,7 @@ class Scheduler:
         (several deliveries of one grant are possible; the first counts)."""
         if not grants:
             # A nudge: a process that kept time for the queue left; exchange to take over.
-            if self._waiters or self._in_flight:
+            if self._waiters or self._held:
                 self._nudged = True
                 self._notify()
             return
@@ -588,7 +621,13 @@ class Scheduler:
         for grant in grants:
             waiter = self._waiters.pop((grant.pool, grant.local), None)
             if waiter is None:
-                continue  # delivered twice
+                key = (grant.pool, grant.entry)
+                if key not in self._held and key not in self._release:
+                    # Not delivered twice: for a request given up here (or a duplicate of one
+                    # completed since, which the store ignores): the room goes back.
+                    self._release.append(key)
+                    self._dirty = True
+                continue
             counters = self._counters[grant.pool]
             if waiter.state == _CANCELLING or waiter.future.done():
                 # Given up meanwhile: the room goes back.
@@ -601,7 +640,7 @@ class Scheduler:
                 continue
             waiter.state = _DONE
             self._queued[grant.pool] -= 1
-            self._in_flight += 1
+            self._held.add((grant.pool, grant.entry))
             ticket = Ticket(
                 grant.pool, waiter.cost, waiter.priority, grant.entry, waiter.queued_at, now
             )
@@ -653,6 +692,10 @@ class Scheduler:
             release=self._release,
             pause=self._pause,
             warm=self._clock.time() - self._last_exchange < self._warm_for,
+            held=sorted(self._held),
+            seq=next(self._numbers),
+            seen=self._seen,
+            beat=self._beat,
         )
         self._register, self._cancel, self._complete = [], [], []
         self._abandon, self._release, self._pause = [], [], []
@@ -677,10 +720,15 @@ class Scheduler:
 
     def _duty(self, now: float) -> float:
         """When the next exchange is due without a local change (``inf``: the driver may stop):
-        when the store asked this process to keep time for the queue, and a third of the lease
-        term after the last exchange while this process has requests waiting or in flight
-        (that renews their leases)."""
-        if self._waiters or self._in_flight:
+        when the store asked this process to keep time for the queue, a third of the heartbeat
+        after the last exchange while this process has requests waiting (so the store keeps
+        them), a third of the lease term while it has requests in flight (that renews their
+        leases), and at once after a failed exchange."""
+        if self._unsure:
+            return now
+        if self._waiters:
+            return min(self._store_wake, self._last_exchange + self._beat / 3)
+        if self._held:
             return min(self._store_wake, self._last_exchange + self.lease / 3)
         return self._store_wake
 
@@ -700,7 +748,14 @@ class Scheduler:
                 self._nudged = False
                 try:
                     outcome = await self._store.exchange(changes)
+                except asyncio.CancelledError:
+                    # Closing: the goodbye carries these changes (completions above all); if
+                    # this copy still runs, it runs first or is refused as older.
+                    self._unsure = True
+                    self._put_back(changes)
+                    raise
                 except BudgetUnavailable as exc:
+                    self._unsure = True
                     self._put_back(changes)
                     if not self._unavailable(exc):
                         return
@@ -718,6 +773,7 @@ class Scheduler:
                     return
                 delay = RETRY_MIN
                 self._outage_since = None
+                self._unsure = False
                 self._answered(outcome)
         finally:
             self._driver = None
@@ -726,6 +782,13 @@ class Scheduler:
     def _answered(self, outcome: Outcome) -> None:
         now = self._clock.time()
         self._last_exchange = now
+        self._seen = outcome.seen
+        epoch = outcome.seen.rpartition(":")[0]
+        if outcome.reset or (self._epoch is not None and epoch != self._epoch):
+            # The store started over: what this process held belongs to the lost state (the
+            # cold start accounts for it); its completions are not sent.
+            self._held.clear()
+        self._epoch = epoch
         if outcome.usage is not None:
             self._usage = outcome.usage
         self._store_wake = now + outcome.wake_in if outcome.wake_in < math.inf else math.inf
@@ -765,7 +828,9 @@ class Scheduler:
         if any(w.state in (_NEW, _SENT) for w in self._waiters.values()):
             return True
         if now - since < self.lease + self.unavailable_wait:
-            return bool(self._waiters) or self._has_changes()
+            # Keep trying while there is something to tell, including that an answer may have
+            # been lost (its grants are given back by the next exchange).
+            return bool(self._waiters) or self._has_changes() or bool(self._held) or self._unsure
         # By now the store (if it ever answers) has let this process's leases run out: what is
         # left to tell it no longer matters.
         self._waiters.clear()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -85,9 +86,21 @@ class RedisServer:
             self.process.wait()
         self.process = None
 
+    def freeze(self) -> None:
+        """SIGSTOP the server: connections stay open, nothing answers (a stalled server, a
+        partition), and what clients sent meanwhile runs once it is thawed."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT a frozen server."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL if it lingers)."""
         if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a frozen server could not stop
             self.process.terminate()
             try:
                 self.process.wait(timeout=10)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import math
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import attrs
 import pytest
 import redis.asyncio as aioredis
 from attrs import frozen
@@ -52,7 +53,9 @@ OWNERS = ("a", "b", "c")
 @frozen
 class Step:
     """One exchange by ``owner``, ``gap`` half-seconds after the previous one; picks index
-    into the owner's own waiting requests and entries in flight."""
+    into the owner's own waiting requests and entries in flight. ``lost``: the owner never
+    hears the answer (its books stay as they were); ``replay``: a late copy of the owner's
+    previous exchange arrives first (the store must refuse it)."""
 
     owner: str
     gap: int
@@ -64,6 +67,9 @@ class Step:
     pause: float | None
     lease: float
     leave: bool
+    lost: bool = False
+    replay: bool = False
+    beat: float | None = None
 
 
 steps = st.lists(
@@ -86,6 +92,9 @@ steps = st.lists(
         pause=st.sampled_from([None, None, None, None, 3.0]),
         lease=st.sampled_from([3.0, 6.0, 30.0]),
         leave=st.sampled_from([False] * 9 + [True]),
+        lost=st.sampled_from([False] * 4 + [True]),
+        replay=st.sampled_from([False] * 9 + [True]),
+        beat=st.sampled_from([None, 2.0]),
     ),
     min_size=1,
     max_size=30,
@@ -105,17 +114,37 @@ def summary(outcome: Outcome) -> tuple[object, ...]:
     )
 
 
-async def run_steps(store: Any, plan: list[Step]) -> list[object]:
-    """Drive ``store`` with the steps; every owner keeps its own books, as a scheduler does."""
+async def run_steps(
+    store: Any, plan: list[Step], owned: Callable[[str], set[tuple[Pool, int]]] | None = None
+) -> list[object]:
+    """Drive ``store`` with the steps; every owner keeps its own books, as a scheduler does.
+    ``owned`` (if given) tells which entries the store has in flight for an owner: after each
+    exchange whose answer the owner heard, it must hold every one of them."""
     waiting: dict[str, list[tuple[Pool, int]]] = {o: [] for o in OWNERS}
     flying: dict[str, list[tuple[Pool, int]]] = {o: [] for o in OWNERS}
     local = dict.fromkeys(OWNERS, 0)
+    number = dict.fromkeys(OWNERS, 0)
+    previous: dict[str, Changes] = {}
     seen: list[object] = []
     now = START
     for step in plan:
         owner = step.owner
         now += step.gap * 0.5
-        changes = Changes(owner=owner, lease=step.lease, at=now)
+        last = previous.get(owner)
+        # (A store forgets the exchange numbers of owners silent for half its keys' TTL.)
+        if step.replay and last is not None and last.at is not None and now - last.at < 10:
+            late = attrs.evolve(last, at=now)
+            with pytest.raises(BudgetUnavailable):
+                await store.exchange(late)
+        number[owner] += 1
+        changes = Changes(
+            owner=owner,
+            lease=step.lease,
+            at=now,
+            held=list(flying[owner]),
+            seq=number[owner],
+            beat=step.beat,
+        )
         for pool, cost, priority in step.register:
             local[owner] += 1
             weight = 1 if pool is Pool.USER else cost
@@ -135,14 +164,24 @@ async def run_steps(store: Any, plan: list[Step]) -> list[object]:
         if step.pause is not None:
             changes.pause.append((Pool.STANDARD, step.pause))
         changes.leaving = step.leave
+        # What the owner tells the store it holds: its entries, less those it gives back now.
+        assert changes.held is not None
+        gone = {*changes.complete, *changes.release, *changes.abandon}
+        changes.held = [entry for entry in changes.held if entry not in gone]
+        previous[owner] = changes
         outcome: Outcome = await store.exchange(changes)
-        for grant in outcome.grants:
-            key = (grant.pool, grant.local)
-            if key in waiting[owner]:
-                waiting[owner].remove(key)
-            flying[owner].append((grant.pool, grant.entry))
-        if outcome.rejoined or step.leave:
-            waiting[owner] = []  # what the store forgot is dropped here too
+        if not step.lost:
+            for grant in outcome.grants:
+                key = (grant.pool, grant.local)
+                if key in waiting[owner]:
+                    waiting[owner].remove(key)
+                if (grant.pool, grant.entry) not in flying[owner]:
+                    flying[owner].append((grant.pool, grant.entry))
+            if outcome.rejoined or step.leave:
+                waiting[owner] = []  # what the store forgot is dropped here too
+            if owned is not None and not step.leave:
+                # Nothing in flight for this owner that it does not know of.
+                assert owned(owner) <= set(flying[owner])
         usage = store.usage()
         seen.append(summary(Outcome((), (), 0.0, usage=usage)) + summary(outcome)[:4])
     return seen
@@ -183,8 +222,16 @@ def test_the_lua_script_and_the_in_memory_store_decide_alike(
             def usage(self) -> object:
                 return self.store.usage()
 
+            def owned(self, owner: str) -> set[tuple[Pool, int]]:
+                return {
+                    (pool, entry)
+                    for pool, ledger in self.store.ledgers.items()
+                    for entry in ledger.owned_by(owner)
+                }
+
         try:
-            return await run_steps(remote, plan), await run_steps(Clocked(), plan)
+            clocked = Clocked()
+            return await run_steps(remote, plan), await run_steps(clocked, plan, clocked.owned)
         finally:
             await client.aclose()
 
@@ -276,10 +323,14 @@ async def test_lost_state_starts_cold(redis_server: RedisServer, store: RedisBud
     client = aioredis.from_url(redis_server.url)
     await client.flushall()
     await client.aclose()
-    outcome = await store.exchange(
-        Changes(owner="a", lease=5.0, warm=True, register=[Registration(2, Pool.STANDARD, 1, 0)])
-    )
+    with pytest.warns(RuntimeWarning, match="lost while in use"):
+        outcome = await store.exchange(
+            Changes(
+                owner="a", lease=5.0, warm=True, register=[Registration(2, Pool.STANDARD, 1, 0)]
+            )
+        )
     assert outcome.rejoined
+    assert outcome.reset
     assert outcome.grants == ()
     assert outcome.usage is not None
     standard = outcome.usage[Pool.STANDARD]

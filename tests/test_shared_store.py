@@ -280,3 +280,27 @@ def test_a_process_that_leaves_hands_its_timekeeping_to_the_others() -> None:
         return (await waiter).dispatched_at
 
     assert run_virtual(main()) == 11.0
+
+
+class Stalls(Flaky):
+    """A store whose exchanges carrying a completion hang (a frozen server), except a goodbye."""
+
+    async def exchange(self, changes: Changes) -> Outcome:
+        if changes.complete and not changes.leaving:
+            await asyncio.Event().wait()
+        return await super().exchange(changes)
+
+
+def test_a_close_during_an_exchange_still_sends_its_completions() -> None:
+    async def main() -> tuple[int, tuple[int, ...]]:
+        store = Stalls(InMemoryBudgetStore(LIMITS))
+        scheduler = Scheduler(store=store, lease=30.0)
+        await query(scheduler, 3, latency=0.1)
+        await asyncio.sleep(0.1)  # the exchange carrying the completion hangs meanwhile
+        await scheduler.aclose()  # cancels it: the goodbye carries the completion instead
+        ledger = store.inner.ledgers[Pool.STANDARD]
+        return ledger.in_flight, ledger.used
+
+    # Completed, so it still occupies its windows (given back, it would not: the server counts
+    # a request that was sent).
+    assert run_virtual(main()) == (0, (3, 3))

@@ -75,6 +75,8 @@ class WorkerSpec:
     barrier: bool = False
     """Print ``ready`` once set up, then wait for a line on standard input before queueing:
     :func:`run_workers` starts every worker's work at the same moment."""
+    call_timeout: float = 5.0
+    """Seconds each call to the shared budget's Redis may take."""
 
 
 @frozen
@@ -93,6 +95,8 @@ class WorkerReport:
     round_trips: int
     grant_latencies: list[float]
     urgent_latencies: list[float] = attrs.field(factory=list)
+    finished_at: float = 0.0
+    """Wall-clock time (``time.time()``) when its last call ended, before the client closed."""
 
 
 def workload(spec: WorkerSpec) -> list[Query[Any]]:
@@ -132,7 +136,11 @@ async def run_worker(spec: WorkerSpec) -> WorkerReport:
         from ..redis_store import RedisBudgetStore
 
         store = RedisBudgetStore.from_url(
-            spec.budget_url, api_key=spec.api_key, limits=limits, starvation_bound=bound
+            spec.budget_url,
+            api_key=spec.api_key,
+            limits=limits,
+            starvation_bound=bound,
+            timeout=spec.call_timeout,
         )
         store.grant_latencies = []
         scheduler = Scheduler(store=store, lease=spec.lease, unavailable_wait=spec.unavailable_wait)
@@ -187,6 +195,7 @@ async def run_worker(spec: WorkerSpec) -> WorkerReport:
             await asyncio.gather(*(one(q, 10, urgent_latencies) for q in urgent))
 
         await asyncio.gather(*(one(q, spec.priority, latencies) for q in queries), later())
+        finished_at = time.time()
         stats = client.statistics()
     return WorkerReport(
         queries=len(queries),
@@ -200,6 +209,7 @@ async def run_worker(spec: WorkerSpec) -> WorkerReport:
         round_trips=store.round_trips if store is not None else 0,
         grant_latencies=list(store.grant_latencies) if store is not None else [],
         urgent_latencies=urgent_latencies,
+        finished_at=finished_at,
     )
 
 
