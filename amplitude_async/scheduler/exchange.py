@@ -87,11 +87,11 @@ _SENT: Final = WaiterState.SENT
 
 
 class Waiting(Protocol):
-    """What the exchange loop needs of the requests waiting in its process: the scheduler's
-    private side (these are not part of its public API)."""
+    """What the exchange loop needs of the requests waiting in its process: implemented by the
+    :class:`~amplitude_async.scheduler.Scheduler`'s private methods (not its public API)."""
 
     def _any_waiting(self) -> bool:
-        """Whether any request waits here (granted ones excluded)."""
+        """Whether any waiter is unsettled (cancellations not yet confirmed included)."""
 
     def _waiter(self, key: tuple[Pool, int]) -> Waiter | None:
         """The waiter registered under ``key`` (``None`` if it is settled)."""
@@ -120,6 +120,7 @@ class Exchanger:
     """One process's conversation with ``store``, as ``owner``: the changes for the next
     exchange (public lists the scheduler appends to, then calls :meth:`notify`), the entries it
     holds (``held``), and the task that exchanges while there is anything to tell or wait for.
+    What the answers mean for the waiting requests it hands to ``requests``.
     """
 
     def __init__(
@@ -131,14 +132,14 @@ class Exchanger:
         owner: str,
         lease: float,
         unavailable_wait: float,
-        waiting: Waiting,
+        requests: Waiting,
     ) -> None:
         self.store = store
         self.owner = owner
         self.lease = lease
         self.unavailable_wait = unavailable_wait
         self._clock = clock
-        self._requests = waiting
+        self._requests = requests
         self._warm_for = max(limits.window, limits.hour) + lease
         # Changes for the next exchange.
         self.register: list[Waiter] = []

@@ -69,7 +69,8 @@ class Scheduler:
     shared store, such as :class:`~amplitude_async.redis_store.RedisBudgetStore`, brings its
     own limits). ``starvation_bound`` (seconds; default three windows) is how much longer than
     the work queued with it needs a request may wait before it outranks everything else (see
-    the module docstring; ``inf`` disables the rule); with a given store it is the store's.
+    :mod:`amplitude_async.scheduler`; ``inf`` disables the rule); with a given store it is the
+    store's.
     ``lease`` (seconds) is how long an in-flight entry of this process outlives the process's
     last word to the store: give it the request timeout plus a margin. ``unavailable_wait``
     (seconds) is how long a waiting request tolerates an unreachable store.
@@ -136,7 +137,7 @@ class Scheduler:
             owner=self.owner,
             lease=lease,
             unavailable_wait=unavailable_wait,
-            waiting=self,
+            requests=self,
         )
 
     @property
@@ -324,7 +325,7 @@ class Scheduler:
     # -- what the store's answers mean for the waiting requests (exchange.Waiting) ---------
 
     def _any_waiting(self) -> bool:
-        """Whether any request waits here."""
+        """Whether any waiter is unsettled (cancellations not yet confirmed included)."""
         return bool(self._waiters)
 
     def _waiter(self, key: tuple[Pool, int]) -> Waiter | None:

@@ -64,6 +64,9 @@ TRANSITIONS: Final[dict[WaiterState, frozenset[WaiterState]]] = {
 class Waiter:
     """One request of this process waiting for admission in ``pool`` at ``cost``.
 
+    It starts ``NEW``; the one exception is the placeholder that stands, ``CANCELLING``, for a
+    registration replaced at a higher priority until the store confirms its cancellation.
+
     ``local`` is its id in the store (with ``pool``); a waiter queued again at a higher priority
     gets a new one. ``future`` receives the :class:`~amplitude_async.scheduler.Ticket` once
     granted (``ticket`` keeps it, to give the grant back if the task is cancelled before it
