@@ -224,12 +224,12 @@ class Scheduler:
     # -- waiting --------------------------------------------------------------------------
 
     async def _acquire(self, slot: Slot) -> Ticket:
+        # Every waiting request keeps this frame: no locals beyond these.
         pool, cost = slot._pool, slot._cost
         if self._pacer is not None:
             # Before queueing, so pacing never holds budget.
             await pace(self._pacer, pool, cost)
-        link = self._link
-        link.attach()
+        self._link.attach()
         waiter = Waiter(
             next(self._locals),
             pool,
@@ -240,9 +240,9 @@ class Scheduler:
         )
         self._waiters[pool, waiter.local] = waiter
         self._queued[pool] += 1
-        link.register.append(waiter)
+        self._link.register.append(waiter)
         slot._waiter = waiter
-        link.notify()
+        self._link.notify()
         try:
             return await waiter.future
         except asyncio.CancelledError:
