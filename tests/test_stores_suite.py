@@ -13,16 +13,26 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import pytest
 
-from amplitude_async.admission import BudgetUsage, Changes, Grant, InMemoryBudgetStore, Outcome
+from amplitude_async.admission import (
+    BudgetStore,
+    BudgetUsage,
+    Changes,
+    Grant,
+    InMemoryBudgetStore,
+    Outcome,
+)
 from amplitude_async.errors import BudgetUnavailable
 from amplitude_async.limits import Limits, Pool
 from amplitude_async.scheduler import Scheduler, Ticket
 from amplitude_async.testing import Enforcer, run_virtual
+
+if TYPE_CHECKING:
+    from amplitude_async.redis_store import RedisBudgetStore
 
 T = TypeVar("T")
 
@@ -36,7 +46,7 @@ class Link:
     remembers when the last one was sent, and can be cut (``down``: every exchange fails, as
     for a process partitioned from the store, or killed)."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: BudgetStore) -> None:
         self.store = store
         self.down = False
         self.exchanges = 0
@@ -49,13 +59,11 @@ class Link:
 
     @property
     def limits(self) -> Limits:
-        limits: Limits = self.store.limits
-        return limits
+        return self.store.limits
 
     @property
     def starvation_bound(self) -> float:
-        bound: float = self.store.starvation_bound
-        return bound
+        return self.store.starvation_bound
 
     async def exchange(self, changes: Changes) -> Outcome:
         if self.down:
@@ -64,7 +72,7 @@ class Link:
         sent = asyncio.get_running_loop().time()
         self.busy += 1
         try:
-            outcome: Outcome = await self.store.exchange(changes)
+            outcome = await self.store.exchange(changes)
         finally:
             self.busy -= 1
         self.exchanges += 1
@@ -79,8 +87,7 @@ class Link:
         await self.store.detach(owner)
 
     def usage(self) -> BudgetUsage | None:
-        usage: BudgetUsage | None = self.store.usage()
-        return usage
+        return self.store.usage()
 
 
 class Process:
@@ -101,7 +108,7 @@ class Budget:
         self.limits = Limits()
         self.starvation_bound: float | None = None
         self._memory: InMemoryBudgetStore | None = None
-        self._stores: list[Any] = []
+        self._stores: list[RedisBudgetStore] = []
         self._processes: list[Process] = []
 
     def run(
@@ -130,7 +137,7 @@ class Budget:
 
     def process(self, *, lease: float = 30.0) -> Process:
         """A new process on the shared budget, its scheduler's lease term ``lease``."""
-        store: Any
+        store: BudgetStore
         if self.kind == "memory":
             if self._memory is None:
                 self._memory = InMemoryBudgetStore(
@@ -140,13 +147,14 @@ class Budget:
         else:
             from amplitude_async.redis_store import RedisBudgetStore
 
-            store = RedisBudgetStore.from_url(
+            redis = RedisBudgetStore.from_url(
                 self.url,
                 api_key=API_KEY,
                 limits=self.limits,
                 starvation_bound=self.starvation_bound,
             )
-            self._stores.append(store)
+            self._stores.append(redis)
+            store = redis
         link = Link(store)
         process = Process(Scheduler(store=link, lease=lease), link)
         self._processes.append(process)
@@ -158,7 +166,8 @@ class Budget:
             return self._memory.usage()
         from amplitude_async.redis_store import RedisBudgetStore
 
-        observer = RedisBudgetStore.from_url(self.url, api_key=API_KEY, limits=self.limits)
+        observer = await RedisBudgetStore.observe(self.url, api_key=API_KEY)
+        assert observer is not None
         self._stores.append(observer)
         usage = await observer.read_usage()
         assert usage is not None
