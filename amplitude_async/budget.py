@@ -41,10 +41,8 @@ from .limits import Limits, Pool
 __all__ = [
     "EntryId",
     "Expiries",
-    "NotYet",
     "PoolLedger",
     "PoolSnapshot",
-    "Taken",
     "Window",
     "WindowUsage",
     "check_cost",
@@ -418,17 +416,6 @@ class PoolLedger:
                 return False
         return True
 
-    def try_take(
-        self, weight: int, now: float, *, owner: str = "", deadline: float = math.inf
-    ) -> Taken | NotYet:
-        """Record an entry of ``weight`` dispatched at ``now`` if it fits; else say when.
-
-        The entry is leased to ``owner`` until ``deadline`` (``inf``: until completed).
-        """
-        if not self.fits(weight, now):
-            return NotYet(self.snapshot(now).earliest_fit(weight))
-        return Taken(self.take(weight, owner, deadline))
-
     def take(self, weight: int, owner: str = "", deadline: float = math.inf) -> EntryId:
         """Record an entry of ``weight`` known to fit (see :meth:`fits`); return its id."""
         entry = next(self._ids)
@@ -483,20 +470,6 @@ class _Lease:
     def __init__(self, owner: str, deadline: float) -> None:
         self.owner = owner
         self.deadline = deadline
-
-
-@frozen
-class Taken:
-    """``try_take`` succeeded: the request is recorded as ``entry``."""
-
-    entry: EntryId
-
-
-@frozen
-class NotYet:
-    """``try_take`` failed; ``earliest`` is when it could first fit (``inf``: after completions)."""
-
-    earliest: float
 
 
 def largest_first(items: Iterable[tuple[int, int]], room: int, slots: int) -> dict[int, int]:

@@ -10,10 +10,8 @@ from hypothesis import strategies as st
 
 from amplitude_async.budget import (
     Expiries,
-    NotYet,
     PoolLedger,
     PoolSnapshot,
-    Taken,
     check_cost,
     largest_first,
     pool_cap,
@@ -31,9 +29,9 @@ def ledger(pool: Pool = Pool.STANDARD, limits: Limits = LIMITS) -> PoolLedger:
 
 
 def take(book: PoolLedger, weight: int, now: float) -> int:
-    result = book.try_take(weight, now)
-    assert isinstance(result, Taken), result
-    return result.entry
+    """Record an entry of ``weight`` dispatched at ``now``, as a store does: check, then take."""
+    assert book.fits(weight, now), book.snapshot(now)
+    return book.take(weight)
 
 
 def test_pools_have_their_windows_and_caps() -> None:
@@ -84,9 +82,8 @@ def test_all_windows_and_the_cap_are_checked_together() -> None:
     for now in (0.0, 20.0):
         book.complete(take(book, 100, now), now)
     # 200 of 250 used in the hour; the 10 s window is free again at 30 s.
-    result = book.try_take(60, 31.0)
-    assert isinstance(result, NotYet)
-    assert result.earliest == 60.0  # the first hour entry leaves at 0 + 60
+    assert not book.fits(60, 31.0)
+    assert book.snapshot(31.0).earliest_fit(60) == 60.0  # the first hour entry leaves at 0 + 60
     assert book.snapshot(31.0).used == (0, 200)  # the refusal took nothing
     for _ in range(3):
         take(book, 10, 61.0)
@@ -173,9 +170,8 @@ def test_an_abandoned_entry_is_no_longer_renewed() -> None:
 
 
 def take_leased(book: PoolLedger, weight: int, now: float, *, owner: str, deadline: float) -> int:
-    result = book.try_take(weight, now, owner=owner, deadline=deadline)
-    assert isinstance(result, Taken), result
-    return result.entry
+    assert book.fits(weight, now), book.snapshot(now)
+    return book.take(weight, owner, deadline)
 
 
 def test_largest_first_examples() -> None:
@@ -299,13 +295,13 @@ def test_incremental_ledger_matches_brute_force(
         if op[0] == "take":
             weight = op[1]
             fits = brute.fits(weight, now)
-            result = book.try_take(weight, now)
-            assert isinstance(result, Taken) == fits
-            if isinstance(result, Taken):
-                brute.entries[result.entry] = (weight, None)
-                flying.append(result.entry)
+            assert book.fits(weight, now) == fits
+            if fits:
+                entry = book.take(weight)
+                brute.entries[entry] = (weight, None)
+                flying.append(entry)
             else:
-                assert result.earliest == brute.earliest_fit(weight, now)
+                assert book.snapshot(now).earliest_fit(weight) == brute.earliest_fit(weight, now)
         elif op[0] == "complete" and flying:
             entry = flying.pop(op[1] % len(flying))
             # Completion times may go back a little: several clocks, or a caller's own times.
