@@ -17,6 +17,7 @@ from .errors import ConfigurationError
 __all__ = [
     "MAX_PRIORITY",
     "check_bound",
+    "check_count",
     "check_factor",
     "check_instance",
     "check_number",
@@ -40,6 +41,14 @@ def _check_int(name: str, value: object, *, minimum: int) -> None:
     if value < minimum:
         relation = "positive" if minimum == 1 else f"at least {minimum}"
         raise ConfigurationError(name, f"must be {relation}, got {value!r}")
+
+
+def check_count(name: str, value: object, *, minimum: int) -> int:
+    """Return ``value`` if it is an ``int`` (not ``bool``) of at least ``minimum``, else raise
+    :class:`ConfigurationError` naming ``name``."""
+    _check_int(name, value, minimum=minimum)
+    assert isinstance(value, int)
+    return value
 
 
 def check_number(name: str, value: object, *, allow_zero: bool = False) -> float:

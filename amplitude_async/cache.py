@@ -39,6 +39,7 @@ from zoneinfo import ZoneInfo
 
 from attrs import field, frozen
 
+from ._settings import check_count, check_number
 from .errors import ConfigurationError
 from .queries import (
     CohortRequest,
@@ -106,13 +107,13 @@ _OPEN_ENDED: Final = (Retention, RevenueLTV)
 
 
 def _positive(_: object, attribute: Any, value: float | None) -> None:
-    if value is not None and not value > 0:
-        raise ConfigurationError(attribute.name, f"must be positive, got {value!r}")
+    # Finite: an infinite TTL would keep "recent" answers forever; NaN compares false.
+    if value is not None:
+        check_number(attribute.name, value)
 
 
 def _not_negative(_: object, attribute: Any, value: int) -> None:
-    if value < 0:
-        raise ConfigurationError(attribute.name, f"must not be negative, got {value!r}")
+    check_count(attribute.name, value, minimum=0)
 
 
 def _to_zone(value: str | tzinfo) -> tzinfo:
@@ -326,10 +327,8 @@ class MemoryCache:
         max_bytes: int = 64 * 1024 * 1024,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if max_entries < 1:
-            raise ConfigurationError("max_entries", f"must be at least 1, got {max_entries!r}")
-        if max_bytes < 1:
-            raise ConfigurationError("max_bytes", f"must be at least 1, got {max_bytes!r}")
+        check_count("max_entries", max_entries, minimum=1)
+        check_count("max_bytes", max_bytes, minimum=1)
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._clock = clock
@@ -425,12 +424,9 @@ class RedisCache:
     ) -> None:
         if (url is None) == (client is None):
             raise ConfigurationError("url", "give exactly one of url= and client=")
-        if isinstance(max_entry_bytes, bool) or not isinstance(max_entry_bytes, int):
-            raise ConfigurationError("max_entry_bytes", f"expected bytes, got {max_entry_bytes!r}")
-        if max_entry_bytes < 1:
-            raise ConfigurationError(
-                "max_entry_bytes", f"must be at least 1, got {max_entry_bytes!r}"
-            )
+        check_count("max_entry_bytes", max_entry_bytes, minimum=1)
+        timeout = check_number("timeout", timeout)
+        retry_after = check_number("retry_after", retry_after, allow_zero=True)
         if client is None:
             try:
                 from redis.asyncio import Redis

@@ -25,6 +25,7 @@ from amplitude_async import (
     RevenueLTV,
 )
 from amplitude_async.batch import Batch
+from amplitude_async.cache import CachePolicy, MemoryCache, RedisCache
 from amplitude_async.coalesce import Coalescer
 from amplitude_async.converter import structure_result
 from amplitude_async.results import RevenueLTVResult
@@ -382,4 +383,22 @@ def test_client_options_of_the_wrong_type_are_refused_naming_the_field(
 ) -> None:
     with pytest.raises(ConfigurationError) as info:
         AmplitudeClient("key", "secret", **options)
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (lambda: MemoryCache(max_entries=0), "max_entries"),
+        (lambda: MemoryCache(max_bytes=math.nan), "max_bytes"),
+        (lambda: RedisCache("redis://127.0.0.1:1/0", timeout=math.nan), "timeout"),
+        (lambda: RedisCache("redis://127.0.0.1:1/0", retry_after=-1.0), "retry_after"),
+        (lambda: RedisCache("redis://127.0.0.1:1/0", max_entry_bytes=True), "max_entry_bytes"),
+        (lambda: CachePolicy(recent_ttl=math.inf), "recent_ttl"),
+        (lambda: CachePolicy(settled_days=1.5), "settled_days"),
+    ],
+)
+def test_cache_options_are_checked_naming_the_field(build: Any, field: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        build()
     assert info.value.field == field
