@@ -386,16 +386,19 @@ def test_client_options_of_the_wrong_type_are_refused_naming_the_field(
     assert info.value.field == field
 
 
+NOT_AN_INT: Any = 1.5  # deliberate misuse, typed Any for the type checker
+
+
 @pytest.mark.parametrize(
     ("build", "field"),
     [
         (lambda: MemoryCache(max_entries=0), "max_entries"),
-        (lambda: MemoryCache(max_bytes=math.nan), "max_bytes"),
+        (lambda: MemoryCache(max_bytes=NOT_AN_INT), "max_bytes"),
         (lambda: RedisCache("redis://127.0.0.1:1/0", timeout=math.nan), "timeout"),
         (lambda: RedisCache("redis://127.0.0.1:1/0", retry_after=-1.0), "retry_after"),
         (lambda: RedisCache("redis://127.0.0.1:1/0", max_entry_bytes=True), "max_entry_bytes"),
         (lambda: CachePolicy(recent_ttl=math.inf), "recent_ttl"),
-        (lambda: CachePolicy(settled_days=1.5), "settled_days"),
+        (lambda: CachePolicy(settled_days=NOT_AN_INT), "settled_days"),
     ],
 )
 def test_cache_options_are_checked_naming_the_field(build: Any, field: str) -> None:
