@@ -43,6 +43,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
+import attrs
 from attrs import define, field, frozen
 
 from ._settings import check_bound, check_instance
@@ -72,6 +73,7 @@ __all__ = [
     "Registration",
     "claim_delay",
     "default_starvation_bound",
+    "next_decision",
     "plan",
 ]
 
@@ -434,6 +436,42 @@ def plan(queue: PoolQueue, snap: PoolSnapshot) -> list[Waiter]:
     return planned
 
 
+def next_decision(queue: PoolQueue, snap: PoolSnapshot, claims_due: float) -> float:
+    """When time alone could next change the decision for a pool, after a decision at
+    ``snap.now`` (``inf``: only an exchange can).
+
+    - Nobody waits: never.
+    - Every in-flight slot is taken: only a lease running out frees one (a completion comes
+      with an exchange), or the claim times falling due (``claims_due``).
+    - Otherwise the first of: a window freeing some weight (an expiry of weight 0 frees
+      nothing), a lease running out, the end of a pause, the claim times falling due, and the
+      earliest claim still to come (a waiter starving).
+    """
+    if not queue.count:
+        return math.inf
+    if snap.in_flight >= snap.cap:
+        return min(snap.lease_until, claims_due)
+    change = min(snap.lease_until, claims_due)
+    for expiries in snap.expiries:
+        change = min(change, expiries.freed_at(1))
+    if snap.paused:
+        change = min(change, snap.paused_until)
+    first = queue.first_claim()
+    if first is not None and first[0] > snap.now:
+        change = min(change, first[0])
+    return change
+
+
+def _exact_snapshot(ledger: PoolLedger, now: float) -> PoolSnapshot:
+    """``ledger.snapshot(now)`` with ``lease_until`` exact: the ledger keeps its earliest lease
+    deadline lazily (an entry completed or given back may still be named until the next
+    renewal), which would tell an owner to wake for nothing."""
+    if not ledger.in_flight:
+        return attrs.evolve(ledger.snapshot(now), lease_until=math.inf)
+    ledger.renew("", -math.inf)  # extends no lease; recomputes the earliest deadline
+    return ledger.snapshot(now)
+
+
 # -- the in-process store ------------------------------------------------------------------------
 
 
@@ -670,21 +708,12 @@ class InMemoryBudgetStore(MonthlyCounts):
                 queue.set_claims(claim_at)
                 claims_due = math.inf
         ledger.expire(now)
-        if ledger.in_flight >= ledger.cap:
-            # Nothing fits before a completion (reported by an exchange) or a lease running out.
-            return min(ledger.snapshot(now).lease_until, claims_due)
-        if self._admit_uniform(pool, queue, ledger, now, owner, grants, others) and (
-            not queue.count or ledger.in_flight >= ledger.cap
+        if ledger.in_flight < ledger.cap and not self._admit_uniform(
+            pool, queue, ledger, now, owner, grants, others
         ):
-            return min(ledger.snapshot(now).lease_until, claims_due) if queue.count else math.inf
-        snap = ledger.snapshot(now)
-        for waiter in plan(queue, snap):
-            self._grant(pool, waiter, ledger, now, owner, grants, others)
-        wake_at = min(snap.next_change(), claims_due)
-        first = queue.first_claim()
-        if first is not None and first[0] > now:
-            wake_at = min(wake_at, first[0])
-        return wake_at
+            for waiter in plan(queue, ledger.snapshot(now)):
+                self._grant(pool, waiter, ledger, now, owner, grants, others)
+        return next_decision(queue, _exact_snapshot(ledger, now), claims_due)
 
     def _admit_uniform(
         self,

@@ -675,9 +675,18 @@ local function run(forced)
           list[#list + 1] = g
         end
       end
-      local change = math.min(next_change(st), claims_due)
-      local claim = first_claim(st)
-      if claim and claim > now then change = math.min(change, claim) end
+      -- When time alone could next change this pool's decision (admission.next_decision):
+      -- never if nobody waits; with every slot taken, a lease running out or the claims
+      -- falling due; else also an expiry that frees weight, a pause ending, a claim to come.
+      local change = INF
+      if st.count > 0 and st.nfl >= st.cap then
+        change = claims_due
+        for _, e in pairs(st.fl) do change = math.min(change, e.d) end
+      elseif st.count > 0 then
+        change = math.min(next_change(st), claims_due)
+        local claim = first_claim(st)
+        if claim and claim > now then change = math.min(change, claim) end
+      end
       wake = math.min(wake, change)
     end
   end
