@@ -1,7 +1,7 @@
 """The admission policy: which waiting requests a budget store admits, and when to decide again.
 
 Both stores decide with it: :class:`~amplitude_async.admission.InMemoryBudgetStore` calls these
-functions; ``budget.lua`` (see :mod:`amplitude_async.redis_store`) mirrors them with the
+functions; ``lua/policy.lua`` (see :mod:`amplitude_async.redis_store`) mirrors them with the
 same names, for many processes at once. A decision sees one pool: its ledger at ``now`` (a
 :class:`~amplitude_async.budget.PoolSnapshot`: room in every window, free in-flight slots, the
 known expiries, a pause) and its queue of waiters (:class:`~amplitude_async.waiters.PoolQueue`,

@@ -1,11 +1,13 @@
 """A project's budget in Redis, shared by every process and machine that spends it.
 
 :class:`RedisBudgetStore` is a :class:`~amplitude_async.admission.BudgetStore`: each exchange is
-one Lua script (``budget.lua``, run with ``EVALSHA``; a server that lost its scripts gets it
-again) that takes the same decisions as the in-process store, on the server's clock
-(``TIME``), over the waiters of every process. Grants decided for another process are kept for
-its next exchange and published on its channel at once, so a waiting process hears of them
-without polling. It needs the optional ``redis`` extra (``pip install amplitude-async[redis]``).
+one Lua script (the files of ``lua/`` joined, see :data:`SCRIPT_PARTS`; its arguments and
+answer are described at the top of ``lua/prelude.lua``; run with ``EVALSHA``, a server that
+lost its scripts gets it again) that mirrors :mod:`amplitude_async.policy` name for name, on
+the server's clock (``TIME``), over the waiters of every process. Grants decided for another
+process are kept for its next exchange and published on its channel at once, so a waiting
+process hears of them without polling. It needs the optional ``redis`` extra
+(``pip install amplitude-async[redis]``).
 
 Keys: every key of a project shares one hash tag, ``{<sha256 of the API key>}`` (truncated), so
 one script may touch them all on Redis Cluster; neither the API key nor the secret is stored.
@@ -63,7 +65,7 @@ from .budget import WindowUsage, pool_cap, pool_windows
 from .errors import BudgetUnavailable, ConfigurationError
 from .limits import DEFAULT_LIMITS, Limits, Pool
 
-__all__ = ["CLOSE_WAIT", "KEY_PREFIX", "RedisBudgetStore", "budget_key_tag"]
+__all__ = ["CLOSE_WAIT", "KEY_PREFIX", "SCRIPT_PARTS", "RedisBudgetStore", "budget_key_tag"]
 
 KEY_PREFIX: Final = "amplitude-async"
 """First part of every key and channel name."""
@@ -85,7 +87,13 @@ _MAX_PRIORITY: Final = 10**9
 CLOSE_WAIT: Final = 1.0
 """Seconds :meth:`RedisBudgetStore.aclose` waits for its connections to close."""
 _RISKY_POLICIES: Final = ("volatile-", "allkeys-")
-_SCRIPT: Final = (resources.files(__package__) / "budget.lua").read_text(encoding="utf-8")
+SCRIPT_PARTS: Final = ("prelude", "ledger", "waiters", "policy", "exchange")
+"""The budget script's parts, ``lua/<part>.lua`` in the package, in the order they are joined
+into one script: each part uses the locals of those before it."""
+_SCRIPT: Final = "\n".join(
+    (resources.files(__package__) / "lua" / f"{part}.lua").read_text(encoding="utf-8")
+    for part in SCRIPT_PARTS
+)
 _MONTHLY_TTL: Final = 40 * 86400
 """Seconds a month's quota count is kept after its last change (longer than any month)."""
 # Increment-with-check of a monthly count, atomic: KEYS[1] the count; ARGV limit, ttl (s).
@@ -294,24 +302,24 @@ class RedisBudgetStore:
             if not -_MAX_PRIORITY <= reg.priority <= _MAX_PRIORITY:
                 raise ValueError(f"priority must be within ±10**9, got {reg.priority!r}")
         body: dict[str, Any] = {
-            "r": [[index[r.pool], r.local, r.weight, r.priority] for r in changes.register],
-            "c": [[index[p], local] for p, local in changes.cancel],
-            "d": [[index[p], e] for p, e in changes.complete],
-            "a": [[index[p], e] for p, e in changes.abandon],
-            "x": [[index[p], e] for p, e in changes.release],
-            "z": [[index[p], s] for p, s in changes.pause],
+            "register": [[index[r.pool], r.local, r.weight, r.priority] for r in changes.register],
+            "cancel": [[index[p], local] for p, local in changes.cancel],
+            "complete": [[index[p], e] for p, e in changes.complete],
+            "abandon": [[index[p], e] for p, e in changes.abandon],
+            "release": [[index[p], e] for p, e in changes.release],
+            "pause": [[index[p], s] for p, s in changes.pause],
             "leaving": changes.leaving,
-            "n": changes.seq,
-            "s": changes.seen,
+            "seq": changes.seq,
+            "seen": changes.seen,
         }
         if changes.held is not None:
-            body["h"] = [[index[p], e] for p, e in changes.held]
+            body["held"] = [[index[p], e] for p, e in changes.held]
         if changes.beat is not None:
-            body["b"] = changes.beat
+            body["beat"] = changes.beat
         if changes.at is None and self._store_clock is not None:
             store_at, local_at = self._store_clock
-            body["t"] = store_at + (time.monotonic() - local_at)
-            body["w"] = self._call_timeout + 0.5
+            body["sent_at"] = store_at + (time.monotonic() - local_at)
+            body["patience"] = self._call_timeout + 0.5
         ttl = math.ceil(2 * (self._longest + changes.lease) * 1000)
         args = [
             changes.owner,
@@ -348,7 +356,7 @@ class RedisBudgetStore:
             ) from exc
         try:
             outcome = self._outcome(reply)
-        except (ValueError, TypeError, IndexError, KeyError) as exc:
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
             raise BudgetUnavailable(f"the budget store sent an unreadable answer: {exc}") from exc
         if outcome.reset:
             warnings.warn(
@@ -365,40 +373,37 @@ class RedisBudgetStore:
             self.grant_latencies.extend([time.perf_counter() - sent] * len(outcome.grants))
         return outcome
 
-    def _outcome(self, reply: list[Any]) -> Outcome:
-        grants, cancelled, wake, queued, rejoined, usage, processes, seen, reset, store_now = (
-            r.decode() if isinstance(r, bytes) else r for r in reply
-        )
-        self._store_clock = (float(store_now), time.monotonic())
+    def _outcome(self, reply: str | bytes) -> Outcome:
+        answer = json.loads(reply)
+        self._store_clock = (float(answer["now"]), time.monotonic())
         pools = []
-        for pool, text in zip(_POOLS, str(usage).split(";"), strict=True):
-            used, in_flight, count, paused = text.split("|")
+        for pool, usage in zip(_POOLS, answer["usage"], strict=True):
             windows = pool_windows(self._limits, pool)
             pools.append(
                 PoolUsage(
                     pool=pool,
                     windows=tuple(
-                        WindowUsage(w.name, w.budget, w.length, int(float(u)))
-                        for w, u in zip(windows, used.split(" "), strict=True)
+                        WindowUsage(w.name, w.budget, w.length, int(used))
+                        for w, used in zip(windows, usage["used"], strict=True)
                     ),
-                    in_flight=int(in_flight),
-                    queued=int(count),
-                    paused_for=float(paused),
+                    in_flight=int(usage["in_flight"]),
+                    queued=int(usage["queued"]),
+                    paused_for=float(usage["paused_for"]),
                 )
             )
-        self._usage = BudgetUsage(pools=tuple(pools), processes=int(processes))
+        self._usage = BudgetUsage(pools=tuple(pools), processes=int(answer["processes"]))
         return Outcome(
-            grants=_parse_grants(str(grants)),
+            grants=_parse_grants(answer["grants"]),
             cancelled=tuple(
                 (_POOLS[int(p) - 1], int(local))
-                for p, local in (item.split(":") for item in str(cancelled).split(",") if item)
+                for p, local in (item.split(":") for item in answer["cancelled"].split(",") if item)
             ),
-            wake_in=float(wake),
-            queued=int(queued),
-            rejoined=bool(int(rejoined)),
+            wake_in=float(answer["wake_in"]),
+            queued=int(answer["queued"]),
+            rejoined=bool(answer["rejoined"]),
             usage=self._usage,
-            seen=str(seen),
-            reset=str(reset),
+            seen=str(answer["seen"]),
+            reset=str(answer["reset"]),
         )
 
     async def _check_eviction_policy(self) -> None:
