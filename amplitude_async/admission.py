@@ -95,8 +95,7 @@ class Changes:
     ``warm`` says the owner exchanged with this store within its longest window: if the store
     finds its state gone, it starts cold (see :class:`BudgetStore`). ``leaving``: the owner
     detaches after this exchange; its waiters are dropped and, if it kept time for the queue,
-    the other owners are nudged (an empty delivery) to take over. ``at`` overrides the
-    store's clock (for tests comparing stores).
+    the other owners are nudged (an empty delivery) to take over.
 
     ``held`` lists the entries the owner still has in flight (not abandoned): only they are
     renewed, and an entry of the owner that it neither holds nor completes, and that the store
@@ -118,7 +117,6 @@ class Changes:
     pause: list[tuple[Pool, float]] = field(factory=list)
     warm: bool = False
     leaving: bool = False
-    at: float | None = None
     held: list[tuple[Pool, EntryId]] | None = None
     seq: int = 0
     seen: str = ""
@@ -308,7 +306,7 @@ class InMemoryBudgetStore(MonthlyCounts):
 
     def apply(self, changes: Changes) -> Outcome:
         """:meth:`exchange`, synchronously."""
-        now = changes.at if changes.at is not None else self._clock.time()
+        now = self._clock.time()
         owner = changes.owner
         if changes.seq:
             if changes.seq <= self._numbers.get(owner, 0):

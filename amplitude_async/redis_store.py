@@ -43,7 +43,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from importlib import resources
-from typing import Any, Final
+from typing import Any, Final, Self
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -217,9 +217,6 @@ class RedisBudgetStore:
         self._checked_policy = False
         self.round_trips = 0
         """Scripts run (one per exchange)."""
-        self.grant_latencies: list[float] | None = None
-        """Set to a list to collect, per grant, the seconds from the decision to this
-        process: the exchange's round trip, or the delivery of a published grant."""
 
     @classmethod
     def from_url(
@@ -230,7 +227,7 @@ class RedisBudgetStore:
         limits: Limits = DEFAULT_LIMITS,
         starvation_bound: float | None = None,
         timeout: float = 5.0,
-    ) -> RedisBudgetStore:
+    ) -> Self:
         """Connect lazily to ``url`` (``redis://host:6379/0``, ``rediss://`` for TLS).
 
         ``timeout`` bounds each Redis call, so an unresponsive server surfaces as
@@ -292,6 +289,17 @@ class RedisBudgetStore:
 
     async def exchange(self, changes: Changes) -> Outcome:
         """Run the script: apply ``changes``, decide, answer."""
+        return await self._exchange(changes, None)
+
+    async def exchange_at(self, changes: Changes, at: float) -> Outcome:
+        """Debug interface: :meth:`exchange` as if the server's clock read ``at``.
+
+        For tests that compare this store with another at the same times (Redis ``TIME``
+        cannot be set). Never for a budget in use: every other process is on ``TIME``.
+        """
+        return await self._exchange(changes, at)
+
+    async def _exchange(self, changes: Changes, at: float | None) -> Outcome:
         event = self._subscribed.get(changes.owner)
         if event is not None and not event.is_set():
             # Grants published before the subscription would wait for the next exchange.
@@ -316,7 +324,7 @@ class RedisBudgetStore:
             body["held"] = [[index[p], e] for p, e in changes.held]
         if changes.beat is not None:
             body["beat"] = changes.beat
-        if changes.at is None and self._store_clock is not None:
+        if at is None and self._store_clock is not None:
             store_at, local_at = self._store_clock
             body["sent_at"] = store_at + (time.monotonic() - local_at)
             body["patience"] = self._call_timeout + 0.5
@@ -325,7 +333,7 @@ class RedisBudgetStore:
             changes.owner,
             repr(float(changes.lease)),
             "1" if changes.warm else "0",
-            "" if changes.at is None else repr(float(changes.at)),
+            "" if at is None else repr(float(at)),
             self._config,
             json.dumps(body, separators=(",", ":")),
             str(ttl),
@@ -334,7 +342,6 @@ class RedisBudgetStore:
         ]
         try:
             self.round_trips += 1
-            sent = time.perf_counter()
             # Bounded here too: a frozen server must not hold the caller longer.
             async with asyncio.timeout(self._call_timeout + 0.5):
                 reply = await self._script(keys=self.keys, args=args)
@@ -369,8 +376,6 @@ class RedisBudgetStore:
         if not self._checked_policy:
             self._checked_policy = True
             await self._check_eviction_policy()
-        if self.grant_latencies is not None and outcome.grants:
-            self.grant_latencies.extend([time.perf_counter() - sent] * len(outcome.grants))
         return outcome
 
     def _outcome(self, reply: str | bytes) -> Outcome:
@@ -503,11 +508,7 @@ class RedisBudgetStore:
                     parsed = _parse_message(message.get("data"))
                     if parsed is None:
                         continue  # not a message of this library: ignored
-                    stamp, grants = parsed
-                    if self.grant_latencies is not None:
-                        delay = max(0.0, time.time() - stamp)
-                        self.grant_latencies.extend([delay] * len(grants))
-                    deliver(grants)
+                    deliver(parsed[1])
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError):

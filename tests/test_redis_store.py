@@ -9,7 +9,6 @@ import warnings
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import attrs
 import pytest
 import redis.asyncio as aioredis
 from attrs import frozen
@@ -20,6 +19,7 @@ from redisserver import RedisServer
 from amplitude_async.admission import (
     BudgetUsage,
     Changes,
+    Grant,
     InMemoryBudgetStore,
     Outcome,
     Registration,
@@ -28,6 +28,7 @@ from amplitude_async.errors import BudgetUnavailable, ConfigurationError
 from amplitude_async.limits import Limits, Pool
 from amplitude_async.redis_store import RedisBudgetStore, budget_key_tag
 from amplitude_async.scheduler import Scheduler
+from amplitude_async.testing.timing import TimedBudgetStore
 
 API_KEY = "0123456789abcdef0123456789abcdef"
 LIMITS = Limits(
@@ -130,14 +131,15 @@ def summary(outcome: Outcome, usage: BudgetUsage | None) -> tuple[object, ...]:
 async def run_steps(
     store: Any, plan: list[Step], owned: Callable[[str], set[tuple[Pool, int]]] | None = None
 ) -> list[object]:
-    """Drive ``store`` with the steps; every owner keeps its own books, as a scheduler does.
+    """Drive ``store`` with the steps, each at its time on the store's clock (``exchange_at``);
+    every owner keeps its own books, as a scheduler does.
     ``owned`` (if given) tells which entries the store has in flight for an owner: after each
     exchange whose answer the owner heard, it must hold every one of them."""
     waiting: dict[str, list[tuple[Pool, int]]] = {o: [] for o in OWNERS}
     flying: dict[str, list[tuple[Pool, int]]] = {o: [] for o in OWNERS}
     local = dict.fromkeys(OWNERS, 0)
     number = dict.fromkeys(OWNERS, 0)
-    previous: dict[str, Changes] = {}
+    previous: dict[str, tuple[Changes, float]] = {}
     seen: list[object] = []
     now = START
     for step in plan:
@@ -145,15 +147,13 @@ async def run_steps(
         now += step.gap * 0.5
         last = previous.get(owner)
         # (A store forgets the exchange numbers of owners silent for half its keys' TTL.)
-        if step.replay and last is not None and last.at is not None and now - last.at < 10:
-            late = attrs.evolve(last, at=now)
+        if step.replay and last is not None and now - last[1] < 10:
             with pytest.raises(BudgetUnavailable):
-                await store.exchange(late)
+                await store.exchange_at(last[0], now)
         number[owner] += 1
         changes = Changes(
             owner=owner,
             lease=step.lease,
-            at=now,
             held=list(flying[owner]),
             seq=number[owner],
             beat=step.beat,
@@ -181,8 +181,8 @@ async def run_steps(
         assert changes.held is not None
         gone = {*changes.complete, *changes.release, *changes.abandon}
         changes.held = [entry for entry in changes.held if entry not in gone]
-        previous[owner] = changes
-        outcome: Outcome = await store.exchange(changes)
+        previous[owner] = (changes, now)
+        outcome: Outcome = await store.exchange_at(changes, now)
         if not step.lost:
             for grant in outcome.grants:
                 key = (grant.pool, grant.local)
@@ -220,9 +220,8 @@ def test_the_lua_script_and_the_in_memory_store_decide_alike(
                 self.at = START
                 self.store = InMemoryBudgetStore(LIMITS, clock=self, starvation_bound=bound)
 
-            async def exchange(self, changes: Changes) -> Outcome:
-                assert changes.at is not None
-                self.at = changes.at
+            async def exchange_at(self, changes: Changes, at: float) -> Outcome:
+                self.at = at
                 return self.store.apply(changes)
 
             def time(self) -> float:
@@ -393,6 +392,45 @@ async def test_a_grant_decided_by_another_process_arrives_without_polling(
     assert stores[1].round_trips <= 3
     await first.aclose()
     await second.aclose()
+
+
+async def test_the_benchmarks_timed_store_times_answered_and_published_grants(
+    redis_server: RedisServer,
+) -> None:
+    limits = Limits(concurrent=1)
+    first = RedisBudgetStore.from_url(redis_server.url, api_key=API_KEY, limits=limits)
+    timed = TimedBudgetStore.from_url(redis_server.url, api_key=API_KEY, limits=limits)
+    heard: list[Grant] = []
+    timed.attach("b", heard.extend)
+    try:
+        held = await first.exchange(
+            Changes(owner="a", lease=30.0, register=[Registration(1, Pool.STANDARD, 1, 0)])
+        )
+        assert len(held.grants) == 1
+        queued = await timed.exchange(
+            Changes(owner="b", lease=30.0, register=[Registration(1, Pool.STANDARD, 1, 0)])
+        )
+        assert queued.grants == ()
+        assert timed.grant_latencies == []
+        # Its waiter is granted by the other process's exchange, and published to it.
+        await first.exchange(
+            Changes(owner="a", lease=30.0, complete=[(Pool.STANDARD, held.grants[0].entry)])
+        )
+        for _ in range(50):
+            if heard and len(timed.grant_latencies) == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert [(g.pool, g.local) for g in heard] == [(Pool.STANDARD, 1)]
+        assert len(timed.grant_latencies) == 1
+        # Until acknowledged, the grant also comes back with the owner's own answer: timed too.
+        again = await timed.exchange(Changes(owner="b", lease=30.0))
+        assert [(g.pool, g.local) for g in again.grants] == [(Pool.STANDARD, 1)]
+        assert len(timed.grant_latencies) == 2
+        assert all(seconds >= 0 for seconds in timed.grant_latencies)
+    finally:
+        await timed.detach("b")
+        await first.aclose()
+        await timed.aclose()
 
 
 async def _enter(scheduler: Scheduler) -> None:

@@ -14,7 +14,7 @@
 -- waiters by owner, fresh (waiters.lua). Pools are numbered from 1 in the config's order.
 --
 -- ARGV: 1 owner ('' only reads), 2 lease term (s), 3 warm (0/1), 4 time override ('' = the
--- server's TIME; see Changes.at), 5 config (JSON: pools with cap, windows [budget, length]
+-- server's TIME; see RedisBudgetStore.exchange_at), 5 config (JSON: pools with cap, windows [budget, length]
 -- and drain; bound, the starvation bound, -1 for none; claim_delay; cohort_month), 6 changes
 -- (JSON, below), 7 key TTL (ms), 8 grant channel prefix, 9 live channel prefix (a process
 -- that has exchanged listens on one).
