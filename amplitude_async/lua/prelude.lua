@@ -13,11 +13,11 @@
 -- ledger, flight, done by weight, done by time (ledger.lua), queue, buckets, claims, waiters,
 -- waiters by owner, fresh (waiters.lua). Pools are numbered from 1 in the config's order.
 --
--- ARGV: 1 owner ('' only reads), 2 lease term (s), 3 warm (0/1), 4 time override ('' = the
--- server's TIME; see RedisBudgetStore.exchange_at), 5 config (JSON: pools with cap, windows [budget, length]
--- and drain; bound, the starvation bound, -1 for none; claim_delay; cohort_month), 6 changes
--- (JSON, below), 7 key TTL (ms), 8 grant channel prefix, 9 live channel prefix (a process
--- that has exchanged listens on one).
+-- ARGV: 1 owner ('' only reads), 2 lease term (s), 3 warm (0/1), 4 time override ('' =
+-- the server's TIME; see RedisBudgetStore.exchange_at), 5 config (JSON: pools with cap,
+-- windows [budget, length] and drain; bound, the starvation bound, -1 for none; claim_delay;
+-- cohort_month), 6 changes (JSON, below), 7 key TTL (ms), 8 grant channel prefix, 9 live
+-- channel prefix (a process that has exchanged listens on one).
 --
 -- Changes (admission.Changes), each list of [pool, ...] arrays: register [pool, local,
 -- weight, priority], cancel [pool, local], complete, abandon, release and held [pool, entry],
@@ -26,8 +26,12 @@
 -- term), sent_at and patience (the server's time at sending, as the sender reckons it, and
 -- how long it waits for the answer; absent before its first answer).
 --
--- The answer is one JSON object (see exchange.lua), or an error reply AMPLITUDE_STALE,
--- AMPLITUDE_LATE, AMPLITUDE_LIMITS or AMPLITUDE_CORRUPT.
+-- The answer is one JSON object (admission.Outcome): grants ("pool:local:entry" items joined
+-- by commas, as in the pending hash and on the grant channel, whose messages are
+-- "decision time|grants"), cancelled ("pool:local" items), wake_in, queued, rejoined, usage
+-- (per pool: used per window, in_flight, queued, paused_for), processes, seen, reset, and
+-- now (the server's time); times and durations as text of 17 significant digits. Or an error
+-- reply: AMPLITUDE_STALE, AMPLITUDE_LATE, AMPLITUDE_LIMITS, AMPLITUDE_CORRUPT.
 
 local owner = ARGV[1]
 local lease = tonumber(ARGV[2])
