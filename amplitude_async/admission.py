@@ -223,14 +223,16 @@ class BudgetStore(Protocol):
         ...
 
 
-def _exact_snapshot(ledger: PoolLedger, now: float) -> PoolSnapshot:
+def _snapshot(ledger: PoolLedger, now: float) -> PoolSnapshot:
     """``ledger.snapshot(now)`` with ``lease_until`` exact: the ledger keeps its earliest lease
     deadline lazily (an entry completed or given back may still be named until the next
     renewal), which would tell an owner to wake for nothing."""
-    if not ledger.in_flight:
-        return attrs.evolve(ledger.snapshot(now), lease_until=math.inf)
-    ledger.renew("", -math.inf)  # extends no lease; recomputes the earliest deadline
-    return ledger.snapshot(now)
+    if ledger.in_flight:
+        ledger.renew("", -math.inf)  # extends no lease; recomputes the earliest deadline
+    snap = ledger.snapshot(now)
+    if not snap.in_flight and snap.lease_until < math.inf:
+        snap = attrs.evolve(snap, lease_until=math.inf)
+    return snap
 
 
 # -- the in-process store ------------------------------------------------------------------------
@@ -467,11 +469,13 @@ class InMemoryBudgetStore(MonthlyCounts):
             starvation_bound=self._starvation_bound,
             drain=self._drain[pool],
         )
-        ledger.expire(now)
-        if ledger.in_flight < ledger.cap:
-            for waiter in plan(queue, ledger.snapshot(now)):
-                self._grant(pool, waiter, ledger, now, owner, grants, others)
-        return next_decision(queue, _exact_snapshot(ledger, now), claims_due)
+        snap = _snapshot(ledger, now)
+        chosen = plan(queue, snap)
+        for waiter in chosen:
+            self._grant(pool, waiter, ledger, now, owner, grants, others)
+        if chosen:
+            snap = _snapshot(ledger, now)
+        return next_decision(queue, snap, claims_due)
 
     def _grant(
         self,

@@ -52,18 +52,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .admission import (
-    BudgetUsage,
-    Changes,
-    Grant,
-    Outcome,
-    PoolUsage,
-    claim_delay,
-    default_starvation_bound,
-)
+from .admission import BudgetUsage, Changes, Grant, Outcome, PoolUsage
 from .budget import WindowUsage, pool_cap, pool_windows
 from .errors import BudgetUnavailable, ConfigurationError
 from .limits import DEFAULT_LIMITS, Limits, Pool
+from .policy import claim_delay, default_starvation_bound, drain
 
 __all__ = ["CLOSE_WAIT", "KEY_PREFIX", "SCRIPT_PARTS", "RedisBudgetStore", "budget_key_tag"]
 
@@ -122,7 +115,7 @@ def _config(limits: Limits, starvation_bound: float) -> str:
                 "pool": str(pool),
                 "cap": pool_cap(limits, pool),
                 "windows": [[w.budget, w.length] for w in windows],
-                "drain": max(w.length / w.budget for w in windows),
+                "drain": drain(windows),
             }
         )
     bound = -1.0 if starvation_bound == math.inf else starvation_bound
