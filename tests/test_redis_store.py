@@ -7,6 +7,7 @@ import asyncio
 import math
 import warnings
 from collections.abc import AsyncIterator, Callable
+from importlib import resources
 from typing import Any
 
 import pytest
@@ -26,7 +27,7 @@ from amplitude_async.admission import (
 )
 from amplitude_async.errors import BudgetUnavailable, ConfigurationError
 from amplitude_async.limits import Limits, Pool
-from amplitude_async.redis_store import RedisBudgetStore, budget_key_tag
+from amplitude_async.redis_store import SCRIPT_PARTS, RedisBudgetStore, budget_key_tag
 from amplitude_async.scheduler import Scheduler
 from amplitude_async.testing.timing import TimedBudgetStore
 
@@ -251,6 +252,15 @@ def test_the_lua_script_and_the_in_memory_store_decide_alike(
 
 
 # -- keys, limits, scripts -----------------------------------------------------------------------
+
+
+def test_the_script_is_its_named_parts_each_of_readable_size() -> None:
+    folder = resources.files("amplitude_async") / "lua"
+    files = sorted(item.name for item in folder.iterdir() if item.name.endswith(".lua"))
+    # Every file is joined into the script (none forgotten), and none is a monolith again.
+    assert files == sorted(f"{part}.lua" for part in SCRIPT_PARTS)
+    for name in files:
+        assert len((folder / name).read_text(encoding="utf-8").splitlines()) <= 600, name
 
 
 async def test_keys_share_one_tag_expire_and_never_hold_the_key(
