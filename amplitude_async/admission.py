@@ -7,8 +7,8 @@ talks to it in *exchanges*: one call carries everything that changed locally sin
 returns what the store decided for this owner (grants) and how long until time alone could
 change a decision. The decision itself runs inside the store, atomically, over the waiters of
 every owner, so priorities, packing and the bounded-wait reservation hold across processes as
-they do inside one (the rules are in :mod:`amplitude_async.scheduler`). Grants for other owners
-reach them through :meth:`BudgetStore.attach`.
+they do inside one: it is :mod:`amplitude_async.policy`, rules and code. Grants for other
+owners reach them through :meth:`BudgetStore.attach`.
 
 Time belongs to the store: ledger times, lease deadlines and claim times are on the store's
 clock, and owners only ever see durations (``wake_in``, pause lengths, the lease term), so clocks
@@ -36,29 +36,30 @@ decisions in a Lua script, for many processes and machines.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import math
-from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Final, Protocol
+from typing import Protocol
 
+import attrs
 from attrs import define, field, frozen
 
 from ._settings import check_bound, check_instance
-from .budget import (
-    EntryId,
-    PoolLedger,
-    PoolSnapshot,
-    WindowUsage,
-    largest_first,
-    pool_cap,
-    pool_windows,
-)
+from .budget import EntryId, PoolLedger, PoolSnapshot, WindowUsage, pool_cap, pool_windows
 from .clock import Clock, LoopClock
 from .errors import BudgetUnavailable
 from .limits import DEFAULT_LIMITS, Limits, Pool
+from .policy import (
+    DEFAULT_STARVATION_WINDOWS,
+    claim_delay,
+    default_starvation_bound,
+    drain,
+    next_decision,
+    plan,
+    settle_claims,
+)
 from .quota import MonthlyCounts
+from .waiters import DONE, PoolQueue, Waiter
 
 __all__ = [
     "DEFAULT_STARVATION_WINDOWS",
@@ -74,21 +75,6 @@ __all__ = [
     "default_starvation_bound",
     "plan",
 ]
-
-DEFAULT_STARVATION_WINDOWS: Final = 3.0
-"""Default starvation bound, in windows of the limits."""
-
-
-def claim_delay(limits: Limits) -> float:
-    """How long requests queue before their claim times are set, together: a tenth of the
-    window, at most a second. Requests queued within it by several processes count each
-    other's work, as requests queued together by one process do."""
-    return min(1.0, limits.window / 10)
-
-
-def default_starvation_bound(limits: Limits) -> float:
-    """The default starvation bound for ``limits``: three cost windows."""
-    return DEFAULT_STARVATION_WINDOWS * limits.window
 
 
 @frozen
@@ -109,8 +95,7 @@ class Changes:
     ``warm`` says the owner exchanged with this store within its longest window: if the store
     finds its state gone, it starts cold (see :class:`BudgetStore`). ``leaving``: the owner
     detaches after this exchange; its waiters are dropped and, if it kept time for the queue,
-    the other owners are nudged (an empty delivery) to take over. ``at`` overrides the
-    store's clock (for tests comparing stores).
+    the other owners are nudged (an empty delivery) to take over.
 
     ``held`` lists the entries the owner still has in flight (not abandoned): only they are
     renewed, and an entry of the owner that it neither holds nor completes, and that the store
@@ -132,7 +117,6 @@ class Changes:
     pause: list[tuple[Pool, float]] = field(factory=list)
     warm: bool = False
     leaving: bool = False
-    at: float | None = None
     held: list[tuple[Pool, EntryId]] | None = None
     seq: int = 0
     seen: str = ""
@@ -239,199 +223,16 @@ class BudgetStore(Protocol):
         ...
 
 
-# -- the queue of one pool ---------------------------------------------------------------------
-
-# Waiter states.
-_WAITING: Final = 0
-_PLANNED: Final = 1  # chosen by a decision, its entry being taken
-_DONE: Final = 2  # granted or cancelled
-
-
-class Waiter:
-    """A request waiting in a store's queue."""
-
-    __slots__ = ("local", "owner", "priority", "seq", "state", "weight")
-
-    def __init__(self, owner: str, local: int, weight: int, priority: int, seq: int) -> None:
-        self.owner = owner
-        self.local = local
-        self.weight = weight
-        self.priority = priority
-        self.seq = seq
-        self.state = _WAITING
-
-    def __repr__(self) -> str:
-        return f"<Waiter {self.owner}:{self.local} w={self.weight} p={self.priority}>"
-
-
-class _Bucket:
-    """Waiters of one (priority, weight), in arrival order; dead ones are skipped lazily."""
-
-    __slots__ = ("live", "waiters")
-
-    def __init__(self) -> None:
-        self.waiters: deque[Waiter] = deque()
-        self.live = 0
-
-    def head(self) -> Waiter:
-        while self.waiters[0].state != _WAITING:
-            self.waiters.popleft()
-        return self.waiters[0]
-
-
-class _Batch:
-    """Waiters that got their claim time from the same decision, in arrival order."""
-
-    __slots__ = ("pos", "waiters")
-
-    def __init__(self, waiters: list[Waiter]) -> None:
-        self.waiters = waiters
-        self.pos = 0  # waiters before it are done
-
-
-class PoolQueue:
-    """The waiting requests of one pool, bucketed by (priority, weight)."""
-
-    def __init__(self) -> None:
-        self.levels: dict[int, dict[int, _Bucket]] = {}
-        # Claim order for the starvation rule: one heap entry per decision's batch of fresh
-        # waiters (they share a claim time), keyed by (claim time, first arrival). Batches hold
-        # disjoint, increasing ranges of arrivals, so the first live waiter of the top batch is
-        # the earliest claim overall.
-        self.claims: list[tuple[float, int, _Batch]] = []
-        # Queued without a claim yet, since ``fresh_since``: their claims are set together
-        # (see InMemoryBudgetStore).
-        self.fresh: list[Waiter] = []
-        self.fresh_since = math.inf
-        self.count = 0
-        self.backlog = 0  # total weight waiting
-
-    def add(self, waiter: Waiter) -> None:
-        buckets = self.levels.get(waiter.priority)
-        if buckets is None:
-            buckets = self.levels[waiter.priority] = {}
-        bucket = buckets.get(waiter.weight)
-        if bucket is None:
-            bucket = buckets[waiter.weight] = _Bucket()
-        bucket.waiters.append(waiter)
-        bucket.live += 1
-        self.fresh.append(waiter)
-        self.count += 1
-        self.backlog += waiter.weight
-
-    def _unlink(self, waiter: Waiter) -> None:
-        buckets = self.levels[waiter.priority]
-        bucket = buckets[waiter.weight]
-        bucket.live -= 1
-        self.count -= 1
-        self.backlog -= waiter.weight
-        if not bucket.live:
-            del buckets[waiter.weight]
-            if not buckets:
-                del self.levels[waiter.priority]
-
-    def discard(self, waiter: Waiter) -> None:
-        """Forget a waiting ``waiter`` (cancelled)."""
-        self._unlink(waiter)
-        waiter.state = _DONE
-
-    def plan(self, waiter: Waiter) -> None:
-        """Take ``waiter`` out of the queue for admission."""
-        self._unlink(waiter)
-        waiter.state = _PLANNED
-
-    def set_claims(self, claim_at: float) -> None:
-        """Give the waiters queued without a claim their claim time."""
-        fresh = self.fresh
-        if fresh:
-            heapq.heappush(self.claims, (claim_at, fresh[0].seq, _Batch(fresh)))
-            self.fresh = []
-
-    def first_claim(self) -> tuple[float, Waiter] | None:
-        """The waiting waiter with the earliest claim, and its claim time."""
-        claims = self.claims
-        while claims:
-            claim_at, _, batch = claims[0]
-            waiters, pos = batch.waiters, batch.pos
-            while pos < len(waiters) and waiters[pos].state == _DONE:
-                pos += 1
-            batch.pos = pos
-            if pos == len(waiters):
-                heapq.heappop(claims)
-                continue
-            if waiters[pos].state == _WAITING:
-                return claim_at, waiters[pos]
-            # A planned head (only while a decision takes its entries): look further, the
-            # slow way; there are at most a few planned waiters.
-            return min(
-                ((at, w) for at, _, b in claims for w in b.waiters[b.pos :] if w.state == _WAITING),
-                key=lambda item: (item[0], item[1].seq),
-                default=None,
-            )
-        return None
-
-    def oldest_at(self, priority: int) -> Waiter:
-        return min((b.head() for b in self.levels[priority].values()), key=lambda w: w.seq)
-
-    def items(self, priority: int) -> list[tuple[int, int]]:
-        return [(weight, b.live) for weight, b in self.levels[priority].items()]
-
-
-def plan(queue: PoolQueue, snap: PoolSnapshot) -> list[Waiter]:
-    """Choose the waiters to admit at ``snap.now`` and mark them planned.
-
-    The rules (starved first, then priorities with heaviest-first packing, and a reservation
-    that later admissions may not delay) are described in :mod:`amplitude_async.scheduler`.
-    """
-    if snap.paused or not snap.slots:
-        return []
-    now = snap.now
-    room, slots = snap.room(), snap.slots
-    planned: list[Waiter] = []
-    taken = 0
-    reserved: Waiter | None = None
-
-    def admit(waiter: Waiter) -> None:
-        nonlocal room, slots, taken
-        queue.plan(waiter)
-        planned.append(waiter)
-        room -= waiter.weight
-        slots -= 1
-        taken += waiter.weight
-
-    def reserve(waiter: Waiter) -> None:
-        # Others may only use room the reserved waiter will not need, and must leave it a slot.
-        nonlocal room, slots, reserved
-        reserved = waiter
-        when = snap.earliest_fit(waiter.weight + taken, slots=len(planned) + 1)
-        if when == math.inf:
-            room, slots = 0, 0
-            return
-        room = min(room, snap.room_at(when) - taken - waiter.weight)
-        slots -= 1
-
-    # Only the first starved waiter claims: admitting every starved one first would turn a
-    # long backlog that outlived its claims into claim (nearly FIFO) order and ruin the packing.
-    first = queue.first_claim()
-    if first is not None and first[0] <= now:
-        if first[1].weight <= room:
-            admit(first[1])
-        else:
-            reserve(first[1])
-
-    levels = sorted(queue.levels, reverse=True)
-    for index, priority in enumerate(levels):
-        if slots <= 0 or room < 0:
-            break
-        if priority not in queue.levels:
-            continue
-        for weight, count in largest_first(queue.items(priority), room, slots).items():
-            for _ in range(count):
-                admit(queue.levels[priority][weight].head())
-        # A reservation only restrains the lower priorities still to come.
-        if reserved is None and index + 1 < len(levels) and priority in queue.levels:
-            reserve(queue.oldest_at(priority))
-    return planned
+def _snapshot(ledger: PoolLedger, now: float) -> PoolSnapshot:
+    """``ledger.snapshot(now)`` with ``lease_until`` exact: the ledger keeps its earliest lease
+    deadline lazily (an entry completed or given back may still be named until the next
+    renewal), which would tell an owner to wake for nothing."""
+    if ledger.in_flight:
+        ledger.renew("", -math.inf)  # extends no lease; recomputes the earliest deadline
+    snap = ledger.snapshot(now)
+    if not snap.in_flight and snap.lease_until < math.inf:
+        snap = attrs.evolve(snap, lease_until=math.inf)
+    return snap
 
 
 # -- the in-process store ------------------------------------------------------------------------
@@ -439,7 +240,8 @@ def plan(queue: PoolQueue, snap: PoolSnapshot) -> list[Waiter]:
 
 class InMemoryBudgetStore(MonthlyCounts):
     """A :class:`BudgetStore` in this process: a :class:`~amplitude_async.budget.PoolLedger` and
-    a :class:`PoolQueue` per pool. Its exchanges never suspend. It also keeps the monthly quota
+    a :class:`~amplitude_async.waiters.PoolQueue` per pool, decided by
+    :mod:`amplitude_async.policy`. Its exchanges never suspend. It also keeps the monthly quota
     counts (:class:`~amplitude_async.quota.MonthlyCounter`).
 
     ``clock`` is the store's clock (default: the running loop's). Several schedulers of one
@@ -466,9 +268,7 @@ class InMemoryBudgetStore(MonthlyCounts):
         }
         self.queues = {pool: PoolQueue() for pool in Pool}
         # Seconds the budgets need, at full use, to admit one unit of weight of each pool.
-        self._drain = {
-            pool: max(w.length / w.budget for w in pool_windows(limits, pool)) for pool in Pool
-        }
+        self._drain = {pool: drain(pool_windows(limits, pool)) for pool in Pool}
         self._claim_delay = claim_delay(limits)
         self._seq = itertools.count()
         self._owners: dict[str, float] = {}  # owner -> deadline of its heartbeat
@@ -508,7 +308,7 @@ class InMemoryBudgetStore(MonthlyCounts):
 
     def apply(self, changes: Changes) -> Outcome:
         """:meth:`exchange`, synchronously."""
-        now = changes.at if changes.at is not None else self._clock.time()
+        now = self._clock.time()
         owner = changes.owner
         if changes.seq:
             if changes.seq <= self._numbers.get(owner, 0):
@@ -662,57 +462,20 @@ class InMemoryBudgetStore(MonthlyCounts):
     ) -> float:
         """Admit what fits now; return when time alone could change this pool's decision."""
         ledger = self.ledgers[pool]
-        claims_due = math.inf
-        if queue.fresh:
-            claims_due = queue.fresh_since + self._claim_delay
-            if now >= claims_due:
-                claim_at = now + self._starvation_bound + queue.backlog * self._drain[pool]
-                queue.set_claims(claim_at)
-                claims_due = math.inf
-        ledger.expire(now)
-        if ledger.in_flight >= ledger.cap:
-            # Nothing fits before a completion (reported by an exchange) or a lease running out.
-            return min(ledger.snapshot(now).lease_until, claims_due)
-        if self._admit_uniform(pool, queue, ledger, now, owner, grants, others) and (
-            not queue.count or ledger.in_flight >= ledger.cap
-        ):
-            return min(ledger.snapshot(now).lease_until, claims_due) if queue.count else math.inf
-        snap = ledger.snapshot(now)
-        for waiter in plan(queue, snap):
+        claims_due = settle_claims(
+            queue,
+            now,
+            delay=self._claim_delay,
+            starvation_bound=self._starvation_bound,
+            drain=self._drain[pool],
+        )
+        snap = _snapshot(ledger, now)
+        chosen = plan(queue, snap)
+        for waiter in chosen:
             self._grant(pool, waiter, ledger, now, owner, grants, others)
-        wake_at = min(snap.next_change(), claims_due)
-        first = queue.first_claim()
-        if first is not None and first[0] > now:
-            wake_at = min(wake_at, first[0])
-        return wake_at
-
-    def _admit_uniform(
-        self,
-        pool: Pool,
-        queue: PoolQueue,
-        ledger: PoolLedger,
-        now: float,
-        owner: str,
-        grants: list[Grant],
-        others: dict[str, list[Grant]],
-    ) -> bool:
-        """The common case of a batch of like requests, without a snapshot: if every waiter
-        has the same priority and weight and no claim is due, admit them in arrival order while
-        they fit, which is what :func:`plan` would choose. Returns whether it applied."""
-        if len(queue.levels) != 1:
-            return False
-        (buckets,) = queue.levels.values()
-        if len(buckets) != 1:
-            return False
-        first = queue.first_claim()
-        if first is not None and first[0] <= now:
-            return False
-        ((weight, bucket),) = buckets.items()
-        while bucket.live and ledger.fits(weight, now):
-            waiter = bucket.head()
-            queue.plan(waiter)
-            self._grant(pool, waiter, ledger, now, owner, grants, others)
-        return True
+        if chosen:
+            snap = _snapshot(ledger, now)
+        return next_decision(queue, snap, claims_due)
 
     def _grant(
         self,
@@ -724,7 +487,7 @@ class InMemoryBudgetStore(MonthlyCounts):
         grants: list[Grant],
         others: dict[str, list[Grant]],
     ) -> None:
-        waiter.state = _DONE
+        waiter.state = DONE
         deadline = self._leases.get(waiter.owner, now)
         entry = ledger.take(waiter.weight, waiter.owner, deadline)
         del self._waiting[waiter.owner][(pool, waiter.local)]

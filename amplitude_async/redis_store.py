@@ -1,11 +1,13 @@
 """A project's budget in Redis, shared by every process and machine that spends it.
 
 :class:`RedisBudgetStore` is a :class:`~amplitude_async.admission.BudgetStore`: each exchange is
-one Lua script (``budget.lua``, run with ``EVALSHA``; a server that lost its scripts gets it
-again) that takes the same decisions as the in-process store, on the server's clock
-(``TIME``), over the waiters of every process. Grants decided for another process are kept for
-its next exchange and published on its channel at once, so a waiting process hears of them
-without polling. It needs the optional ``redis`` extra (``pip install amplitude-async[redis]``).
+one Lua script (the files of ``lua/`` joined, see :data:`SCRIPT_PARTS`; its arguments and
+answer are described at the top of ``lua/prelude.lua``; run with ``EVALSHA``, a server that
+lost its scripts gets it again) that mirrors :mod:`amplitude_async.policy` name for name, on
+the server's clock (``TIME``), over the waiters of every process. Grants decided for another
+process are kept for its next exchange and published on its channel at once, so a waiting
+process hears of them without polling. It needs the optional ``redis`` extra
+(``pip install amplitude-async[redis]``).
 
 Keys: every key of a project shares one hash tag, ``{<sha256 of the API key>}`` (truncated), so
 one script may touch them all on Redis Cluster; neither the API key nor the secret is stored.
@@ -41,7 +43,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from importlib import resources
-from typing import Any, Final
+from typing import Any, Final, Self
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -50,20 +52,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .admission import (
-    BudgetUsage,
-    Changes,
-    Grant,
-    Outcome,
-    PoolUsage,
-    claim_delay,
-    default_starvation_bound,
-)
+from .admission import BudgetUsage, Changes, Grant, Outcome, PoolUsage
 from .budget import WindowUsage, pool_cap, pool_windows
 from .errors import BudgetUnavailable, ConfigurationError
 from .limits import DEFAULT_LIMITS, Limits, Pool
+from .policy import claim_delay, default_starvation_bound, drain
 
-__all__ = ["CLOSE_WAIT", "KEY_PREFIX", "RedisBudgetStore", "budget_key_tag"]
+__all__ = ["CLOSE_WAIT", "KEY_PREFIX", "SCRIPT_PARTS", "RedisBudgetStore", "budget_key_tag"]
 
 KEY_PREFIX: Final = "amplitude-async"
 """First part of every key and channel name."""
@@ -85,7 +80,13 @@ _MAX_PRIORITY: Final = 10**9
 CLOSE_WAIT: Final = 1.0
 """Seconds :meth:`RedisBudgetStore.aclose` waits for its connections to close."""
 _RISKY_POLICIES: Final = ("volatile-", "allkeys-")
-_SCRIPT: Final = (resources.files(__package__) / "budget.lua").read_text(encoding="utf-8")
+SCRIPT_PARTS: Final = ("prelude", "ledger", "waiters", "policy", "exchange")
+"""The budget script's parts, ``lua/<part>.lua`` in the package, in the order they are joined
+into one script: each part uses the locals of those before it."""
+_SCRIPT: Final = "\n".join(
+    (resources.files(__package__) / "lua" / f"{part}.lua").read_text(encoding="utf-8")
+    for part in SCRIPT_PARTS
+)
 _MONTHLY_TTL: Final = 40 * 86400
 """Seconds a month's quota count is kept after its last change (longer than any month)."""
 # Increment-with-check of a monthly count, atomic: KEYS[1] the count; ARGV limit, ttl (s).
@@ -114,7 +115,7 @@ def _config(limits: Limits, starvation_bound: float) -> str:
                 "pool": str(pool),
                 "cap": pool_cap(limits, pool),
                 "windows": [[w.budget, w.length] for w in windows],
-                "drain": max(w.length / w.budget for w in windows),
+                "drain": drain(windows),
             }
         )
     bound = -1.0 if starvation_bound == math.inf else starvation_bound
@@ -209,9 +210,6 @@ class RedisBudgetStore:
         self._checked_policy = False
         self.round_trips = 0
         """Scripts run (one per exchange)."""
-        self.grant_latencies: list[float] | None = None
-        """Set to a list to collect, per grant, the seconds from the decision to this
-        process: the exchange's round trip, or the delivery of a published grant."""
 
     @classmethod
     def from_url(
@@ -222,7 +220,7 @@ class RedisBudgetStore:
         limits: Limits = DEFAULT_LIMITS,
         starvation_bound: float | None = None,
         timeout: float = 5.0,
-    ) -> RedisBudgetStore:
+    ) -> Self:
         """Connect lazily to ``url`` (``redis://host:6379/0``, ``rediss://`` for TLS).
 
         ``timeout`` bounds each Redis call, so an unresponsive server surfaces as
@@ -284,6 +282,17 @@ class RedisBudgetStore:
 
     async def exchange(self, changes: Changes) -> Outcome:
         """Run the script: apply ``changes``, decide, answer."""
+        return await self._exchange(changes, None)
+
+    async def exchange_at(self, changes: Changes, at: float) -> Outcome:
+        """Debug interface: :meth:`exchange` as if the server's clock read ``at``.
+
+        For tests that compare this store with another at the same times (Redis ``TIME``
+        cannot be set). Never for a budget in use: every other process is on ``TIME``.
+        """
+        return await self._exchange(changes, at)
+
+    async def _exchange(self, changes: Changes, at: float | None) -> Outcome:
         event = self._subscribed.get(changes.owner)
         if event is not None and not event.is_set():
             # Grants published before the subscription would wait for the next exchange.
@@ -294,30 +303,30 @@ class RedisBudgetStore:
             if not -_MAX_PRIORITY <= reg.priority <= _MAX_PRIORITY:
                 raise ValueError(f"priority must be within ±10**9, got {reg.priority!r}")
         body: dict[str, Any] = {
-            "r": [[index[r.pool], r.local, r.weight, r.priority] for r in changes.register],
-            "c": [[index[p], local] for p, local in changes.cancel],
-            "d": [[index[p], e] for p, e in changes.complete],
-            "a": [[index[p], e] for p, e in changes.abandon],
-            "x": [[index[p], e] for p, e in changes.release],
-            "z": [[index[p], s] for p, s in changes.pause],
+            "register": [[index[r.pool], r.local, r.weight, r.priority] for r in changes.register],
+            "cancel": [[index[p], local] for p, local in changes.cancel],
+            "complete": [[index[p], e] for p, e in changes.complete],
+            "abandon": [[index[p], e] for p, e in changes.abandon],
+            "release": [[index[p], e] for p, e in changes.release],
+            "pause": [[index[p], s] for p, s in changes.pause],
             "leaving": changes.leaving,
-            "n": changes.seq,
-            "s": changes.seen,
+            "seq": changes.seq,
+            "seen": changes.seen,
         }
         if changes.held is not None:
-            body["h"] = [[index[p], e] for p, e in changes.held]
+            body["held"] = [[index[p], e] for p, e in changes.held]
         if changes.beat is not None:
-            body["b"] = changes.beat
-        if changes.at is None and self._store_clock is not None:
+            body["beat"] = changes.beat
+        if at is None and self._store_clock is not None:
             store_at, local_at = self._store_clock
-            body["t"] = store_at + (time.monotonic() - local_at)
-            body["w"] = self._call_timeout + 0.5
+            body["sent_at"] = store_at + (time.monotonic() - local_at)
+            body["patience"] = self._call_timeout + 0.5
         ttl = math.ceil(2 * (self._longest + changes.lease) * 1000)
         args = [
             changes.owner,
             repr(float(changes.lease)),
             "1" if changes.warm else "0",
-            "" if changes.at is None else repr(float(changes.at)),
+            "" if at is None else repr(float(at)),
             self._config,
             json.dumps(body, separators=(",", ":")),
             str(ttl),
@@ -326,7 +335,6 @@ class RedisBudgetStore:
         ]
         try:
             self.round_trips += 1
-            sent = time.perf_counter()
             # Bounded here too: a frozen server must not hold the caller longer.
             async with asyncio.timeout(self._call_timeout + 0.5):
                 reply = await self._script(keys=self.keys, args=args)
@@ -348,7 +356,7 @@ class RedisBudgetStore:
             ) from exc
         try:
             outcome = self._outcome(reply)
-        except (ValueError, TypeError, IndexError, KeyError) as exc:
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
             raise BudgetUnavailable(f"the budget store sent an unreadable answer: {exc}") from exc
         if outcome.reset:
             warnings.warn(
@@ -361,44 +369,39 @@ class RedisBudgetStore:
         if not self._checked_policy:
             self._checked_policy = True
             await self._check_eviction_policy()
-        if self.grant_latencies is not None and outcome.grants:
-            self.grant_latencies.extend([time.perf_counter() - sent] * len(outcome.grants))
         return outcome
 
-    def _outcome(self, reply: list[Any]) -> Outcome:
-        grants, cancelled, wake, queued, rejoined, usage, processes, seen, reset, store_now = (
-            r.decode() if isinstance(r, bytes) else r for r in reply
-        )
-        self._store_clock = (float(store_now), time.monotonic())
+    def _outcome(self, reply: str | bytes) -> Outcome:
+        answer = json.loads(reply)
+        self._store_clock = (float(answer["now"]), time.monotonic())
         pools = []
-        for pool, text in zip(_POOLS, str(usage).split(";"), strict=True):
-            used, in_flight, count, paused = text.split("|")
+        for pool, usage in zip(_POOLS, answer["usage"], strict=True):
             windows = pool_windows(self._limits, pool)
             pools.append(
                 PoolUsage(
                     pool=pool,
                     windows=tuple(
-                        WindowUsage(w.name, w.budget, w.length, int(float(u)))
-                        for w, u in zip(windows, used.split(" "), strict=True)
+                        WindowUsage(w.name, w.budget, w.length, int(used))
+                        for w, used in zip(windows, usage["used"], strict=True)
                     ),
-                    in_flight=int(in_flight),
-                    queued=int(count),
-                    paused_for=float(paused),
+                    in_flight=int(usage["in_flight"]),
+                    queued=int(usage["queued"]),
+                    paused_for=float(usage["paused_for"]),
                 )
             )
-        self._usage = BudgetUsage(pools=tuple(pools), processes=int(processes))
+        self._usage = BudgetUsage(pools=tuple(pools), processes=int(answer["processes"]))
         return Outcome(
-            grants=_parse_grants(str(grants)),
+            grants=_parse_grants(answer["grants"]),
             cancelled=tuple(
                 (_POOLS[int(p) - 1], int(local))
-                for p, local in (item.split(":") for item in str(cancelled).split(",") if item)
+                for p, local in (item.split(":") for item in answer["cancelled"].split(",") if item)
             ),
-            wake_in=float(wake),
-            queued=int(queued),
-            rejoined=bool(int(rejoined)),
+            wake_in=float(answer["wake_in"]),
+            queued=int(answer["queued"]),
+            rejoined=bool(answer["rejoined"]),
             usage=self._usage,
-            seen=str(seen),
-            reset=str(reset),
+            seen=str(answer["seen"]),
+            reset=str(answer["reset"]),
         )
 
     async def _check_eviction_policy(self) -> None:
@@ -498,11 +501,7 @@ class RedisBudgetStore:
                     parsed = _parse_message(message.get("data"))
                     if parsed is None:
                         continue  # not a message of this library: ignored
-                    stamp, grants = parsed
-                    if self.grant_latencies is not None:
-                        delay = max(0.0, time.time() - stamp)
-                        self.grant_latencies.extend([delay] * len(grants))
-                    deliver(grants)
+                    deliver(parsed[1])
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError):

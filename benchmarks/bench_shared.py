@@ -55,9 +55,9 @@ from report import Report, add_write_option, bullets, met, wrap
 
 from amplitude_async.admission import Changes, Registration
 from amplitude_async.limits import Limits, Pool
-from amplitude_async.redis_store import RedisBudgetStore
 from amplitude_async.testing.dataset import SyntheticDataset
 from amplitude_async.testing.emulator import Emulator
+from amplitude_async.testing.timing import TimedBudgetStore
 from amplitude_async.testing.workers import WorkerSpec, private_redis, run_workers
 
 PRIORITY_WORK = "segments:5:7"
@@ -167,8 +167,7 @@ def simulate(processes: list[int], scale: float) -> list[tuple[int, float, float
 
 async def exchanges_alone(url: str, count: int) -> list[float]:
     """Seconds per exchange that grants one request (and completes the previous one)."""
-    store = RedisBudgetStore.from_url(url, api_key="bench-alone", limits=Limits(concurrent=5))
-    store.grant_latencies = []
+    store = TimedBudgetStore.from_url(url, api_key="bench-alone", limits=Limits(concurrent=5))
     previous: list[tuple[Pool, int]] = []
     try:
         for local in range(count):

@@ -7,9 +7,9 @@ import asyncio
 import math
 import warnings
 from collections.abc import AsyncIterator, Callable
+from importlib import resources
 from typing import Any
 
-import attrs
 import pytest
 import redis.asyncio as aioredis
 from attrs import frozen
@@ -17,11 +17,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redisserver import RedisServer
 
-from amplitude_async.admission import Changes, InMemoryBudgetStore, Outcome, Registration
+from amplitude_async.admission import (
+    BudgetUsage,
+    Changes,
+    Grant,
+    InMemoryBudgetStore,
+    Outcome,
+    Registration,
+)
 from amplitude_async.errors import BudgetUnavailable, ConfigurationError
 from amplitude_async.limits import Limits, Pool
-from amplitude_async.redis_store import RedisBudgetStore, budget_key_tag
+from amplitude_async.redis_store import SCRIPT_PARTS, RedisBudgetStore, budget_key_tag
 from amplitude_async.scheduler import Scheduler
+from amplitude_async.testing.timing import TimedBudgetStore
 
 API_KEY = "0123456789abcdef0123456789abcdef"
 LIMITS = Limits(
@@ -101,30 +109,38 @@ steps = st.lists(
 )
 
 
-def summary(outcome: Outcome) -> tuple[object, ...]:
-    usage = outcome.usage
+def summary(outcome: Outcome, usage: BudgetUsage | None) -> tuple[object, ...]:
+    """The whole outcome, in a form both stores give alike: grants and cancellations as sets
+    (their order means nothing), the store's version by its generation (the epoch is each
+    store's own name), and the budget as the store reports it after the exchange.
+
+    ``wake_in`` is compared exactly: both stores compute it with the same float operations
+    in the same order from the same inputs (times travel as 17 significant digits, which
+    round-trips a double), so any difference is a different rule, not rounding."""
     return (
         sorted((g.pool, g.local, g.entry) for g in outcome.grants),
         sorted(outcome.cancelled),
+        outcome.wake_in,
         outcome.queued,
         outcome.rejoined,
-        None
-        if usage is None
-        else [(p.in_flight, [w.used for w in p.windows]) for p in usage.pools],
+        outcome.seen.rpartition(":")[2],
+        outcome.reset,
+        usage,
     )
 
 
 async def run_steps(
     store: Any, plan: list[Step], owned: Callable[[str], set[tuple[Pool, int]]] | None = None
 ) -> list[object]:
-    """Drive ``store`` with the steps; every owner keeps its own books, as a scheduler does.
+    """Drive ``store`` with the steps, each at its time on the store's clock (``exchange_at``);
+    every owner keeps its own books, as a scheduler does.
     ``owned`` (if given) tells which entries the store has in flight for an owner: after each
     exchange whose answer the owner heard, it must hold every one of them."""
     waiting: dict[str, list[tuple[Pool, int]]] = {o: [] for o in OWNERS}
     flying: dict[str, list[tuple[Pool, int]]] = {o: [] for o in OWNERS}
     local = dict.fromkeys(OWNERS, 0)
     number = dict.fromkeys(OWNERS, 0)
-    previous: dict[str, Changes] = {}
+    previous: dict[str, tuple[Changes, float]] = {}
     seen: list[object] = []
     now = START
     for step in plan:
@@ -132,15 +148,13 @@ async def run_steps(
         now += step.gap * 0.5
         last = previous.get(owner)
         # (A store forgets the exchange numbers of owners silent for half its keys' TTL.)
-        if step.replay and last is not None and last.at is not None and now - last.at < 10:
-            late = attrs.evolve(last, at=now)
+        if step.replay and last is not None and now - last[1] < 10:
             with pytest.raises(BudgetUnavailable):
-                await store.exchange(late)
+                await store.exchange_at(last[0], now)
         number[owner] += 1
         changes = Changes(
             owner=owner,
             lease=step.lease,
-            at=now,
             held=list(flying[owner]),
             seq=number[owner],
             beat=step.beat,
@@ -168,8 +182,8 @@ async def run_steps(
         assert changes.held is not None
         gone = {*changes.complete, *changes.release, *changes.abandon}
         changes.held = [entry for entry in changes.held if entry not in gone]
-        previous[owner] = changes
-        outcome: Outcome = await store.exchange(changes)
+        previous[owner] = (changes, now)
+        outcome: Outcome = await store.exchange_at(changes, now)
         if not step.lost:
             for grant in outcome.grants:
                 key = (grant.pool, grant.local)
@@ -182,8 +196,7 @@ async def run_steps(
             if owned is not None and not step.leave:
                 # Nothing in flight for this owner that it does not know of.
                 assert owned(owner) <= set(flying[owner])
-        usage = store.usage()
-        seen.append(summary(Outcome((), (), 0.0, usage=usage)) + summary(outcome)[:4])
+        seen.append(summary(outcome, store.usage()))
     return seen
 
 
@@ -208,9 +221,8 @@ def test_the_lua_script_and_the_in_memory_store_decide_alike(
                 self.at = START
                 self.store = InMemoryBudgetStore(LIMITS, clock=self, starvation_bound=bound)
 
-            async def exchange(self, changes: Changes) -> Outcome:
-                assert changes.at is not None
-                self.at = changes.at
+            async def exchange_at(self, changes: Changes, at: float) -> Outcome:
+                self.at = at
                 return self.store.apply(changes)
 
             def time(self) -> float:
@@ -219,7 +231,7 @@ def test_the_lua_script_and_the_in_memory_store_decide_alike(
             async def sleep(self, seconds: float) -> None:
                 raise AssertionError("the store never sleeps")
 
-            def usage(self) -> object:
+            def usage(self) -> BudgetUsage:
                 return self.store.usage()
 
             def owned(self, owner: str) -> set[tuple[Pool, int]]:
@@ -240,6 +252,15 @@ def test_the_lua_script_and_the_in_memory_store_decide_alike(
 
 
 # -- keys, limits, scripts -----------------------------------------------------------------------
+
+
+def test_the_script_is_its_named_parts_each_of_readable_size() -> None:
+    folder = resources.files("amplitude_async") / "lua"
+    files = sorted(item.name for item in folder.iterdir() if item.name.endswith(".lua"))
+    # Every file is joined into the script (none forgotten), and none is a monolith again.
+    assert files == sorted(f"{part}.lua" for part in SCRIPT_PARTS)
+    for name in files:
+        assert len((folder / name).read_text(encoding="utf-8").splitlines()) <= 600, name
 
 
 async def test_keys_share_one_tag_expire_and_never_hold_the_key(
@@ -381,6 +402,45 @@ async def test_a_grant_decided_by_another_process_arrives_without_polling(
     assert stores[1].round_trips <= 3
     await first.aclose()
     await second.aclose()
+
+
+async def test_the_benchmarks_timed_store_times_answered_and_published_grants(
+    redis_server: RedisServer,
+) -> None:
+    limits = Limits(concurrent=1)
+    first = RedisBudgetStore.from_url(redis_server.url, api_key=API_KEY, limits=limits)
+    timed = TimedBudgetStore.from_url(redis_server.url, api_key=API_KEY, limits=limits)
+    heard: list[Grant] = []
+    timed.attach("b", heard.extend)
+    try:
+        held = await first.exchange(
+            Changes(owner="a", lease=30.0, register=[Registration(1, Pool.STANDARD, 1, 0)])
+        )
+        assert len(held.grants) == 1
+        queued = await timed.exchange(
+            Changes(owner="b", lease=30.0, register=[Registration(1, Pool.STANDARD, 1, 0)])
+        )
+        assert queued.grants == ()
+        assert timed.grant_latencies == []
+        # Its waiter is granted by the other process's exchange, and published to it.
+        await first.exchange(
+            Changes(owner="a", lease=30.0, complete=[(Pool.STANDARD, held.grants[0].entry)])
+        )
+        for _ in range(50):
+            if heard and len(timed.grant_latencies) == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert [(g.pool, g.local) for g in heard] == [(Pool.STANDARD, 1)]
+        assert len(timed.grant_latencies) == 1
+        # Until acknowledged, the grant also comes back with the owner's own answer: timed too.
+        again = await timed.exchange(Changes(owner="b", lease=30.0))
+        assert [(g.pool, g.local) for g in again.grants] == [(Pool.STANDARD, 1)]
+        assert len(timed.grant_latencies) == 2
+        assert all(seconds >= 0 for seconds in timed.grant_latencies)
+    finally:
+        await timed.detach("b")
+        await first.aclose()
+        await timed.aclose()
 
 
 async def _enter(scheduler: Scheduler) -> None:

@@ -45,7 +45,7 @@ O(log n) in the n entries the ledger holds (see :class:`~amplitude_async.budget.
 
 The package, one module per job: :mod:`~amplitude_async.scheduler.slots` (:class:`Scheduler`,
 :class:`Slot`, :class:`Ticket` and this process's waiting requests),
-:mod:`~amplitude_async.scheduler.waiters` (a waiting request and its states),
+:mod:`~amplitude_async.scheduler.states` (a waiting request and its states),
 :mod:`~amplitude_async.scheduler.exchange` (the loop that talks to the budget store: where
 decisions run, and what happens when the store fails), :mod:`~amplitude_async.scheduler.statistics`
 (the snapshots of :meth:`Scheduler.statistics`) and :mod:`~amplitude_async.scheduler.pacing`

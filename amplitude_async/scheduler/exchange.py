@@ -41,7 +41,7 @@ from ..budget import EntryId, weight_of
 from ..clock import Clock, LoopClock
 from ..errors import AmplitudeError, BudgetUnavailable
 from ..limits import Limits, Pool
-from .waiters import Waiter, WaiterState
+from .states import Waiter, WaiterState
 
 __all__ = [
     "CLOSE_WAIT",

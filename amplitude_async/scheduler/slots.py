@@ -7,7 +7,7 @@ dispatch) and its exit marks the response complete. The accounting rule and why 
 are in :mod:`amplitude_async.budget`; the admission order in :mod:`amplitude_async.scheduler`;
 how the scheduler talks to the budget store in :mod:`~amplitude_async.scheduler.exchange`.
 
-A request waits as a :class:`~amplitude_async.scheduler.waiters.Waiter`: queued here, sent to
+A request waits as a :class:`~amplitude_async.scheduler.states.Waiter`: queued here, sent to
 the store by the next exchange, then granted, given up (its task cancelled) or failed (the store
 unavailable for ``unavailable_wait``). A waiter queued again at a higher priority is cancelled
 in the store and registered anew; a grant that crosses a cancellation is given back.
@@ -33,8 +33,8 @@ from ..errors import AmplitudeError, BudgetUnavailable, ConfigurationError
 from ..limits import DEFAULT_LIMITS, Limits, Pool
 from .exchange import DEFAULT_LEASE, DEFAULT_UNAVAILABLE_WAIT, Exchanger
 from .pacing import check_pacing, make_pacer, pace
+from .states import Waiter, WaiterState
 from .statistics import Counters, SchedulerStatistics, snapshot
-from .waiters import Waiter, WaiterState
 
 __all__ = ["Scheduler", "Slot", "Ticket"]
 

@@ -133,16 +133,15 @@ async def run_worker(spec: WorkerSpec) -> WorkerReport:
         bound = float("inf")
     store: Any = None
     if spec.budget_url:
-        from ..redis_store import RedisBudgetStore
+        from .timing import TimedBudgetStore
 
-        store = RedisBudgetStore.from_url(
+        store = TimedBudgetStore.from_url(
             spec.budget_url,
             api_key=spec.api_key,
             limits=limits,
             starvation_bound=bound,
             timeout=spec.call_timeout,
         )
-        store.grant_latencies = []
         scheduler = Scheduler(store=store, lease=spec.lease, unavailable_wait=spec.unavailable_wait)
     else:
         scheduler = Scheduler(

@@ -8,7 +8,7 @@ import pytest
 
 from amplitude_async.limits import Pool
 from amplitude_async.scheduler import Ticket
-from amplitude_async.scheduler.waiters import TRANSITIONS, Waiter, WaiterState
+from amplitude_async.scheduler.states import TRANSITIONS, Waiter, WaiterState
 
 
 def waiter(future: asyncio.Future[Ticket]) -> Waiter:
