@@ -130,3 +130,17 @@ def test_no_import_cycles() -> None:
         if start not in state:
             walk(start, [start])
     assert cycles == []
+
+
+MAX_LINES = 600
+
+
+def test_no_module_is_over_600_lines() -> None:
+    # One sitting's reading: a module that grows past it is doing more than one job.
+    sources = [*PACKAGE.rglob("*.py"), *PACKAGE.rglob("*.lua")]
+    long = {
+        str(p.relative_to(ROOT)): n
+        for p in sources
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    assert long == {}
