@@ -41,11 +41,10 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-import attrs
 from attrs import define, field, frozen
 
 from ._settings import check_bound, check_instance
-from .budget import EntryId, PoolLedger, PoolSnapshot, WindowUsage, pool_cap, pool_windows
+from .budget import EntryId, PoolLedger, WindowUsage, pool_cap, pool_windows
 from .clock import Clock, LoopClock
 from .errors import BudgetUnavailable
 from .limits import DEFAULT_LIMITS, Limits, Pool
@@ -221,18 +220,6 @@ class BudgetStore(Protocol):
     def usage(self) -> BudgetUsage | None:
         """The budget without I/O: exact for a local store, as last seen for a remote one."""
         ...
-
-
-def _snapshot(ledger: PoolLedger, now: float) -> PoolSnapshot:
-    """``ledger.snapshot(now)`` with ``lease_until`` exact: the ledger keeps its earliest lease
-    deadline lazily (an entry completed or given back may still be named until the next
-    renewal), which would tell an owner to wake for nothing."""
-    if ledger.in_flight:
-        ledger.renew("", -math.inf)  # extends no lease; recomputes the earliest deadline
-    snap = ledger.snapshot(now)
-    if not snap.in_flight and snap.lease_until < math.inf:
-        snap = attrs.evolve(snap, lease_until=math.inf)
-    return snap
 
 
 # -- the in-process store ------------------------------------------------------------------------
@@ -469,12 +456,12 @@ class InMemoryBudgetStore(MonthlyCounts):
             starvation_bound=self._starvation_bound,
             drain=self._drain[pool],
         )
-        snap = _snapshot(ledger, now)
+        snap = ledger.snapshot(now)
         chosen = plan(queue, snap)
         for waiter in chosen:
             self._grant(pool, waiter, ledger, now, owner, grants, others)
         if chosen:
-            snap = _snapshot(ledger, now)
+            snap = ledger.snapshot(now)
         return next_decision(queue, snap, claims_due)
 
     def _grant(

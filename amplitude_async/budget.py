@@ -432,7 +432,7 @@ class PoolLedger:
         """Mark ``entry``'s response complete at ``now``; it keeps occupying for each window."""
         weight = self._in_flight.pop(entry)
         if self._leases:
-            self._leases.pop(entry, None)
+            self._forget_lease(entry)
         if now > self._last_done:
             self._last_done = now
         done, cum = self._done, self._cum
@@ -455,9 +455,18 @@ class PoolLedger:
         """Forget an in-flight ``entry`` whose request provably never left the client."""
         weight = self._in_flight.pop(entry)
         if self._leases:
-            self._leases.pop(entry, None)
+            self._forget_lease(entry)
         for i in range(len(self._used)):
             self._used[i] -= weight
+
+    def _forget_lease(self, entry: EntryId) -> None:
+        # The earliest deadline stays exact: a snapshot must not name a lease that is gone (an
+        # owner would wake for nothing). At most the in-flight cap of leases to look at.
+        lease = self._leases.pop(entry, None)
+        if lease is not None and lease.deadline <= self._next_deadline:
+            self._next_deadline = min(
+                (other.deadline for other in self._leases.values()), default=math.inf
+            )
 
     def pause(self, until: float) -> None:
         """Admit nothing before ``until`` (extends an earlier pause, never shortens it)."""

@@ -355,3 +355,17 @@ def test_expiries_of_pairs_answers_forecasts() -> None:
         math.inf,
     ]
     assert Expiries.of([]).first() == math.inf
+
+
+def test_the_earliest_lease_stays_exact_when_entries_leave() -> None:
+    book = PoolLedger(pool_windows(Limits(), Pool.STANDARD), 5)
+    first = book.take(10, "a", 5.0)
+    second = book.take(10, "a", 8.0)
+    third = book.take(10, "b", 12.0)
+    assert book.snapshot(0.0).lease_until == 5.0
+    book.complete(first, 1.0)
+    assert book.snapshot(1.0).lease_until == 8.0  # not the finished entry's 5.0
+    book.release(second)
+    assert book.snapshot(1.0).lease_until == 12.0
+    book.complete(third, 2.0)
+    assert book.snapshot(2.0).lease_until == math.inf
