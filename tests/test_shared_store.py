@@ -304,3 +304,27 @@ def test_a_close_during_an_exchange_still_sends_its_completions() -> None:
     # Completed, so it still occupies its windows (given back, it would not: the server counts
     # a request that was sent).
     assert run_virtual(main()) == (0, (3, 3))
+
+
+def test_a_new_process_registers_each_request_once() -> None:
+    # A process's first exchange is answered "rejoined" (the store did not know it); the
+    # requests that exchange registered are not registered again.
+    async def main() -> list[int]:
+        inner = InMemoryBudgetStore(LIMITS)
+        registered: list[int] = []
+
+        class Recording(Flaky):
+            async def exchange(self, changes: Changes) -> Outcome:
+                registered.extend(r.local for r in changes.register)
+                return await super().exchange(changes)
+
+        scheduler = Scheduler(store=Recording(inner))
+        holder = asyncio.create_task(query(scheduler, 10, latency=1.0))
+        waiting = [asyncio.create_task(query(scheduler, 10)) for _ in range(3)]
+        await asyncio.gather(holder, *waiting)
+        await scheduler.aclose()
+        return registered
+
+    registered = run_virtual(main())
+    assert sorted(registered) == sorted(set(registered))
+    assert len(registered) == 4

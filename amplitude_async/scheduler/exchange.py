@@ -33,7 +33,7 @@ import contextlib
 import itertools
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from typing import Final, Protocol
 
 from ..admission import BudgetStore, BudgetUsage, Changes, Grant, Outcome, Registration
@@ -102,7 +102,7 @@ class Waiting(Protocol):
     def _cancelled(self, key: tuple[Pool, int]) -> None:
         """The store cancelled the registration ``key``."""
 
-    def _rejoined(self) -> None:
+    def _rejoined(self, just_registered: Container[tuple[Pool, int]] = ()) -> None:
         """The store did not know this process: register every request still waiting again."""
 
     def _outage(self, error: BudgetUnavailable, since: float, now: float) -> bool:
@@ -303,12 +303,12 @@ class Exchanger:
                 delay = RETRY_MIN
                 self._outage_since = None
                 self._unsure = False
-                self._answered(outcome)
+                self._answered(outcome, changes)
         finally:
             self._driver = None
             self._set_alarm(math.inf)
 
-    def _answered(self, outcome: Outcome) -> None:
+    def _answered(self, outcome: Outcome, changes: Changes) -> None:
         now = self._clock.time()
         self._last_exchange = now
         self._seen = outcome.seen
@@ -328,7 +328,9 @@ class Exchanger:
         if outcome.rejoined:
             # The store did not know this process (its state was lost, or this process's lease
             # ran out): register what still waits here again.
-            self._requests._rejoined()
+            # Not those registered by this very exchange: the store has them now (a new
+            # process's first exchange is always "rejoined").
+            self._requests._rejoined({(r.pool, r.local) for r in changes.register})
             if self.register:
                 self.dirty = True
 

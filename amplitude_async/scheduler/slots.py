@@ -19,7 +19,7 @@ import asyncio
 import itertools
 import math
 import secrets
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from types import TracebackType
 
 from aiolimiter import AsyncLimiter
@@ -377,11 +377,12 @@ class Scheduler:
             waiter.move(_DONE)
             self._counters[key[0]].cancelled_waiting += 1
 
-    def _rejoined(self) -> None:
-        """The store did not know this process: register what still waits here again."""
+    def _rejoined(self, just_registered: Container[tuple[Pool, int]] = ()) -> None:
+        """The store did not know this process: register what still waits here again (but
+        ``just_registered``, the ``(pool, local)`` of waiters the same exchange registered)."""
         register = self._link.register
         for waiter in self._waiters.values():
-            if waiter.state is _SENT:
+            if waiter.state is _SENT and (waiter.pool, waiter.local) not in just_registered:
                 waiter.move(_NEW)
                 register.append(waiter)
             elif waiter.state is _CANCELLING:
