@@ -23,7 +23,7 @@ R = TypeVar("R")
 
 
 class QueryRunner(Protocol):
-    """Runs queries under ``limits``: what :func:`~amplitude_async.split.run_split` needs."""
+    """Runs queries under ``limits``: what :func:`~amplitude_async.chunks.run_split` needs."""
 
     @property
     def limits(self) -> Limits:
