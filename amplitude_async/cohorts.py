@@ -39,7 +39,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Final, Literal, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urljoin
@@ -416,26 +416,13 @@ class CohortFlow:
         header: bytes | None = None
         try:
             with os.fdopen(fd, "wb") as out:
-                async with self._file(request_id, priority) as answer:
-                    async for data in _plain(answer.chunks(_CHUNK), path):
+                pieces = self._pieces(cohort_id, request_id, priority, progress, records)
+                async with contextlib.aclosing(pieces):
+                    async for data, whole in pieces:
                         out.write(data)
                         size += len(data)
-                        whole = records.feed(data)
                         if header is None and whole:
-                            header = whole[: whole.find(b"\n") + 1]
-                        if progress is not None:
-                            progress(
-                                CohortProgress(
-                                    "downloading",
-                                    cohort_id,
-                                    request_id,
-                                    members=max(0, records.records - 1),
-                                    bytes=size,
-                                )
-                            )
-                last = records.finish()
-                if header is None:
-                    header = last
+                            header = whole[: whole.find(b"\n") + 1] if data else whole
             if not header:
                 raise ResponseValidationError("the cohort file is empty (no header row)", path=path)
             columns = _columns(next(_rows(header, path), []), path)
@@ -451,6 +438,36 @@ class CohortFlow:
             )
         return done
 
+    async def _pieces(
+        self,
+        cohort_id: str,
+        request_id: str,
+        priority: int,
+        progress: Progress | None,
+        records: _Records,
+    ) -> AsyncGenerator[tuple[bytes, bytes]]:
+        """The file as it streams in: each piece of plain CSV with the whole records it
+        completes (``records`` counts them), progress reported per piece; last, ``(b"", the
+        final record)`` for a file that does not end with a newline."""
+        path = file_path(request_id)
+        size = 0
+        async with self._file(request_id, priority) as answer:
+            async for data in _plain(answer.chunks(_CHUNK), path):
+                size += len(data)
+                whole = records.feed(data)
+                if progress is not None:
+                    progress(
+                        CohortProgress(
+                            "downloading",
+                            cohort_id,
+                            request_id,
+                            members=max(0, records.records - 1),
+                            bytes=size,
+                        )
+                    )
+                yield data, whole
+        yield b"", records.finish()
+
     async def _write_parquet(
         self,
         cohort_id: str,
@@ -461,30 +478,16 @@ class CohortFlow:
     ) -> CohortDownload:
         """Like :meth:`_write`, into a Parquet file written in row groups as the CSV streams in
         (the writer renames its temporary file into place only when complete)."""
-        path = file_path(request_id)
         size = 0
         records = _Records()
-        members = _ParquetMembers(target, path)
+        members = _ParquetMembers(target, file_path(request_id))
         try:
-            async with self._file(request_id, priority) as answer:
-                async for data in _plain(answer.chunks(_CHUNK), path):
+            pieces = self._pieces(cohort_id, request_id, priority, progress, records)
+            async with contextlib.aclosing(pieces):
+                async for data, whole in pieces:
                     size += len(data)
-                    whole = records.feed(data)
                     if whole:
                         members.feed(whole)
-                    if progress is not None:
-                        progress(
-                            CohortProgress(
-                                "downloading",
-                                cohort_id,
-                                request_id,
-                                members=max(0, records.records - 1),
-                                bytes=size,
-                            )
-                        )
-            last = records.finish()
-            if last:
-                members.feed(last)
             count, written = members.close()
         except BaseException:
             members.abort()
