@@ -12,24 +12,27 @@ client) answers every GET with a small segmentation JSON. Each round, alternatin
   (the whole hit path: call, key, policy, look-up, decoding of the stored body).
 
 Reported: client CPU per request minus raw's (µs, median of the paired rounds) and the CPU of a
-cache hit. With ``--baseline DIR`` (a checkout of another commit) the same measurement runs in
-a child process importing that tree, round by round alternating with this tree, so the two are
-read side by side under the same load.
+cache hit. With ``--baseline REV`` (a commit, or a checkout's directory) the same measurement
+runs in a child process importing that tree (``git archive`` of the commit's package), round
+by round alternating with this tree, so the two are read side by side under the same load.
 
     python benchmarks/bench_calls.py [-n 2000] [--concurrency 10] [--rounds 5]
-        [--baseline DIR] [--write]
+        [--baseline REV] [--write]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import multiprocessing
 import os
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from datetime import date
 from multiprocessing.connection import Connection
@@ -151,6 +154,18 @@ def child_round(tree: Path, url: str, args: argparse.Namespace) -> dict[str, flo
     return result
 
 
+def baseline_tree(rev: str, into: Path) -> Path:
+    """A directory whose ``amplitude_async`` is commit ``rev``'s (``rev`` may be one already)."""
+    if Path(rev).is_dir():
+        return Path(rev)
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", rev, "amplitude_async"], capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
 def here_round(url: str, args: argparse.Namespace) -> dict[str, float]:
     return child_round(Path(__file__).resolve().parent.parent, url, args)
 
@@ -163,7 +178,9 @@ def main(args: argparse.Namespace) -> None:
         if not receive.poll(10):
             raise RuntimeError("the server did not start")
         url = f"http://127.0.0.1:{receive.recv()}"
-        trees = {"this tree": None} | ({"baseline": args.baseline} if args.baseline else {})
+        scratch = tempfile.TemporaryDirectory()
+        base = baseline_tree(args.baseline, Path(scratch.name)) if args.baseline else None
+        trees = {"this tree": None} | ({"baseline": base} if base else {})
         samples: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
         for _ in range(args.rounds):
             for name, tree in trees.items():
@@ -173,6 +190,8 @@ def main(args: argparse.Namespace) -> None:
     finally:
         server.terminate()
         server.join(5)
+        if args.baseline:
+            scratch.cleanup()
     out: Report = args.report
     out.print(
         f"N={args.n} distinct queries per round, concurrency {args.concurrency}, {args.rounds} "
@@ -206,7 +225,7 @@ if __name__ == "__main__":
     parser.add_argument("-n", type=int, default=2000, help="queries per round")
     parser.add_argument("--concurrency", type=int, default=10, help="requests in flight")
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds per tree")
-    parser.add_argument("--baseline", type=Path, help="a checkout of the commit to compare")
+    parser.add_argument("--baseline", metavar="REV", help="a commit (or a checkout) to compare")
     parser.add_argument("--one-round", metavar="URL", help=argparse.SUPPRESS)
     add_write_option(parser)
     arguments = parser.parse_args()
