@@ -30,6 +30,7 @@ from attrs import field, frozen
 
 from .cache import (
     CachePolicy,
+    MemoryCache,
     ResultCache,
     cache_key,
     cache_key_of,
@@ -186,6 +187,10 @@ class Savers:
         # A forced refresh never joins a flight that may answer from the cache.
         flight = (key, call.bypass_cache)
         leader: Call[R] | None = self._coalescer.context(flight)
+        if leader is None and not call.bypass_cache:
+            hot = self._hot_hit(call, key)
+            if hot is not None:
+                return hot
         if leader is not None:
             self._count(coalesced=1)
             # The flight runs at the highest priority of its callers: a dashboard's copy of a
@@ -197,6 +202,22 @@ class Savers:
         if leader is not None and sent:
             self._count(cost_saved_by_coalescing=call.cost)
         return bind_query(result, call.query)
+
+    def _hot_hit(self, call: Call[R], key: str) -> R | None:
+        """A hit of an in-process cache whose entry was checked and decoded a moment ago,
+        answered in the caller's task: no flight to start, nothing to wait for. Anything else
+        (a miss, a new entry, a Redis cache) goes the whole way, where it is counted."""
+        cache = self.cache
+        if not isinstance(cache, MemoryCache):
+            return None
+        query = call.query
+        known = self._decoded.get((query.path, call.encoded))
+        if known is None or self.ttl(query) is None or cache.get_nowait(key) != known[0]:
+            return None
+        self._decoded.move_to_end((query.path, call.encoded))
+        self._count(cache_hits=1, cost_saved_by_cache=call.cost)
+        result: R = known[1]
+        return bind_query(result, query)
 
     async def _answer(self, call: Call[R], key: str, send: Send) -> tuple[R, bool]:
         query = call.query

@@ -18,6 +18,7 @@ from redisserver import RedisServer
 
 from amplitude_async import (
     AmplitudeClient,
+    CacheUnavailable,
     ConfigurationError,
     EventSegmentation,
     Limits,
@@ -405,3 +406,28 @@ def test_cache_options_are_checked_naming_the_field(build: Any, field: str) -> N
     with pytest.raises(ConfigurationError) as info:
         build()
     assert info.value.field == field
+
+
+async def test_a_hot_cache_hit_is_served_only_while_its_entry_is_unchanged(
+    ordered: OrderedServer,
+) -> None:
+    ordered.gate.set()
+    cache = MemoryCache()
+    policy = CachePolicy(today=lambda: date(2026, 12, 1))
+    async with AmplitudeClient(
+        "key", "secret", base_url=ordered.url, limits=FAST, cache=cache, cache_policy=policy
+    ) as client:
+        first = await client.run(QUERY)
+        again = await client.run(QUERY)  # decoded a moment ago: served from memory
+        assert again == first
+        assert again.query == QUERY
+        assert len(ordered.arrived) == 1
+        # Another entry under the key (here: damaged) is never answered from memory.
+        key = client.savers.key(QUERY)
+        await cache.set(key, b"not an entry", 60.0)
+        with pytest.warns(CacheUnavailable):
+            fresh = await client.run(QUERY)
+        assert fresh == first
+        assert len(ordered.arrived) == 2
+        savings = client.statistics().savings
+    assert (savings.cache_hits, savings.cache_misses, savings.cache_errors) == (1, 2, 1)
