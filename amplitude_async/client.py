@@ -384,14 +384,6 @@ class AmplitudeClient(CohortMethods):
         except ResponseValidationError as exc:
             raise self._scrubbed(exc) from None
 
-    async def _run(
-        self, query: Query[R], cost: int, priority: int, *, bypass_cache: bool = False
-    ) -> R:
-        """:meth:`run` for a query whose ``cost`` has been computed and checked."""
-        return await self._execute(
-            Call(query, cost=cost, priority=priority, bypass_cache=bypass_cache)
-        )
-
     async def _send(self, call: Call[Any]) -> tuple[bytes, Any]:
         """Send ``call`` through the scheduler, with retries: its raw body and decoded JSON.
 

@@ -199,33 +199,62 @@ def member_columns(columns: Sequence[str]) -> list[Column]:
     ]
 
 
+class _MemberReader:
+    """Turns pieces of whole CSV records into members; the header row names the columns."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self.columns: tuple[str, ...] | None = None
+
+    def feed(self, whole: bytes) -> Iterator[CohortMember]:
+        for row in _rows(whole, self._path):
+            if self.columns is None:
+                self.columns = _columns(row, self._path)
+            elif row:
+                yield _member(row, self.columns[2:], self._path)
+
+    def finish(self) -> tuple[str, ...]:
+        """The file's columns; ResponseValidationError if it had no header row."""
+        if self.columns is None:
+            raise ResponseValidationError(
+                "the cohort file is empty (no header row)", path=self._path
+            )
+        return self.columns
+
+
 class _ParquetMembers:
     """Writes the records of a cohort file, in pieces of whole records, to Parquet."""
 
     def __init__(self, target: Path, path: str) -> None:
         self._target = target
-        self._path = path
-        self.columns: tuple[str, ...] | None = None
+        self._reader = _MemberReader(path)
         self._writer: ParquetWriter | None = None
+        self._properties: tuple[str, ...] = ()
+
+    @property
+    def columns(self) -> tuple[str, ...] | None:
+        """The file's columns, once its header row has been read."""
+        return self._reader.columns
 
     def feed(self, whole: bytes) -> None:
-        for row in _rows(whole, self._path):
-            if self.columns is None:
-                self.columns = _columns(row, self._path)
-                self._writer = ParquetWriter(self._target, member_columns(self.columns))
-            elif row:
-                assert self._writer is not None
-                member = _member(row, self.columns[2:], self._path)
-                values = [member.properties.get(name) or None for name in self.columns[2:]]
-                self._writer.write((member.amplitude_id, member.user_id, *values))
+        for member in self._reader.feed(whole):
+            writer = self._open()
+            values = [member.properties.get(name) or None for name in self._properties]
+            writer.write((member.amplitude_id, member.user_id, *values))
+        if self._reader.columns is not None:
+            self._open()  # a header without members is still a file, with its schema
+
+    def _open(self) -> ParquetWriter:
+        if self._writer is None:
+            columns = self._reader.finish()
+            self._properties = columns[2:]
+            self._writer = ParquetWriter(self._target, member_columns(columns))
+        return self._writer
 
     def close(self) -> tuple[int, int]:
         """Finish the file: ``(members, bytes written)``."""
-        if self._writer is None:
-            raise ResponseValidationError(
-                "the cohort file is empty (no header row)", path=self._path
-            )
-        members = self._writer.close()
+        self._reader.finish()
+        members = self._open().close()
         return members, self._target.stat().st_size
 
     def abort(self) -> None:

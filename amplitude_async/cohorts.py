@@ -39,7 +39,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
 from typing import Final, Literal, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urljoin
@@ -50,7 +50,7 @@ from ._settings import check_number
 from .cohort_files import (
     CohortFormat,
     _columns,
-    _member,
+    _MemberReader,
     _ParquetMembers,
     _plain,
     _Records,
@@ -540,30 +540,18 @@ class CohortFlow:
             priority=priority,
             progress=progress,
         )
-        path = file_path(request_id)
-        records = _Records()
-        properties: Sequence[str] | None = None
+        reader = _MemberReader(file_path(request_id))
         try:
-            async with self._file(request_id, priority) as answer:
-                async for data in _plain(answer.chunks(_CHUNK), path):
-                    whole = records.feed(data)
-                    if whole:
-                        for row in _rows(whole, path):
-                            if properties is None:
-                                properties = _columns(row, path)[2:]
-                            elif row:
-                                yield _member(row, properties, path)
-                last = records.finish()
-                for row in _rows(last, path) if last else ():
-                    if properties is None:
-                        properties = _columns(row, path)[2:]
-                    elif row:
-                        yield _member(row, properties, path)
+            # No "downloading" progress here: the caller sees the members themselves.
+            pieces = self._pieces(query.cohort_id, request_id, priority, None, _Records())
+            async with contextlib.aclosing(pieces):
+                async for _, whole in pieces:
+                    for member in reader.feed(whole):
+                        yield member
         except AmplitudeError as exc:
             _note(exc, request_id)
             raise
-        if properties is None:
-            raise ResponseValidationError("the cohort file is empty (no header row)", path=path)
+        reader.finish()
 
 
 def _check_timing(poll_interval: float, job_timeout: float) -> None:

@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import multiprocessing
 import os
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from datetime import date
@@ -40,7 +38,7 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
-from report import Report, add_write_option, met
+from report import Report, add_write_option, extract_package, met
 from serving import serve_forever
 
 BODY = json.dumps(
@@ -156,14 +154,7 @@ def child_round(tree: Path, url: str, args: argparse.Namespace) -> dict[str, flo
 
 def baseline_tree(rev: str, into: Path) -> Path:
     """A directory whose ``amplitude_async`` is commit ``rev``'s (``rev`` may be one already)."""
-    if Path(rev).is_dir():
-        return Path(rev)
-    archive = subprocess.run(
-        ["git", "archive", "--format=tar", rev, "amplitude_async"], capture_output=True, check=True
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into
+    return Path(rev) if Path(rev).is_dir() else extract_package(rev, into)
 
 
 def here_round(url: str, args: argparse.Namespace) -> dict[str, float]:

@@ -34,14 +34,11 @@ import asyncio
 import functools
 import gc
 import importlib
-import io
 import json
 import multiprocessing
 import re
 import statistics
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -51,7 +48,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from report import Report, add_write_option, met
+from report import Report, add_write_option, extract_package, met
 from serving import serve_forever
 
 from amplitude_async.client import AmplitudeClient
@@ -136,13 +133,7 @@ def with_sdk() -> tuple[Way, Callable[[], int]]:
 def baseline_package(rev: str, into: Path) -> Any:
     """The ``amplitude_async`` package of commit ``rev``, imported as ``amplitude_async_<rev>``."""
     name = "amplitude_async_" + re.sub(r"\W", "_", rev)
-    archive = subprocess.run(
-        ["git", "archive", "--format=tar", rev, "amplitude_async"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
+    extract_package(rev, into)
     package = into / name
     (into / "amplitude_async").rename(package)
     for source in package.rglob("*.py"):

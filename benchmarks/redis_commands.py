@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 import shutil
 import socket
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+from report import extract_package
 
 WARM_UP, MEASURED = 20, 280
 
@@ -90,13 +90,7 @@ async def run_queries(port: int, counter: Any) -> float:
 
 def baseline(rev: str) -> float:
     with tempfile.TemporaryDirectory() as scratch:
-        archive = subprocess.run(
-            ["git", "archive", "--format=tar", rev, "amplitude_async"],
-            capture_output=True,
-            check=True,
-        ).stdout
-        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            tar.extractall(scratch, filter="data")
+        extract_package(rev, Path(scratch))
         done = subprocess.run(
             [sys.executable, __file__, "--one"],
             env={**os.environ, "PYTHONPATH": scratch},

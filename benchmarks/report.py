@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import io
 import os
 import platform
 import random
@@ -23,6 +24,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tarfile
 import textwrap
 import time
 from pathlib import Path
@@ -176,3 +178,14 @@ def add_write_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--write", action="store_true", help="also replace this script's section of RESULTS.md"
     )
+
+
+def extract_package(rev: str, into: Path) -> Path:
+    """Extract commit ``rev``'s ``amplitude_async`` package into ``into`` (``git archive``) and
+    return ``into``: put it first on ``PYTHONPATH`` to run that commit's client."""
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", rev, "amplitude_async"], capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into
