@@ -9,7 +9,7 @@ has left is the task cancelled, so one impatient viewer never fails the others.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Callable, Coroutine, Hashable
 from typing import Any, Generic, TypeVar
 
 __all__ = ["Coalescer"]
@@ -18,19 +18,34 @@ T = TypeVar("T")
 
 
 class _Flight(Generic[T]):
-    __slots__ = ("context", "task", "waiters")
+    __slots__ = ("context", "key", "owner", "task", "waiters")
 
-    def __init__(self, task: asyncio.Task[T], context: Any) -> None:
-        self.task = task
+    def __init__(self, owner: Coalescer, key: Hashable, context: Any) -> None:
+        self.owner = owner
+        self.key = key
         self.context = context
-        self.waiters = 0
+        # Insertion-ordered: callers hear the outcome in the order they came.
+        self.waiters: dict[asyncio.Future[T], None] = {}
+        self.task: asyncio.Task[T] | None = None
 
-
-def _consume(task: asyncio.Task[Any]) -> None:
-    # Every waiter may have left before the task failed: retrieve the exception so asyncio
-    # does not log "exception was never retrieved" for an error nobody asked about.
-    if not task.cancelled():
-        task.exception()
+    def done(self, task: asyncio.Task[T]) -> None:
+        """The work ended: every caller still waiting gets its outcome."""
+        self.owner._forget(self.key, self)
+        if task.cancelled():
+            outcome: BaseException | None = asyncio.CancelledError()
+        else:
+            # Retrieved even when every caller has left, so asyncio does not log "exception
+            # was never retrieved" for an error nobody asked about.
+            outcome = task.exception()
+        for waiter in self.waiters:
+            if waiter.done():
+                continue
+            if outcome is None:
+                waiter.set_result(task.result())
+            elif isinstance(outcome, asyncio.CancelledError):
+                waiter.cancel()
+            else:
+                waiter.set_exception(outcome)
 
 
 class Coalescer:
@@ -48,7 +63,7 @@ class Coalescer:
     def waiters(self, key: Hashable) -> int:
         """Callers waiting for ``key`` right now (0: nothing in flight for it)."""
         flight = self._flights.get(key)
-        return 0 if flight is None else flight.waiters
+        return 0 if flight is None else len(flight.waiters)
 
     def context(self, key: Hashable) -> Any:
         """The ``context`` given by the caller that started the flight for ``key`` (``None``:
@@ -57,34 +72,41 @@ class Coalescer:
         return None if flight is None else flight.context
 
     async def run(
-        self, key: Hashable, work: Callable[[], Awaitable[T]], *, context: Any = None
+        self, key: Hashable, work: Callable[[], Coroutine[Any, Any, T]], *, context: Any = None
     ) -> T:
         """``work()``'s result, shared with every concurrent caller of the same ``key``.
 
         Starts ``work()`` unless it is already in flight for ``key``; raises what it raised.
         ``context`` is kept with a flight this call starts (see :meth:`context`).
         """
+        loop = asyncio.get_running_loop()
         flight: _Flight[T] | None = self._flights.get(key)
         if flight is None:
-
-            async def job() -> T:
-                return await work()
-
-            new: _Flight[T] = _Flight(asyncio.ensure_future(job()), context)
-            self._flights[key] = flight = new
-            new.task.add_done_callback(_consume)
-            new.task.add_done_callback(lambda _: self._forget(key, new))
-        flight.waiters += 1
+            flight = _Flight(self, key, context)
+            flight.task = loop.create_task(work())
+            flight.task.add_done_callback(flight.done)
+            self._flights[key] = flight
+        # Each caller waits on a future of its own: cancelling the caller cancels that future
+        # only, never the shared task (what asyncio.shield does, without its extra wrapping).
+        mine: asyncio.Future[T] = loop.create_future()
+        flight.waiters[mine] = None
         try:
-            # shield(): cancelling this caller must not cancel the shared task.
-            return await asyncio.shield(flight.task)
+            return await mine
         finally:
-            flight.waiters -= 1
-            if flight.waiters == 0 and not flight.task.done():
-                # Nobody waits any more: stop the work, and let the next caller start afresh.
-                self._forget(key, flight)
-                flight.task.cancel()
+            if not mine.done() or mine.cancelled():
+                self._left(flight, mine)
+
+    def _left(self, flight: _Flight[Any], mine: asyncio.Future[Any]) -> None:
+        """A caller left before the outcome: when nobody waits any more, stop the work, and
+        let the next caller start afresh."""
+        waiters = flight.waiters
+        waiters.pop(mine, None)
+        task = flight.task
+        if not waiters and task is not None and not task.done():
+            self._forget(flight.key, flight)
+            task.cancel()
 
     def _forget(self, key: Hashable, flight: _Flight[Any]) -> None:
         if self._flights.get(key) is flight:
             del self._flights[key]
+
