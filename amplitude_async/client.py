@@ -38,7 +38,7 @@ from .errors import (
     ResponseValidationError,
     TransportError,
 )
-from .inflight import Entered, Tracked
+from .inflight import Tracked
 from .limits import Limits
 from .observe import EventHooks
 from .options import (
@@ -412,30 +412,37 @@ class AmplitudeClient(CohortMethods):
                     ticket = await slot.__aenter__()
                 finally:
                     call.waiting_in(None)
-                async with (
-                    Entered(slot, ticket),
-                    self._observer.attempt(call.query, request, ticket, attempts) as attempt,
-                ):
-                    # From here until the answer is decoded, a close waits for this call.
-                    tracked.sending = True
-                    try:
-                        response = await self._transport.send(request)
-                        attempt.status = response.status
-                        body = decipher(
-                            response.status,
-                            response.headers,
-                            response.body,
-                            path=request.path,
-                            redact=self._redact,
-                        )
-                    except AmplitudeError as exc:
-                        error = attempt.error = self._scrubbed(exc)
-                        if isinstance(exc, TransportError):
-                            # The server may still be counting it: hold its entry until its
-                            # lease ends.
-                            self.scheduler.abandon(ticket)
-                    else:
-                        error = None
+                # The slot is left by hand, not with ``async with``: on every call's path.
+                abandoned = False
+                try:
+                    async with self._observer.attempt(
+                        call.query, request, ticket, attempts
+                    ) as attempt:
+                        # From here until the answer is decoded, a close waits for this call.
+                        tracked.sending = True
+                        try:
+                            response = await self._transport.send(request)
+                            attempt.status = response.status
+                            body = decipher(
+                                response.status,
+                                response.headers,
+                                response.body,
+                                path=request.path,
+                                redact=self._redact,
+                            )
+                        except AmplitudeError as exc:
+                            error = attempt.error = self._scrubbed(exc)
+                            if isinstance(exc, TransportError):
+                                # The server may still be counting it: hold its entry until
+                                # its lease ends.
+                                self.scheduler.abandon(ticket)
+                        else:
+                            error = None
+                except asyncio.CancelledError:
+                    abandoned = True
+                    raise
+                finally:
+                    slot.leave(abandoned=abandoned)
                 if error is None:
                     return response.body, body
                 attempts = attempts.after(error)

@@ -109,4 +109,3 @@ class Coalescer:
     def _forget(self, key: Hashable, flight: _Flight[Any]) -> None:
         if self._flights.get(key) is flight:
             del self._flights[key]
-

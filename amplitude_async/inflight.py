@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from .scheduler import Slot, Ticket
-
-__all__ = ["Entered", "Tracked"]
+__all__ = ["Tracked"]
 
 
 class Tracked:
@@ -37,20 +35,3 @@ class Tracked:
             self.cut = True
             self.cut_sending = self.sending
             self.task.cancel()
-
-
-class Entered:
-    """The exit half of a scheduler slot already entered (the wait happens outside it, so the
-    call can point at the slot while it waits)."""
-
-    __slots__ = ("slot", "ticket")
-
-    def __init__(self, slot: Slot, ticket: Ticket) -> None:
-        self.slot = slot
-        self.ticket = ticket
-
-    async def __aenter__(self) -> Ticket:
-        return self.ticket
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        await self.slot.__aexit__(*exc_info)

@@ -180,14 +180,22 @@ class Savers:
             # Nothing to save: no key to compute.
             result, _ = await self._answer(call, "", send)
             return result
-        key = self.key(call)
-        if self._coalescer is None:
+        cache = self.cache
+        if cache is None:
+            # One client, one target: the request's path and parameters identify the work,
+            # and no key needs hashing.
+            key = ""
+            flight: tuple[str, ...] = (call.query.path, call.encoded)
+        else:
+            key = self.key(call)
+            # A forced refresh never joins a flight that may answer from the cache.
+            flight = (key, "refresh" if call.bypass_cache else "")
+        coalescer = self._coalescer
+        if coalescer is None:
             result, _ = await self._answer(call, key, send)
             return result
-        # A forced refresh never joins a flight that may answer from the cache.
-        flight = (key, call.bypass_cache)
-        leader: Call[R] | None = self._coalescer.context(flight)
-        if leader is None and not call.bypass_cache:
+        leader: Call[R] | None = coalescer.context(flight)
+        if leader is None and cache is not None and not call.bypass_cache:
             hot = self._hot_hit(call, key)
             if hot is not None:
                 return hot
@@ -196,7 +204,7 @@ class Savers:
             # The flight runs at the highest priority of its callers: a dashboard's copy of a
             # queued backfill query re-queues it in front of the backlog.
             leader.raise_priority(call.priority)
-        result, sent = await self._coalescer.run(
+        result, sent = await coalescer.run(
             flight, lambda: self._answer(call, key, send), context=call
         )
         if leader is not None and sent:

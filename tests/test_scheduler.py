@@ -186,6 +186,37 @@ def test_cancelled_in_flight_keeps_its_entry_until_its_lease_runs_out() -> None:
     assert 6.0 + LIMITS.window <= later <= 9.0 + LIMITS.window
 
 
+def test_a_slot_left_by_hand_completes_or_abandons_its_entry_once() -> None:
+    # Slot.leave() is the exit of ``async with`` for a caller that entered with __aenter__.
+    async def main() -> tuple[int, int, float]:
+        scheduler = Scheduler(LIMITS, lease=6.0)
+        slot = scheduler.slot(Pool.STANDARD, 70)
+        with pytest.raises(RuntimeError, match="entered"):
+            slot.leave()
+        await slot.__aenter__()
+        await asyncio.sleep(1.0)
+        slot.leave()
+        with pytest.raises(RuntimeError, match="once"):
+            slot.leave()
+        await asyncio.sleep(0)
+        completed = scheduler.statistics()[Pool.STANDARD].in_flight
+        # Abandoned: in flight until its lease (6 s) runs out, then a window more.
+        abandoned = scheduler.slot(Pool.STANDARD, 30)
+        await abandoned.__aenter__()
+        abandoned.leave(abandoned=True)
+        await asyncio.sleep(0)
+        held = scheduler.statistics()[Pool.STANDARD].in_flight
+        later = await query(scheduler, 80)
+        return completed, held, later.dispatched_at
+
+    completed, held, later = run_virtual(main())
+    assert (completed, held) == (0, 1)
+    # The completed 70 leaves its window at 11 (80 would fit then, were the 30 completed too);
+    # the abandoned 30 holds its room until its lease runs out (6 s after its last renewal at
+    # 1) and a window more.
+    assert later >= 1.0 + 6.0 + LIMITS.window
+
+
 def test_statistics_snapshot() -> None:
     async def main() -> None:
         scheduler = Scheduler(LIMITS)

@@ -36,7 +36,15 @@ import math
 from collections.abc import Container, Sequence
 from typing import Final, Protocol
 
-from ..admission import BudgetStore, BudgetUsage, Changes, Grant, Outcome, Registration
+from ..admission import (
+    BudgetStore,
+    BudgetUsage,
+    Changes,
+    Grant,
+    InMemoryBudgetStore,
+    Outcome,
+    Registration,
+)
 from ..budget import EntryId, weight_of
 from ..clock import Clock, LoopClock
 from ..errors import AmplitudeError, BudgetUnavailable
@@ -135,6 +143,10 @@ class Exchanger:
         requests: Waiting,
     ) -> None:
         self.store = store
+        # The in-process store answers at once and its answers cannot be lost: it is called
+        # directly from a loop callback (no task, no reconciliation of held entries).
+        self._local = store if isinstance(store, InMemoryBudgetStore) else None
+        self._turn: asyncio.Handle | None = None
         self.owner = owner
         self.lease = lease
         self.unavailable_wait = unavailable_wait
@@ -187,6 +199,10 @@ class Exchanger:
     def notify(self) -> None:
         """Something changed: exchange one loop turn later, so a burst of requests queued
         together is decided together."""
+        if self._local is not None:
+            if self._turn is None:
+                self._turn = asyncio.get_running_loop().call_soon(self._exchange_now)
+            return
         if self._driver is None:
             self._driver = asyncio.get_running_loop().create_task(self._drive())
         elif self._wakeup is not None and not self._wakeup.done():
@@ -225,7 +241,7 @@ class Exchanger:
             release=self.release,
             pause=self.pause,
             warm=self._clock.time() - self._last_exchange < self._warm_for,
-            held=sorted(self.held),
+            held=None if self._local is not None else sorted(self.held),
             seq=next(self._numbers),
             seen=self._seen,
             beat=self._beat,
@@ -308,6 +324,31 @@ class Exchanger:
             self._driver = None
             self._set_alarm(math.inf)
 
+    def _exchange_now(self) -> None:
+        """One turn of the exchange loop with the in-process store, as a loop callback: what
+        :meth:`_drive` does, without a task (that store never suspends nor loses an answer)."""
+        self._turn = None
+        store = self._local
+        assert store is not None
+        self.dirty = False
+        now = self._clock.time()
+        if self.has_changes() or self._nudged or self._duty(now) <= now:
+            changes = self.take_changes()
+            self._nudged = False
+            try:
+                outcome = store.apply(changes)
+            except AmplitudeError as exc:
+                self._fail_all(exc, None)
+                return
+            except Exception as exc:
+                self._fail_all(BudgetUnavailable(f"the budget store failed: {exc!r}"), exc)
+                return
+            self._answered(outcome, changes)
+            if self.has_changes() or self._nudged:
+                self.notify()  # such as waiters to register again (see _answered)
+        if self._turn is None:
+            self._set_alarm(self._duty(self._clock.time()))
+
     def _answered(self, outcome: Outcome, changes: Changes) -> None:
         now = self._clock.time()
         self._last_exchange = now
@@ -366,6 +407,9 @@ class Exchanger:
         """Stop the loop, say goodbye to the store (for at most :data:`CLOSE_WAIT` seconds) and
         stop listening to it."""
         try:
+            if self._turn is not None:
+                self._turn.cancel()
+                self._turn = None
             driver = self._driver
             if driver is not None:
                 driver.cancel()
@@ -423,5 +467,7 @@ class Exchanger:
     def _ring(self) -> None:
         self._alarm = None
         self._alarm_at = math.inf
-        if self._wakeup is not None and not self._wakeup.done():
+        if self._local is not None:
+            self.notify()
+        elif self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)

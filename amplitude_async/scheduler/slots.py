@@ -427,7 +427,7 @@ class Scheduler:
 class Slot:
     """The async context manager returned by :meth:`Scheduler.slot`."""
 
-    __slots__ = ("_cost", "_pool", "_priority", "_scheduler", "_ticket", "_waiter")
+    __slots__ = ("_cost", "_left", "_pool", "_priority", "_scheduler", "_ticket", "_waiter")
 
     def __init__(self, scheduler: Scheduler, pool: Pool, cost: int, priority: int) -> None:
         self._scheduler = scheduler
@@ -436,6 +436,7 @@ class Slot:
         self._priority = priority
         self._ticket: Ticket | None = None
         self._waiter: Waiter | None = None
+        self._left = False
 
     @property
     def priority(self) -> int:
@@ -464,11 +465,16 @@ class Slot:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._ticket is not None
-        # Recorded at once (sent with the next exchange), so a cancellation cannot lose it. A
-        # cancelled request may still be running on the server: its entry is abandoned, not
+        # A cancelled request may still be running on the server: its entry is abandoned, not
         # completed.
-        self._scheduler._finish(
-            self._ticket,
-            abandoned=exc_type is not None and issubclass(exc_type, asyncio.CancelledError),
-        )
+        self.leave(abandoned=exc_type is not None and issubclass(exc_type, asyncio.CancelledError))
+
+    def leave(self, *, abandoned: bool = False) -> None:
+        """What leaving the ``async with`` block does, for a caller that entered the slot with
+        ``await slot.__aenter__()``: the response is complete (``abandoned``: its fate is
+        unknown, see :meth:`Scheduler.abandon`). Recorded at once (sent with the next
+        exchange), so a cancellation cannot lose it."""
+        if self._ticket is None or self._left:
+            raise RuntimeError("a Slot is left once, after it was entered")
+        self._left = True
+        self._scheduler._finish(self._ticket, abandoned=abandoned)
