@@ -9,7 +9,8 @@ burst is decided as a whole. The store answers with the time until the next deci
 alone makes due (to one process at a time: the one keeping time for the shared queue, whose
 decision then serves every process); the scheduler exchanges again then, and at least every
 third of its lease term while it has requests waiting or in flight (that renews their
-leases). The in-process store (the default) is simply a store whose exchanges never suspend.
+leases). The in-process store (the default) never suspends and cannot lose an answer: the
+loop exchanges with it from a plain loop callback (no task) and sends no list of held entries.
 
 If the store fails (Redis unreachable or frozen), nothing is admitted: exchanges are retried,
 and a waiting request ends with :class:`~amplitude_async.errors.BudgetUnavailable` once the
