@@ -183,8 +183,12 @@ def add_write_option(parser: argparse.ArgumentParser) -> None:
 def extract_package(rev: str, into: Path) -> Path:
     """Extract commit ``rev``'s ``amplitude_async`` package into ``into`` (``git archive``) and
     return ``into``: put it first on ``PYTHONPATH`` to run that commit's client."""
+    # From the repository's root, whatever the working directory: the path is the package's.
+    root = Path(__file__).resolve().parent.parent
     archive = subprocess.run(
-        ["git", "archive", "--format=tar", rev, "amplitude_async"], capture_output=True, check=True
+        ["git", "-C", str(root), "archive", "--format=tar", rev, "amplitude_async"],
+        capture_output=True,
+        check=True,
     ).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
