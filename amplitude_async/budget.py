@@ -359,6 +359,8 @@ class PoolLedger:
         given: the entries the owner says it still holds) to ``deadline``."""
         if not self._leases:
             return
+        # One pass, renewing and finding the earliest deadline: on every exchange's path.
+        earliest = math.inf
         for entry, lease in self._leases.items():
             if (
                 lease.owner == owner
@@ -366,9 +368,9 @@ class PoolLedger:
                 and (only is None or entry in only)
             ):
                 lease.deadline = deadline
-        self._next_deadline = min(
-            (lease.deadline for lease in self._leases.values()), default=math.inf
-        )
+            if lease.deadline < earliest:
+                earliest = lease.deadline
+        self._next_deadline = earliest
 
     def abandon(self, entry: EntryId) -> None:
         """Stop renewing ``entry``: its request's fate is unknown (cancelled, timed out), so it
@@ -464,9 +466,11 @@ class PoolLedger:
         # owner would wake for nothing). At most the in-flight cap of leases to look at.
         lease = self._leases.pop(entry, None)
         if lease is not None and lease.deadline <= self._next_deadline:
-            self._next_deadline = min(
-                (other.deadline for other in self._leases.values()), default=math.inf
-            )
+            earliest = math.inf
+            for other in self._leases.values():
+                if other.deadline < earliest:
+                    earliest = other.deadline
+            self._next_deadline = earliest
 
     def pause(self, until: float) -> None:
         """Admit nothing before ``until`` (extends an earlier pause, never shortens it)."""
