@@ -184,7 +184,10 @@ def extract_package(rev: str, into: Path) -> Path:
     """Extract commit ``rev``'s ``amplitude_async`` package into ``into`` (``git archive``) and
     return ``into``: put it first on ``PYTHONPATH`` to run that commit's client."""
     archive = subprocess.run(
-        ["git", "archive", "--format=tar", rev, "amplitude_async"], capture_output=True, check=True
+        ["git", "archive", "--format=tar", rev, "amplitude_async"],
+        capture_output=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,  # the paths are the repository root's
     ).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
