@@ -131,16 +131,22 @@ def baseline(rev: str) -> Measurement:
 
 
 def breakdown_table(columns: dict[str, dict[str, float]]) -> list[str]:
-    """Calls per admitted request of each command, one column per measured tree."""
+    """Calls per admitted request of each command, one column per measured tree (commands
+    called less than once in 200 requests everywhere left out)."""
     names = sorted(
-        {name for calls in columns.values() for name in calls},
+        (
+            name
+            for name in {name for calls in columns.values() for name in calls}
+            if max(calls.get(name, 0.0) for calls in columns.values()) >= 0.005
+        ),
         key=lambda name: (-max(calls.get(name, 0.0) for calls in columns.values()), name),
     )
-    lines = ["command       " + "".join(f"{title:>12}" for title in columns)]
+    width = max([len("command"), *map(len, names)]) + 2
+    lines = ["command".ljust(width) + "".join(f"{title:>12}" for title in columns)]
     lines.append("-" * len(lines[0]))
     for name in names:
         cells = "".join(f"{calls.get(name, 0.0):>12.2f}" for calls in columns.values())
-        lines.append(f"{name:<14}{cells}")
+        lines.append(name.ljust(width) + cells)
     return lines
 
 
