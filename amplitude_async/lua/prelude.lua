@@ -72,7 +72,8 @@ local function fmt(x) return string.format('%.17g', x) end
 -- goes through hash_get, which sees what is not sent yet and keeps what it read.
 --
 -- Expiry: every key of the budget expires at one time, `expires` in the config hash (the
--- config a little before the others, so a reader never finds the config without the rest).
+-- config a second before the others, a tenth of the TTL if that is shorter, so a reader never
+-- finds the config without the rest).
 -- It is set on every key when the exchange that finds the refresh time passed (`refresh` in
 -- the config hash, a quarter of the TTL after the last) moves it a TTL on; otherwise only on
 -- the keys this exchange may have created (sent an addition to while not known to hold
@@ -104,9 +105,8 @@ local function mark_added(key)
   present[key] = true
 end
 
--- Send what is gathered for `key`; returns the list's length after an append, if one was sent.
+-- Send what is gathered for `key`.
 local function sync(key)
-  local length = nil
   local fields = hash_writes[key]
   if fields then
     hash_writes[key] = nil
@@ -153,9 +153,8 @@ local function sync(key)
   if values then
     list_writes[key] = nil
     mark_added(key)
-    length = send('RPUSH', key, values)
+    send('RPUSH', key, values)
   end
-  return length
 end
 
 local function sync_all()
