@@ -11,9 +11,12 @@ process hears of them without polling. It needs the optional ``redis`` extra
 
 Keys: every key of a project shares one hash tag, ``{<sha256 of the API key>}`` (truncated), so
 one script may touch them all on Redis Cluster; neither the API key nor the secret is stored.
-Keys expire after twice the longest window plus the lease term without an exchange, so an idle
-project's budget vanishes. The limits are stored with the budget: a process joining with other
-limits gets :class:`~amplitude_async.errors.ConfigurationError`.
+The keys expire together, the config a second before the rest, between one and a half and two
+times the longest window plus the lease term after the last exchange, so an idle project's
+budget vanishes whole: an exchange sets the expiry only on the keys it creates, and moves every
+key's on once per quarter of that period. It sends one write per key and kind of change,
+however many requests it carries. The limits are stored with the budget: a process joining
+with other limits gets :class:`~amplitude_async.errors.ConfigurationError`.
 
 Faults: if Redis cannot be reached, or does not answer within the call timeout, an exchange
 raises :class:`~amplitude_async.errors.BudgetUnavailable` (the scheduler admits nothing and

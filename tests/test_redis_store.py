@@ -241,9 +241,25 @@ def test_the_lua_script_and_the_in_memory_store_decide_alike(
                     for entry in ledger.owned_by(owner)
                 }
 
+        class Expiring:
+            """The Redis store, checked after every exchange: no key of the budget is left
+            without an expiry (an abandoned budget vanishes whole)."""
+
+            async def exchange_at(self, changes: Changes, at: float) -> Outcome:
+                outcome = await remote.exchange_at(changes, at)
+                for key in remote.keys:
+                    assert await client.pttl(key) != -1, key
+                return outcome
+
+            def usage(self) -> BudgetUsage | None:
+                return remote.usage()
+
         try:
             clocked = Clocked()
-            return await run_steps(remote, plan), await run_steps(clocked, plan, clocked.owned)
+            return (
+                await run_steps(Expiring(), plan),
+                await run_steps(clocked, plan, clocked.owned),
+            )
         finally:
             await client.aclose()
 
@@ -282,6 +298,93 @@ async def test_keys_share_one_tag_expire_and_never_hold_the_key(
             assert API_KEY.encode() not in (dump or b"")
         assert all(API_KEY not in key for key in keys)
     finally:
+        await client.aclose()
+
+
+async def expiries(client: aioredis.Redis) -> dict[str, int]:
+    """Every key's time to live (ms), by name."""
+    return {text(key): await client.pttl(key) for key in await client.keys("*")}
+
+
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def register(owner: str, count: int) -> Changes:
+    return Changes(
+        owner=owner,
+        lease=5.0,
+        register=[Registration(i, Pool.STANDARD, 1, 0) for i in range(1, count + 1)],
+    )
+
+
+async def test_keys_expire_together_config_first_and_a_write_does_not_renew_them(
+    redis_server: RedisServer, store: RedisBudgetStore
+) -> None:
+    ttl = 2 * (LIMITS.hour + 5.0) * 1000
+    client = aioredis.from_url(redis_server.url)
+    try:
+        await store.exchange(Changes(owner="a", lease=5.0))
+        first = await expiries(client)
+        config = store.keys[0]
+        assert all(ttl - 1100 < left <= ttl for key, left in first.items() if key != config)
+        assert ttl - 2100 < first[config] <= ttl - 1000
+        await asyncio.sleep(0.3)
+        # Written again (the ledger, the config) and created (the queue's keys): one deadline.
+        await store.exchange(register("a", 10))
+        second = await expiries(client)
+        assert set(second) > set(first)
+        for key, left in first.items():
+            assert 0 < second[key] < left - 200, key
+        others = [left for key, left in second.items() if key != config]
+        assert max(others) - min(others) < 100
+        assert second[config] < min(others)
+    finally:
+        await client.aclose()
+
+
+async def test_the_exchange_after_the_refresh_time_moves_every_key_on(
+    redis_server: RedisServer, store: RedisBudgetStore
+) -> None:
+    ttl = 2 * (LIMITS.hour + 5.0) * 1000
+    client = aioredis.from_url(redis_server.url)
+    try:
+        await store.exchange(register("a", 10))
+        # As if a quarter of the TTL had passed (or the time stored were unreadable).
+        for refresh in ("0", "nan"):
+            await asyncio.sleep(0.3)
+            before = await expiries(client)
+            await client.hset(store.keys[0], "refresh", refresh)
+            await store.exchange(Changes(owner="a", lease=5.0))
+            after = await expiries(client)
+            assert set(after) == set(before)
+            assert all(before[key] + 200 < left <= ttl for key, left in after.items())
+    finally:
+        await client.aclose()
+
+
+async def test_an_exchange_writes_each_key_once_however_many_requests_it_carries(
+    redis_server: RedisServer,
+) -> None:
+    client = aioredis.from_url(redis_server.url)
+    stores = [
+        RedisBudgetStore.from_url(redis_server.url, api_key=f"project {n}", limits=LIMITS)
+        for n in range(3)
+    ]
+    try:
+        await stores[0].exchange(register("a", 1))  # the script loaded once
+
+        async def commands(store: RedisBudgetStore, count: int) -> int:
+            before = (await client.info("stats"))["total_commands_processed"]
+            await store.exchange(register("a", count))
+            after = (await client.info("stats"))["total_commands_processed"]
+            return int(after) - int(before)
+
+        # A fresh budget each, three admitted (the cap), the rest queued.
+        assert await commands(stores[1], 5) == await commands(stores[2], 300)
+    finally:
+        for store in stores:
+            await store.aclose()
         await client.aclose()
 
 

@@ -37,6 +37,7 @@ local function load_pools()
     local raw = redis.call('HGETALL', key)
     local h = {}
     for i = 1, #raw, 2 do h[raw[i]] = raw[i + 1] end
+    pool.stored = h
     pool.cum = number(key, 'cum', h.cum, 0)
     pool.used, pool.head = {}, {}
     for i = 1, pool.window_count do
@@ -74,6 +75,19 @@ local function load_pools()
     for i = 1, pool.window_count do
       if pool.used[i] < flying then garbage(key, 'u' .. i .. ' is below the weight in flight') end
     end
+    -- The keys known to hold something (see the expiry in prelude.lua): the ledger and the
+    -- flight as read; the completions while some window still holds the last one (each
+    -- exchange drops only what every window let go); the queue's while anyone waits.
+    local low = INF
+    for i = 1, pool.window_count do low = math.min(low, pool.head[i]) end
+    present[pool.ledger_key] = next(h) ~= nil or nil
+    present[pool.flight_key] = pool.in_flight > 0 or nil
+    present[pool.done_by_weight_key] = pool.cum > low or nil
+    present[pool.done_by_time_key] = pool.cum > low or nil
+    for _, queue_key in ipairs({ pool.queue_key, pool.waiters_key, pool.by_owner_key }) do
+      present[queue_key] = pool.count > 0 or nil
+    end
+    present[pool.fresh_key] = pool.fresh_since < NO_FRESH or nil
     pools[p] = pool
   end
 end
@@ -90,7 +104,7 @@ end
 -- The time an entry of `entry_owner` granted now is leased until.
 local function deadline_of(entry_owner, deadline)
   if entry_owner == owner then return deadline end
-  local info = redis.call('HGET', INFO_KEY, entry_owner)
+  local info = hash_get(INFO_KEY, entry_owner)
   return tonumber(info and string.match(info, '|(.+)$')) or now
 end
 
@@ -98,11 +112,11 @@ end
 
 local function run(forced)
   pools = {}
-  touched = {}
+  forget_writes()
   -- Refused before anything is written: a late copy of an exchange already superseded.
   local seq = tonumber(changes.seq or 0) or 0
   if owner ~= '' then
-    local info = redis.call('HGET', INFO_KEY, owner)
+    local info = hash_get(INFO_KEY, owner)
     if seq > 0 and info then
       local last = tonumber(string.match(info, '^(%d+)|'))
       if last and seq <= last then
@@ -134,7 +148,10 @@ local function run(forced)
     refuse('AMPLITUDE_LIMITS ' .. stored.config)
   end
   local epoch, generation = stored.epoch, tonumber(stored.gen or '0')
+  last_sequence = number(CONFIG_KEY, 'seq', stored.seq, 0)
+  local sequence_before = last_sequence
   if not fresh then
+    present[CONFIG_KEY] = true
     if not epoch or not finite(generation) then garbage(CONFIG_KEY, 'no epoch') end
     local seen_epoch, seen_generation = string.match(changes.seen or '', '^(.*):(%d+)$')
     if seen_epoch == epoch and tonumber(seen_generation) > generation then
@@ -146,13 +163,17 @@ local function run(forced)
 
   -- -- writes from here on --------------------------------------------------------------------
 
+  -- Fields of the config hash to write (name -> value).
   local config_writes = {}
   if fresh then
     -- Strays of an older budget (keys that outlived its config) go with it.
     redis.call('DEL', unpack(KEYS))
+    forget_writes()
     epoch, generation = fmt(now), 0
-    config_writes = { 'config', config_text, 'epoch', epoch }
+    last_sequence, sequence_before = 0, -1
+    config_writes = { config = config_text, epoch = epoch }
     for _, pool in ipairs(pools) do
+      pool.stored, pool.buckets = {}, nil
       pool.entries, pool.in_flight = {}, 0
       for i = 1, pool.window_count do pool.used[i], pool.head[i] = 0, 0 end
       pool.cum, pool.last_done, pool.paused_until = 0, NEVER, NEVER
@@ -175,14 +196,16 @@ local function run(forced)
   local deadline = now + lease
   if owner ~= '' then
     rejoined = redis.call('ZSCORE', OWNERS_KEY, owner) == false
-    write('ZADD', OWNERS_KEY, fmt(now + (tonumber(changes.beat or lease) or lease)), owner)
-    write('HSET', INFO_KEY, owner, string.format('%d', seq) .. '|' .. fmt(deadline))
+    if not rejoined then present[OWNERS_KEY] = true end
+    zset_add(OWNERS_KEY, fmt(now + (tonumber(changes.beat or lease) or lease)), owner)
+    hash_set(INFO_KEY, owner, string.format('%d', seq) .. '|' .. fmt(deadline))
   end
   -- Owners whose heartbeat lapsed: their waiters go (their entries keep their own leases).
+  sync(OWNERS_KEY)
   for _, dead in ipairs(redis.call('ZRANGEBYSCORE', OWNERS_KEY, '-inf', fmt(now), 'LIMIT', 0, 8)) do
     for _, pool in ipairs(pools) do drop_owner(pool, dead) end
     -- Its pending grants stay: it may be alive but slow, and using one it heard of.
-    write('ZREM', OWNERS_KEY, dead)
+    zset_remove(OWNERS_KEY, dead)
   end
 
   -- Only the entries the owner says it holds are renewed.
@@ -225,7 +248,7 @@ local function run(forced)
   -- Grants other owners decided for this one stay pending (sent with every answer) until an
   -- exchange of this owner accounts for them (holds, completes, abandons or releases them).
   local pending = {}
-  local pending_text = owner ~= '' and redis.call('HGET', PENDING_KEY, owner) or false
+  local pending_text = owner ~= '' and hash_get(PENDING_KEY, owner) or false
   if pending_text then
     local acked = {}
     if held then
@@ -257,10 +280,21 @@ local function run(forced)
       end
     end
   end
+  -- The waiters named by cancels and registrations, read with one command per pool.
+  local named = {}
+  for p = 1, POOL_COUNT do named[p] = {} end
+  for _, list in ipairs({ changes.cancel or {}, changes.register or {} }) do
+    for _, x in ipairs(list) do
+      local keys = named[x[1]]
+      if not keys then error('no pool ' .. tostring(x[1])) end
+      keys[#keys + 1] = owner .. ':' .. x[2]
+    end
+  end
+  for p, pool in ipairs(pools) do hash_fetch(pool.waiters_key, named[p]) end
   local cancelled = {}
   for _, x in ipairs(changes.cancel or {}) do
     local pool = pools[x[1]]
-    local member = redis.call('HGET', pool.waiters_key, owner .. ':' .. x[2])
+    local member = hash_get(pool.waiters_key, owner .. ':' .. x[2])
     if member then
       unlink(pool, member, nil)
       cancelled[#cancelled + 1] = x[1] .. ':' .. x[2]
@@ -304,11 +338,11 @@ local function run(forced)
   -- (with the decision's time, so a receiver can tell how long delivery took).
   for other, list in pairs(others) do
     local text = table.concat(list, ',')
-    local before = redis.call('HGET', PENDING_KEY, other)
+    local before = hash_get(PENDING_KEY, other)
     if before then
-      write('HSET', PENDING_KEY, other, before .. ',' .. text)
+      hash_set(PENDING_KEY, other, before .. ',' .. text)
     else
-      write('HSET', PENDING_KEY, other, text)
+      hash_set(PENDING_KEY, other, text)
     end
     redis.call('PUBLISH', grant_channel .. other, fmt(now) .. '|' .. text)
   end
@@ -316,12 +350,12 @@ local function run(forced)
     mine[#mine + 1] = table.concat(pending, ',')
     if held then
       local text = table.concat(pending, ',')
-      if text ~= pending_text then write('HSET', PENDING_KEY, owner, text) end
+      if text ~= pending_text then hash_set(PENDING_KEY, owner, text) end
     else
-      write('HDEL', PENDING_KEY, owner)
+      hash_delete(PENDING_KEY, owner)
     end
   elseif pending_text then
-    write('HDEL', PENDING_KEY, owner)
+    hash_delete(PENDING_KEY, owner)
   end
 
   -- One owner keeps time for the queue: it alone is told to exchange again when time frees
@@ -333,10 +367,12 @@ local function run(forced)
     -- others to take over.
     -- Its exchange number stays (see the expiry below): a late copy of an earlier exchange,
     -- run after this one, is refused instead of joining it again.
-    write('ZREM', OWNERS_KEY, owner)
-    write('HDEL', PENDING_KEY, owner)
+    zset_remove(OWNERS_KEY, owner)
+    hash_delete(PENDING_KEY, owner)
     if stored.keeper == owner then
-      write('HDEL', CONFIG_KEY, 'keeper', 'wake_at')
+      hash_delete(CONFIG_KEY, 'keeper')
+      hash_delete(CONFIG_KEY, 'wake_at')
+      sync(OWNERS_KEY)
       local alive = redis.call('ZRANGEBYSCORE', OWNERS_KEY, '(' .. fmt(now), '+inf', 'LIMIT', 0, 64)
       for _, other in ipairs(alive) do
         redis.call('PUBLISH', grant_channel .. other, fmt(now) .. '|')
@@ -345,12 +381,11 @@ local function run(forced)
   elseif wake_at < INF and owner ~= '' then
     local keeper_at = tonumber(stored.wake_at or NEVER) or NEVER
     local keeper = stored.keeper
+    sync(OWNERS_KEY)
     local alive = keeper and tonumber(redis.call('ZSCORE', OWNERS_KEY, keeper) or NEVER) > now
     if keeper == owner or not alive or keeper_at <= now or wake_at < keeper_at then
-      config_writes[#config_writes + 1] = 'wake_at'
-      config_writes[#config_writes + 1] = fmt(wake_at)
-      config_writes[#config_writes + 1] = 'keeper'
-      config_writes[#config_writes + 1] = owner
+      config_writes.wake_at = fmt(wake_at)
+      config_writes.keeper = owner
       duty = wake_at
     end
   end
@@ -359,17 +394,19 @@ local function run(forced)
   local usage = {}
   for p, pool in ipairs(pools) do
     local fields = {
-      'cum', pool.cum, 'last', fmt(pool.last_done), 'pause', fmt(pool.paused_until),
-      'eid', pool.last_entry, 'count', pool.count, 'backlog', pool.backlog,
-      'fsince', fmt(math.min(pool.fresh_since, 1e308)),
+      cum = pool.cum, last = fmt(pool.last_done), pause = fmt(pool.paused_until),
+      eid = pool.last_entry, count = pool.count, backlog = pool.backlog,
+      fsince = fmt(math.min(pool.fresh_since, NO_FRESH)),
     }
     for i = 1, pool.window_count do
-      fields[#fields + 1] = 'u' .. i
-      fields[#fields + 1] = pool.used[i]
-      fields[#fields + 1] = 'h' .. i
-      fields[#fields + 1] = pool.head[i]
+      fields['u' .. i] = pool.used[i]
+      fields['h' .. i] = pool.head[i]
     end
-    write('HSET', pool.ledger_key, unpack(fields))
+    -- Only what changed (a pool nobody used this time is not written).
+    for field, value in pairs(fields) do
+      value = tostring(value)
+      if pool.stored[field] ~= value then hash_set(pool.ledger_key, field, value) end
+    end
     queued = queued + pool.count
     usage[p] = {
       used = pool.used,
@@ -378,28 +415,46 @@ local function run(forced)
       paused_for = fmt(math.max(0, pool.paused_until - now)),
     }
   end
-  -- Expiry: set on the keys this exchange wrote, and on every key a few times per TTL (keys
-  -- only read stay alive as long as the budget is used).
-  config_writes[#config_writes + 1] = 'gen'
-  config_writes[#config_writes + 1] = generation
-  local refresh = tonumber(stored.refresh or NEVER) or NEVER
-  if fresh or now >= refresh or refresh > now + ttl / 1000 then
-    config_writes[#config_writes + 1] = 'refresh'
-    config_writes[#config_writes + 1] = fmt(now + ttl / 4000)
-    write('HSET', CONFIG_KEY, unpack(config_writes))
+  -- Expiry (see prelude.lua): every key a TTL on when the refresh time has passed (or what
+  -- is stored is not a time this exchange could have set), else only the keys it created.
+  if last_sequence ~= sequence_before then
+    config_writes.seq = string.format('%d', last_sequence)
+  end
+  config_writes.gen = string.format('%d', generation)
+  local refresh = tonumber(stored.refresh or '')
+  local expires = tonumber(stored.expires or '')
+  local renew = fresh or not finite(refresh) or not finite(expires) or now >= refresh
+    or refresh > now + ttl / 1000 or expires < now + ttl / 4000 or expires > now + FAR
+  if renew then
+    expires = now + ttl / 1000
+    config_writes.refresh = fmt(now + ttl / 4000)
+    config_writes.expires = fmt(expires)
     -- Exchange numbers of owners silent for half the TTL (left or dead) go.
+    sync(INFO_KEY)
     local infos = redis.call('HGETALL', INFO_KEY)
     for i = 1, #infos, 2 do
       local last_deadline = tonumber(string.match(infos[i + 1], '|(.+)$'))
       if not last_deadline or last_deadline < now - ttl / 2000 then
-        redis.call('HDEL', INFO_KEY, infos[i])
-        redis.call('HDEL', PENDING_KEY, infos[i])
+        hash_delete(INFO_KEY, infos[i])
+        hash_delete(PENDING_KEY, infos[i])
       end
     end
-    for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ttl) end
+  end
+  for field, value in pairs(config_writes) do hash_set(CONFIG_KEY, field, value) end
+  sync_all()
+  -- The config goes first: a reader that finds it finds the rest.
+  local config_early = math.floor(math.min(1000, ttl / 10))
+  if renew then
+    for _, key in ipairs(KEYS) do
+      redis.call('PEXPIRE', key, key == CONFIG_KEY and ttl - config_early or ttl)
+    end
   else
-    write('HSET', CONFIG_KEY, unpack(config_writes))
-    for key in pairs(touched) do redis.call('PEXPIRE', key, ttl) end
+    local remaining = math.floor((expires - now) * 1000)
+    for _, key in ipairs(KEYS) do
+      if created[key] then
+        redis.call('PEXPIRE', key, key == CONFIG_KEY and remaining - config_early or remaining)
+      end
+    end
   end
 
   -- The answer: one JSON object (see redis_store.py). Times and durations are text (JSON

@@ -16,8 +16,7 @@
 --   backlog and fresh_since (waiters.lua).
 
 local function put_entry(pool, id, entry)
-  write('HSET', pool.flight_key, id,
-    entry.weight .. '|' .. entry.owner .. '|' .. fmt(entry.deadline))
+  hash_set(pool.flight_key, id, entry.weight .. '|' .. entry.owner .. '|' .. fmt(entry.deadline))
 end
 
 -- The cumulative weight and the time of a completed entry's member.
@@ -29,8 +28,8 @@ end
 local function add_done(pool, time, weight, id)
   pool.cum = pool.cum + weight
   local member = string.format('%015d:%s:%s', pool.cum, fmt(time), id)
-  write('ZADD', pool.done_by_weight_key, pool.cum, member)
-  write('ZADD', pool.done_by_time_key, fmt(time), member)
+  zset_add(pool.done_by_weight_key, pool.cum, member)
+  zset_add(pool.done_by_time_key, fmt(time), member)
   if time > pool.last_done then pool.last_done = time end
 end
 
@@ -38,7 +37,7 @@ local function complete(pool, id, time)
   local entry = pool.entries[id]
   pool.entries[id] = nil
   pool.in_flight = pool.in_flight - 1
-  write('HDEL', pool.flight_key, id)
+  hash_delete(pool.flight_key, id)
   add_done(pool, time, entry.weight, id)
 end
 
@@ -57,13 +56,16 @@ local function release(pool, id)
   local entry = pool.entries[id]
   pool.entries[id] = nil
   pool.in_flight = pool.in_flight - 1
-  write('HDEL', pool.flight_key, id)
+  hash_delete(pool.flight_key, id)
   for i = 1, pool.window_count do pool.used[i] = pool.used[i] - entry.weight end
 end
 
 -- The cumulative weight of the last entry gone from window i by `when`, if past its head.
 local function last_gone(pool, i, when)
+  -- Every completion is gone from the window already: nothing to read.
+  if pool.head[i] >= pool.cum then return nil end
   local length = pool.windows[i][2]
+  sync(pool.done_by_time_key)
   local members = redis.call('ZREVRANGEBYSCORE', pool.done_by_time_key,
     fmt(when - length + 1e-6), '-inf', 'LIMIT', 0, 8)
   for _, member in ipairs(members) do
@@ -87,8 +89,9 @@ local function expire(pool)
   for _, x in ipairs(gone) do
     complete(pool, tostring(x[2]), math.max(x[1], pool.last_done))
   end
-  local low = INF
+  local low, low_before = INF, INF
   for i = 1, pool.window_count do
+    low_before = math.min(low_before, pool.head[i])
     local cum = last_gone(pool, i, now)
     if cum then
       pool.used[i] = pool.used[i] - (cum - pool.head[i])
@@ -96,15 +99,20 @@ local function expire(pool)
     end
     if pool.head[i] < low then low = pool.head[i] end
   end
-  -- Entries gone from every window: bounded by what was added, so amortised O(1) each.
-  if low < INF and low > 0 then
-    write('ZREMRANGEBYSCORE', pool.done_by_weight_key, '-inf', low)
+  -- Entries gone from every window: bounded by what was added, so amortised O(1) each. Only
+  -- when one went (the others went with an earlier exchange), and with them the entries
+  -- completed more than the longest window ago; the last completion (cum, at last_done)
+  -- stays while a window holds it.
+  if low < INF and low > low_before then
+    remove_now(pool.cum > low, 'ZREMRANGEBYSCORE', pool.done_by_weight_key, '-inf', low)
+    local longest = 0
+    for i = 1, pool.window_count do
+      if pool.windows[i][2] > longest then longest = pool.windows[i][2] end
+    end
+    local oldest = now - longest - 1
+    remove_now(pool.cum > 0 and pool.last_done >= oldest, 'ZREMRANGEBYSCORE',
+      pool.done_by_time_key, '-inf', '(' .. fmt(oldest))
   end
-  local longest = 0
-  for i = 1, pool.window_count do
-    if pool.windows[i][2] > longest then longest = pool.windows[i][2] end
-  end
-  write('ZREMRANGEBYSCORE', pool.done_by_time_key, '-inf', '(' .. fmt(now - longest - 1))
 end
 
 -- Weight freed in window i at or before `when` (Expiries.freed_by).
@@ -117,6 +125,9 @@ end
 -- Earliest time by which at least `weight` has freed in window i (Expiries.freed_at).
 local function freed_at(pool, i, weight)
   if weight <= 0 then return -INF end
+  -- Not that much has completed since the window's head: nothing to read.
+  if pool.head[i] + weight > pool.cum then return INF end
+  sync(pool.done_by_weight_key)
   local members = redis.call('ZRANGEBYSCORE', pool.done_by_weight_key,
     pool.head[i] + weight, '+inf', 'LIMIT', 0, 1)
   if #members == 0 then return INF end

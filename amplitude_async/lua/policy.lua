@@ -37,17 +37,23 @@ end
 -- Give the waiters queued without a claim their claim time once the claim delay has passed
 -- since the oldest of them queued; return when their claims fall due (INF: none to set).
 local function settle_claims(pool)
-  if redis.call('LLEN', pool.fresh_key) == 0 then return INF end
+  if pool.fresh_since >= NO_FRESH then return INF end
   local due = pool.fresh_since + config.claim_delay
   if now < due then return due end
   local claim_at = fmt(now + starvation_bound + pool.backlog * pool.drain)
-  for _, claim in ipairs(redis.call('LRANGE', pool.fresh_key, 0, -1)) do
-    local key = string.match(claim, '^%d+|(.*)$')
-    if redis.call('HEXISTS', pool.waiters_key, key) == 1 then
-      write('ZADD', pool.claims_key, claim_at, claim)
-    end
+  sync(pool.fresh_key)
+  local claims, keys = redis.call('LRANGE', pool.fresh_key, 0, -1), {}
+  for i, claim in ipairs(claims) do
+    keys[i] = string.match(claim, '^%d+|(.*)$')
+    if not keys[i] then garbage(pool.fresh_key, 'item ' .. claim) end
   end
-  write('DEL', pool.fresh_key)
+  -- Those still waiting (others were cancelled, dropped or admitted meanwhile).
+  hash_fetch(pool.waiters_key, keys)
+  for i, claim in ipairs(claims) do
+    if hash_get(pool.waiters_key, keys[i]) then zset_add(pool.claims_key, claim_at, claim) end
+  end
+  remove_now(false, 'DEL', pool.fresh_key)
+  pool.fresh_since = NO_FRESH
   return INF
 end
 
@@ -93,7 +99,9 @@ local function plan(pool)
     if slots <= 0 or room < 0 then break end
     if waiting_at(levels, priority) then
       for _, choice in ipairs(largest_first(items(levels, priority), room, slots)) do
-        for _ = 1, choice[2] do admit(bucket_head(pool, priority, choice[1])) end
+        local members = bucket_heads(pool, priority, choice[1], choice[2])
+        if #members < choice[2] then garbage(pool.queue_key, 'fewer waiters than counted') end
+        for _, member in ipairs(members) do admit(member) end
       end
       -- A reservation only restrains the lower priorities still to come.
       if not reserved and index < #priorities and waiting_at(levels, priority) then

@@ -7,11 +7,12 @@
 --   policy.lua    the admission decision (amplitude_async.policy), name for name
 --   exchange.lua  reading and checking the state, the exchange, the answer
 --
--- KEYS: 1 config (hash: config, epoch, gen, seq, keeper, wake_at, refresh), 2 owners (zset:
--- owner -> heartbeat deadline), 3 pending grants (hash: owner -> "pool:local:entry,..."),
--- 4 owner info (hash: owner -> "exchange number|lease deadline"), then per pool ten keys:
--- ledger, flight, done by weight, done by time (ledger.lua), queue, buckets, claims, waiters,
--- waiters by owner, fresh (waiters.lua). Pools are numbered from 1 in the config's order.
+-- KEYS: 1 config (hash: config, epoch, gen, seq, keeper, wake_at, refresh, expires; see
+-- the expiry below), 2 owners (zset: owner -> heartbeat deadline), 3 pending grants (hash:
+-- owner -> "pool:local:entry,..."), 4 owner info (hash: owner -> "exchange number|lease
+-- deadline"), then per pool ten keys: ledger, flight, done by weight, done by time
+-- (ledger.lua), queue, buckets, claims, waiters, waiters by owner, fresh (waiters.lua).
+-- Pools are numbered from 1 in the config's order.
 --
 -- ARGV: 1 owner ('' only reads), 2 lease term (s), 3 warm (0/1), 4 time override ('' =
 -- the server's TIME; see RedisBudgetStore.exchange_at), 5 config (JSON: pools with cap,
@@ -63,11 +64,156 @@ local FAR = 86400 * 7
 -- Every time and duration leaves the script as 17 significant digits: a double, exactly.
 local function fmt(x) return string.format('%.17g', x) end
 
--- Keys written by this exchange, to have their expiry set.
-local touched = {}
-local function write(command, key, ...)
-  touched[key] = true
-  return redis.call(command, key, ...)
+-- -- writes, gathered per key -------------------------------------------------------------
+-- A hash field or a sorted set's member written by the exchange is kept here and sent when
+-- the key is next read by a range (sync) or the exchange ends (sync_all): one command per key
+-- and kind, however many fields or members changed (HSET, HDEL, ZADD, ZREM, RPUSH), additions
+-- before removals, so a key that keeps something never empties on the way. A hash field read
+-- goes through hash_get, which sees what is not sent yet and keeps what it read.
+--
+-- Expiry: every key of the budget expires at one time, `expires` in the config hash (the
+-- config a second before the others, a tenth of the TTL if that is shorter, so a reader never
+-- finds the config without the rest).
+-- It is set on every key when the exchange that finds the refresh time passed (`refresh` in
+-- the config hash, a quarter of the TTL after the last) moves it a TTL on; otherwise only on
+-- the keys this exchange may have created (sent an addition to while not known to hold
+-- anything): a write never resets a key's expiry, and an empty key has none.
+local hash_writes = {}   -- key -> field -> value, or false to delete it
+local zset_writes = {}   -- key -> member -> score, or false to remove it
+local list_writes = {}   -- key -> values to append
+local hash_read = {}     -- key -> field -> value, or false: as it is now (sent or not)
+local present = {}       -- key -> true: certainly holds something (what is sent counted)
+local created = {}       -- key -> true: an addition was sent while it may have been empty
+
+-- Forget every write not sent and everything known (a new run of the exchange).
+local function forget_writes()
+  hash_writes, zset_writes, list_writes, hash_read, present, created = {}, {}, {}, {}, {}, {}
+end
+
+-- Sent in parts: a Lua call takes a few thousand arguments at most.
+local CHUNK = 1000
+local function send(command, key, args)
+  local result = 0
+  for first = 1, #args, CHUNK do
+    result = redis.call(command, key, unpack(args, first, math.min(#args, first + CHUNK - 1)))
+  end
+  return result
+end
+
+local function mark_added(key)
+  if not present[key] then created[key] = true end
+  present[key] = true
+end
+
+-- Send what is gathered for `key`.
+local function sync(key)
+  local fields = hash_writes[key]
+  if fields then
+    hash_writes[key] = nil
+    local set, removed = {}, {}
+    for field, value in pairs(fields) do
+      if value then
+        set[#set + 1] = field
+        set[#set + 1] = value
+      else
+        removed[#removed + 1] = field
+      end
+    end
+    if #set > 0 then
+      mark_added(key)
+      send('HSET', key, set)
+    end
+    if #removed > 0 then
+      send('HDEL', key, removed)
+      present[key] = nil
+    end
+  end
+  local members = zset_writes[key]
+  if members then
+    zset_writes[key] = nil
+    local added, removed = {}, {}
+    for member, score in pairs(members) do
+      if score then
+        added[#added + 1] = score
+        added[#added + 1] = member
+      else
+        removed[#removed + 1] = member
+      end
+    end
+    if #added > 0 then
+      mark_added(key)
+      send('ZADD', key, added)
+    end
+    if #removed > 0 then
+      send('ZREM', key, removed)
+      present[key] = nil
+    end
+  end
+  local values = list_writes[key]
+  if values then
+    list_writes[key] = nil
+    mark_added(key)
+    send('RPUSH', key, values)
+  end
+end
+
+local function sync_all()
+  for _, key in ipairs(KEYS) do sync(key) end
+end
+
+local function hash_set(key, field, value)
+  if not hash_writes[key] then hash_writes[key] = {} end
+  if not hash_read[key] then hash_read[key] = {} end
+  hash_writes[key][field] = value
+  hash_read[key][field] = value
+end
+
+local function hash_delete(key, field) hash_set(key, field, false) end
+
+-- Read these fields of a hash with one command (the ones not known yet), for hash_get.
+local function hash_fetch(key, fields)
+  local known = hash_read[key] or {}
+  hash_read[key] = known
+  local missing = {}
+  for _, field in ipairs(fields) do
+    if known[field] == nil then missing[#missing + 1] = field end
+  end
+  for first = 1, #missing, CHUNK do
+    local part = { unpack(missing, first, math.min(#missing, first + CHUNK - 1)) }
+    local values = redis.call('HMGET', key, unpack(part))
+    for i, field in ipairs(part) do
+      known[field] = values[i] or false
+      if values[i] then present[key] = true end
+    end
+  end
+end
+
+-- A hash field as it is now (nil if absent).
+local function hash_get(key, field)
+  hash_fetch(key, { field })
+  return hash_read[key][field] or nil
+end
+
+local function zset_add(key, score, member)
+  if not zset_writes[key] then zset_writes[key] = {} end
+  zset_writes[key][member] = score
+end
+
+local function zset_remove(key, member) zset_add(key, false, member) end
+
+local function list_append(key, value)
+  if not list_writes[key] then list_writes[key] = {} end
+  local values = list_writes[key]
+  values[#values + 1] = value
+end
+
+-- A command that removes from `key` at once (after what is gathered for it): whether the key
+-- still holds something afterwards, if the caller knows (true), or not.
+local function remove_now(still_present, command, key, ...)
+  sync(key)
+  local result = redis.call(command, key, ...)
+  present[key] = still_present or nil
+  return result
 end
 
 -- Thrown (as a table) to refuse an exchange without writing anything.

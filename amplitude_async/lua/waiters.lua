@@ -16,9 +16,42 @@
 -- by_owner_key (zset of keys, lexical, to find an owner's waiters), fresh_key (list of
 -- "sequence|key" of the waiters queued without a claim yet). Its numbers, kept in the ledger
 -- hash: count (waiters), backlog (their total weight), fresh_since (when the oldest waiter
--- without a claim queued).
+-- without a claim queued; NO_FRESH while none is). The buckets' counts are read once
+-- (buckets_of) and kept in pool.buckets ("priority:weight" -> count); the sequence's last
+-- number in last_sequence (set by the exchange from the config hash, written back with it).
 
 local PRIORITY_OFFSET = 10000000000
+local NO_FRESH = 1e308
+local last_sequence = 0
+
+-- How many wait in each bucket ("priority:weight" -> count), read on first use.
+local function buckets_of(pool)
+  if pool.buckets then return pool.buckets end
+  pool.buckets = {}
+  local raw = redis.call('HGETALL', pool.buckets_key)
+  for i = 1, #raw, 2 do
+    local count = tonumber(raw[i + 1])
+    if not string.match(raw[i], '^-?%d+:%d+$') or not finite(count) then
+      garbage(pool.buckets_key, 'bucket ' .. raw[i] .. ' is ' .. raw[i + 1])
+    end
+    pool.buckets[raw[i]] = count
+    present[pool.buckets_key] = true
+  end
+  return pool.buckets
+end
+
+local function count_in_bucket(pool, priority, weight, change)
+  local buckets = buckets_of(pool)
+  local bucket = string.format('%d:%d', priority, weight)
+  local count = (buckets[bucket] or 0) + change
+  if count > 0 then
+    buckets[bucket] = count
+    hash_set(pool.buckets_key, bucket, tostring(count))
+  else
+    buckets[bucket] = nil
+    hash_delete(pool.buckets_key, bucket)
+  end
+end
 
 local function bucket_prefix(priority, weight)
   return string.format('%011d%010d', priority + PRIORITY_OFFSET, weight)
@@ -37,14 +70,11 @@ end
 -- (plan's counts by priority and weight) is kept up to date if given.
 local function unlink(pool, member, levels)
   local priority, weight, sequence, key = decode_member(member)
-  write('ZREM', pool.queue_key, member)
-  write('ZREM', pool.claims_key, sequence .. '|' .. key)
-  write('HDEL', pool.waiters_key, key)
-  write('ZREM', pool.by_owner_key, key)
-  local bucket = string.format('%d:%d', priority, weight)
-  if write('HINCRBY', pool.buckets_key, bucket, -1) <= 0 then
-    write('HDEL', pool.buckets_key, bucket)
-  end
+  zset_remove(pool.queue_key, member)
+  zset_remove(pool.claims_key, sequence .. '|' .. key)
+  hash_delete(pool.waiters_key, key)
+  zset_remove(pool.by_owner_key, key)
+  count_in_bucket(pool, priority, weight, -1)
   pool.count = pool.count - 1
   pool.backlog = pool.backlog - weight
   if levels and levels[priority] and levels[priority][weight] then
@@ -53,58 +83,65 @@ local function unlink(pool, member, levels)
   return weight, key
 end
 
--- Queue a waiter (PoolQueue.add); one already queued under its key stays as it is.
+-- Queue a waiter (PoolQueue.add); one already queued under its key stays as it is (see
+-- hash_fetch to read many keys' waiters at once).
 local function add(pool, waiter_owner, local_id, weight, priority)
   local key = waiter_owner .. ':' .. local_id
-  if redis.call('HEXISTS', pool.waiters_key, key) == 1 then return end
-  local sequence = string.format('%015d', write('HINCRBY', CONFIG_KEY, 'seq', 1))
+  if hash_get(pool.waiters_key, key) then return end
+  last_sequence = last_sequence + 1
+  local sequence = string.format('%015d', last_sequence)
   local member = bucket_prefix(priority, weight) .. sequence .. '|' .. key
-  write('ZADD', pool.queue_key, 0, member)
-  write('HSET', pool.waiters_key, key, member)
-  write('ZADD', pool.by_owner_key, 0, key)
-  write('HINCRBY', pool.buckets_key, string.format('%d:%d', priority, weight), 1)
+  zset_add(pool.queue_key, 0, member)
+  hash_set(pool.waiters_key, key, member)
+  zset_add(pool.by_owner_key, 0, key)
+  count_in_bucket(pool, priority, weight, 1)
   pool.count = pool.count + 1
   pool.backlog = pool.backlog + weight
-  if write('RPUSH', pool.fresh_key, sequence .. '|' .. key) == 1 then pool.fresh_since = now end
+  list_append(pool.fresh_key, sequence .. '|' .. key)
+  if pool.fresh_since >= NO_FRESH then pool.fresh_since = now end
 end
 
 -- Drop every waiter of `waiter_owner` (it left, or its heartbeat lapsed).
 local function drop_owner(pool, waiter_owner)
+  sync(pool.by_owner_key)
   local keys = redis.call('ZRANGEBYLEX', pool.by_owner_key,
     '[' .. waiter_owner .. ':', '(' .. waiter_owner .. ';')
+  hash_fetch(pool.waiters_key, keys)
   for _, key in ipairs(keys) do
-    local member = redis.call('HGET', pool.waiters_key, key)
+    local member = hash_get(pool.waiters_key, key)
     if member then unlink(pool, member, nil) end
   end
 end
 
 -- The earliest claim time and the member of its waiter, or nil.
 local function first_claim(pool)
+  sync(pool.claims_key)
   local r = redis.call('ZRANGE', pool.claims_key, 0, 0, 'WITHSCORES')
   if #r == 0 then return nil end
   local key = string.match(r[1], '^%d+|(.*)$')
-  return tonumber(r[2]), redis.call('HGET', pool.waiters_key, key)
+  if not key then garbage(pool.claims_key, 'member ' .. r[1]) end
+  return tonumber(r[2]), hash_get(pool.waiters_key, key)
 end
 
--- The member of the first waiter to arrive of a (priority, weight).
-local function bucket_head(pool, priority, weight)
+-- The members of the first `count` waiters to arrive of a (priority, weight).
+local function bucket_heads(pool, priority, weight, count)
   local prefix = bucket_prefix(priority, weight)
+  sync(pool.queue_key)
   return redis.call('ZRANGEBYLEX', pool.queue_key,
-    '[' .. prefix, '(' .. prefix .. ';', 'LIMIT', 0, 1)[1]
+    '[' .. prefix, '(' .. prefix .. ';', 'LIMIT', 0, count)
 end
 
 -- How many wait, by priority and weight: levels[priority][weight], and the priorities.
 local function load_levels(pool)
   local levels, priorities = {}, {}
-  local raw = redis.call('HGETALL', pool.buckets_key)
-  for i = 1, #raw, 2 do
-    local priority, weight = string.match(raw[i], '^(-?%d+):(%d+)$')
+  for bucket, count in pairs(buckets_of(pool)) do
+    local priority, weight = string.match(bucket, '^(-?%d+):(%d+)$')
     priority, weight = tonumber(priority), tonumber(weight)
     if not levels[priority] then
       levels[priority] = {}
       priorities[#priorities + 1] = priority
     end
-    levels[priority][weight] = tonumber(raw[i + 1])
+    levels[priority][weight] = count
   end
   return levels, priorities
 end
@@ -122,7 +159,7 @@ local function oldest_at(pool, levels, priority)
   local oldest = nil
   for weight, n in pairs(levels[priority]) do
     if n > 0 then
-      local member = bucket_head(pool, priority, weight)
+      local member = bucket_heads(pool, priority, weight, 1)[1]
       if oldest == nil or string.sub(member, 22, 36) < string.sub(oldest, 22, 36) then
         oldest = member
       end
