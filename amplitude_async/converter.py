@@ -117,11 +117,7 @@ def _structure_series_meta(obj: object, _: object) -> SeriesMeta:
 
 def _series_meta_decoder() -> Decoder:
     segment_meta = _decoders.get(SegmentMeta)
-
-    def decode(obj: Any) -> SeriesMeta:
-        return obj if type(obj) is str else segment_meta(obj)
-
-    return decode
+    return lambda obj: obj if type(obj) is str else segment_meta(obj)
 
 
 def _label_part(obj: object) -> str | int:
@@ -136,6 +132,15 @@ def _structure_series_label(obj: object, _: object) -> SeriesLabel:
     if isinstance(obj, list | tuple):
         return tuple(_label_part(part) for part in obj)
     return _label_part(obj)
+
+
+_LABEL_PARTS = frozenset({str, int})
+
+
+def _decode_series_label(obj: Any) -> SeriesLabel:
+    if type(obj) is list and _LABEL_PARTS.issuperset(map(type, obj)):
+        return tuple(obj)
+    return _structure_series_label(obj, None)
 
 
 def _unstructure_series_label(label: SeriesLabel) -> Any:
@@ -166,9 +171,7 @@ converter.register_structure_hook(SeriesLabel, _structure_series_label)
 converter.register_unstructure_hook(SeriesLabel, _unstructure_series_label)
 converter.register_structure_hook(Location | None, _structure_location)
 _decoders.register(SeriesMeta, _series_meta_decoder, as_is=frozenset({str}))
-_decoders.register(
-    SeriesLabel, lambda: _decoders.delegate(SeriesLabel), as_is=frozenset({str, int})
-)
+_decoders.register(SeriesLabel, lambda: _decode_series_label, as_is=_LABEL_PARTS)
 _decoders.register(Location | None, lambda: _decoders.delegate(Location | None))
 
 
@@ -364,6 +367,8 @@ _plain_segment_meta = converter.get_structure_hook(SegmentMeta)
 
 def _check_segment_meta(meta: SegmentMeta) -> SegmentMeta:
     # Names are looked up by these indexes: a negative one would wrap around to another's.
+    if (meta.segment_index or 0) >= 0 and (meta.event_index or 0) >= 0:
+        return meta
     for wire, index in (("segmentIndex", meta.segment_index), ("eventIndex", meta.event_index)):
         if index is not None and index < 0:
             raise WireError(f"{wire} must be an index (0 or more), got {index}")
@@ -429,9 +434,8 @@ def _register_envelope(
     encode: Callable[[Any], Any],
     payload: Callable[[], Payload] | None = None,
 ) -> None:
-    """``{"data": <payload>, <metadata>...}``; ``decode`` builds the instance from the payload;
-    ``payload()``, when given, is the fast path's ``decode``, taking the metadata too (``None``
-    when the body has none) so that the instance is built once."""
+    """``{"data": <payload>, <metadata>...}``; ``decode`` builds the instance from the payload,
+    ``payload()`` the fast path's (see decoders.py), taking the metadata too."""
 
     def structure(body: object, _: object) -> Any:
         mapping = _require_mapping(body)

@@ -26,17 +26,16 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable, Mapping, Set
+from itertools import chain
 from typing import Any, Union, get_args, get_origin
 
 import attrs
 from cattrs import Converter
 
-__all__ = ["Decoder", "Decoders", "FieldReader", "NotJSON", "Payload", "without_nulls"]
+__all__ = ["Decoder", "Decoders", "NotJSON", "Payload", "without_nulls"]
 
 #: Decoded JSON in, a value of the decoder's type out (or any exception).
 Decoder = Callable[[Any], Any]
-#: A JSON object in, ``__init__`` arguments of a class out.
-FieldReader = Callable[[Mapping[str, Any]], dict[str, Any]]
 #: An envelope's ``data`` and its metadata (``None`` when the body has none) in, a result out.
 Payload = Callable[[Any, Any], Any]
 
@@ -49,6 +48,8 @@ _SCALARS: dict[Any, frozenset[type]] = {
 }
 _NONE = frozenset({type(None)})
 _KEYS = frozenset({str})
+_LISTS = frozenset({list})
+_MISSING = object()
 
 
 class NotJSON(TypeError):
@@ -101,45 +102,73 @@ class Decoders:
 
         return decode
 
-    def fields(self, cls: type, names: Mapping[str, str]) -> FieldReader:
-        """Read ``cls``'s attributes from their wire keys (``names``: attribute → key) into its
-        ``__init__`` arguments; an attribute not in ``names`` is left to its default, a missing
-        key without a default raises, unknown keys are ignored, as in cattrs' generated hooks."""
-        return self._generate(cls, names, build=False)
-
     def plain(self, cls: type, names: Mapping[str, str]) -> Decoder:
-        """A decoder of ``cls`` from a JSON object holding its attributes under ``names``."""
-        return self._generate(cls, names, build=True)
+        """A decoder of ``cls`` from a JSON object holding its attributes under ``names``
+        (attribute → wire key); an attribute not in ``names`` takes its default, a missing key
+        without a default raises, unknown keys are ignored, as in cattrs' generated hooks."""
+        return self._generate(cls, names)
 
-    def _generate(self, cls: type, names: Mapping[str, str], *, build: bool) -> Decoder:
-        # One function per class, with a line per attribute: a loop over the attributes would
-        # cost about as much again on small objects (cells, collapsed values), read by the
-        # thousand in a large answer.
+    def _generate(
+        self, cls: type, names: Mapping[str, str], given: tuple[str, ...] = ()
+    ) -> Callable[..., Any]:
+        """``plain``'s decoder, taking the attributes named in ``given`` as further arguments.
+
+        One function per class, one argument expression per attribute, ``cls`` called with
+        positional arguments; for ``CollapsedValue``::
+
+            def decode(obj):
+                if type(obj) is not dict: raise NotJSON
+                return cls(
+                    (v if type(v := obj['value']) in as_is0 else decode0(v)),
+                    (default1 if (v := obj.get('setId', MISSING)) is MISSING
+                     else v if type(v) in as_is1 else decode1(v)),
+                )
+
+        A loop over the attributes, or keyword arguments, would cost about as much again on
+        small objects (retention cells, collapsed values), read by the thousand in a large
+        answer. A default is the attribute's own object (or its factory's new one), as
+        ``__init__`` would take it.
+        """
         attrs.resolve_types(cls)
-        scope: dict[str, Any] = {"cls": cls, "NotJSON": NotJSON}
-        lines = ["def decode(obj):"]
-        if build:
-            lines.append("    if type(obj) is not dict: raise NotJSON")
-        lines.append("    arguments = {}")
-        for n, field in enumerate(a for a in attrs.fields(cls) if a.init and a.name in names):
-            key = repr(names[field.name])
-            scope[f"decode{n}"], scope[f"as_is{n}"] = self.get(field.type), self.as_is(field.type)
-            if scope[f"as_is{n}"]:
-                value = f"value if type(value) in as_is{n} else decode{n}(value)"
+        scope: dict[str, Any] = {"cls": cls, "NotJSON": NotJSON, "MISSING": _MISSING}
+        arguments: list[str] = []
+        for n, field in enumerate(a for a in attrs.fields(cls) if a.init):
+            default = field.default
+            if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+                if default.takes_self:
+                    raise TypeError(f"{cls.__name__}.{field.name}: a factory taking self")
+                scope[f"factory{n}"], fallback = default.factory, f"factory{n}()"
             else:
-                value = f"decode{n}(value)"
-            if field.default is attrs.NOTHING:
-                lines.append(f"    value = obj[{key}]")
-                lines.append(f"    arguments[{field.alias!r}] = {value}")
+                scope[f"default{n}"], fallback = default, f"default{n}"
+            if field.name in given:
+                value = field.name
+            elif field.name not in names:
+                value = fallback
             else:
-                lines.append(f"    if {key} in obj:")
-                lines.append(f"        value = obj[{key}]")
-                lines.append(f"        arguments[{field.alias!r}] = {value}")
-        lines.append("    return cls(**arguments)" if build else "    return arguments")
+                scope[f"decode{n}"], as_is = self.get(field.type), self.as_is(field.type)
+                scope[f"as_is{n}"] = as_is
+                key = repr(names[field.name])
+                if default is attrs.NOTHING and as_is:
+                    value = f"(v if type(v := obj[{key}]) in as_is{n} else decode{n}(v))"
+                elif default is attrs.NOTHING:
+                    value = f"decode{n}(obj[{key}])"
+                else:
+                    decoded = (
+                        f"v if type(v) in as_is{n} else decode{n}(v)" if as_is else f"decode{n}(v)"
+                    )
+                    value = (
+                        f"({fallback} if (v := obj.get({key}, MISSING)) is MISSING else {decoded})"
+                    )
+            arguments.append(f"{field.alias}={value}" if field.kw_only else value)
+        lines = [
+            f"def decode({', '.join(('obj', *given))}):",
+            "    if type(obj) is not dict: raise NotJSON",
+            f"    return cls({', '.join(arguments)})",
+        ]
         # The source is built here from the class's attributes; no text from outside goes in.
         exec("\n".join(lines), scope)
-        decoder: Decoder = scope["decode"]
-        return decoder
+        decode: Callable[..., Any] = scope["decode"]
+        return decode
 
     def then(self, decoder: Decoder, check: Callable[[Any], Any]) -> Decoder:
         """``decoder`` followed by ``check``, which returns the value or raises."""
@@ -150,15 +179,13 @@ class Decoders:
     ) -> Decoder:
         """A decoder of ``cls`` that keeps keys not in ``known`` in its ``extra`` attribute and
         takes ``null`` under a key of ``collections`` for an absent key."""
-        read = self.fields(cls, names)
+        build = self._generate(cls, names, given=("extra",))
 
         def decode(obj: Any) -> Any:
             mapping = without_nulls(require_dict(obj), collections)
-            arguments = read(mapping)
-            extra = {key: value for key, value in mapping.items() if key not in known}
-            if extra:
-                arguments["extra"] = extra
-            return cls(**arguments)
+            return build(
+                mapping, {key: value for key, value in mapping.items() if key not in known}
+            )
 
         return decode
 
@@ -176,15 +203,9 @@ class Decoders:
 
     def object_payload(self, cls: type, names: Mapping[str, str]) -> Payload:
         """An envelope whose ``data`` is an object holding ``cls``'s attributes (``names``)."""
-        read = self.fields(cls, names)
-
-        def decode(data: Any, metadata: Any) -> Any:
-            arguments = read(require_dict(data))
-            if metadata is not None:
-                arguments["metadata"] = metadata
-            return cls(**arguments)
-
-        return decode
+        build = self._generate(cls, names, given=("metadata",))
+        default = attrs.fields_dict(cls)["metadata"].default
+        return lambda data, metadata: build(data, default if metadata is None else metadata)
 
     def field_payload(self, cls: type, name: str, tp: Any) -> Payload:
         """An envelope whose ``data`` is the value of ``cls``'s attribute ``name`` (type ``tp``)."""
@@ -207,9 +228,10 @@ class Decoders:
         if tp in _SCALARS:
             hook = self._converter.get_structure_hook(tp)
             return lambda obj: hook(obj, tp)
+        item = _homogeneous_item(tp)
+        if item is not None:
+            return self._tuple(item)
         origin, args = get_origin(tp), get_args(tp)
-        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-            return self._tuple(args[0])
         if origin is Mapping and len(args) == 2 and args[0] is str:
             return self._mapping(args[1])
         inner = _optional_of(tp)
@@ -220,6 +242,21 @@ class Decoders:
 
     def _tuple(self, item: Any) -> Decoder:
         decode_item, as_is = self.get(item), self.as_is(item)
+        row = _homogeneous_item(item)
+        cells = self.as_is(row) if row is not None else frozenset()
+        if cells:
+
+            def decode_table(obj: Any) -> tuple[Any, ...]:
+                # A table of numbers (series, per-day funnels) is checked and copied in C.
+                if type(obj) is not list:
+                    raise NotJSON
+                if _LISTS.issuperset(map(type, obj)) and cells.issuperset(
+                    map(type, chain.from_iterable(obj))
+                ):
+                    return tuple(map(tuple, obj))
+                return tuple(map(decode_item, obj))
+
+            return decode_table
         if as_is:
 
             def decode_kept(obj: Any) -> tuple[Any, ...]:
@@ -253,6 +290,14 @@ class Decoders:
         return decode
 
 
+def _homogeneous_item(tp: Any) -> Any:
+    """``X`` of ``tuple[X, ...]``, else ``None``."""
+    args = get_args(tp)
+    if get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return args[0]
+    return None
+
+
 def _optional_of(tp: Any) -> Any:
     """``X`` of ``X | None``, else ``None``."""
     args = get_args(tp)
@@ -263,7 +308,8 @@ def _optional_of(tp: Any) -> Any:
 
 def without_nulls(mapping: Mapping[str, Any], keys: Set[str]) -> Mapping[str, Any]:
     """``mapping`` without the ``keys`` whose value is ``None``."""
-    if any(mapping.get(key, ()) is None for key in keys):
+    # A missing key reads as None here too: then the copy below just drops nothing.
+    if None in map(mapping.get, keys):
         return {k: v for k, v in mapping.items() if not (v is None and k in keys)}
     return mapping
 
