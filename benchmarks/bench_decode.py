@@ -241,7 +241,7 @@ def main(args: argparse.Namespace) -> None:
     for body in BODIES:
 
         def median(tree: str, what: str) -> float:
-            return statistics.median(r[body][what] for r in samples[tree])  # noqa: B023
+            return float(statistics.median(r[body][what] for r in samples[tree]))  # noqa: B023
 
         ours, loads = median("this tree", "structure"), median("this tree", "loads")
         row = f"| {body} | {ours:.1f} |"
