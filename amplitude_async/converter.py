@@ -16,7 +16,8 @@ Everything about the wire lives here:
   there ``null`` stands for an empty list or object (an unknown user's summary is all nulls);
 - a saved chart's ``data`` is CSV text or, for some chart types, JSON series;
 - decoding failures become :class:`~amplitude_async.errors.ResponseValidationError` naming the
-  offending field by its wire path, e.g. ``data.series[0][3]``.
+  offending field by its wire path, e.g. ``data.series[0][3]``; a well-formed body takes the
+  fast path of :mod:`amplitude_async.decoders` instead, to the same result.
 """
 
 from __future__ import annotations
