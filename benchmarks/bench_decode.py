@@ -15,9 +15,9 @@ metadata beside ``data``), some scaled up to what a dashboard asks for:
 
 Each tree runs in its own child process (the baseline's package extracted with ``git
 archive``), rounds alternating between trees; per round and body, the best of 5 timings (CPU
-time of the process) of a loop of calls. Reported: µs per call (median of the rounds) for each tree, the ratio, and
-``json.loads`` of the same body as context. Both trees must decode every body to the same
-result (their ``repr`` is compared), or the script fails.
+time of the process) of a loop of calls. Reported: µs per call (median of the rounds) for each
+tree, the ratio, and ``json.loads`` of the same body as context. Both trees must decode every
+body to the same result (their ``repr`` is compared), or the script fails.
 
     python benchmarks/bench_decode.py [--rounds 5] [--baseline REV] [--write]
 """
