@@ -279,13 +279,12 @@ class Decoders:
 
     def _mapping(self, value: Any) -> Decoder:
         decode_value, as_is = self.get(value), self.as_is(value)
-        if value is Any:
-            as_is = frozenset({object})  # any value is kept; issuperset is never asked
+        keep_all = value is Any  # the converter keeps a value typed Any as it is
 
         def decode(obj: Any) -> dict[str, Any]:
             if type(obj) is not dict or not _KEYS.issuperset(map(type, obj)):
                 raise NotJSON
-            if value is Any or as_is.issuperset(map(type, obj.values())):
+            if keep_all or as_is.issuperset(map(type, obj.values())):
                 return dict(obj)
             return {key: decode_value(item) for key, item in obj.items()}
 
