@@ -16,7 +16,8 @@ Everything about the wire lives here:
   there ``null`` stands for an empty list or object (an unknown user's summary is all nulls);
 - a saved chart's ``data`` is CSV text or, for some chart types, JSON series;
 - decoding failures become :class:`~amplitude_async.errors.ResponseValidationError` naming the
-  offending field by its wire path, e.g. ``data.series[0][3]``.
+  offending field by its wire path, e.g. ``data.series[0][3]``; a well-formed body takes the
+  fast path of :mod:`amplitude_async.decoders` instead, to the same result.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from cattrs.v import format_exception
 
 from .cohort_results import Cohort, CohortJob, CohortsListResult
+from .decoders import Decoder, Decoders, Payload, without_nulls
 from .errors import ResponseValidationError
 from .results import (
     ActiveUsersResult,
@@ -98,6 +100,10 @@ _cls: type
 
 register_scalars(converter)
 
+# The fast path of structure_result: every hook registered below has its decoder registered
+# beside it (see decoders.py), so the two always agree on what an answer decodes to.
+_decoders = Decoders(converter)
+
 
 # --- unions ------------------------------------------------------------------------------------
 
@@ -108,6 +114,11 @@ def _structure_series_meta(obj: object, _: object) -> SeriesMeta:
     if isinstance(obj, Mapping):
         return converter.structure(obj, SegmentMeta)
     raise WireError(f"expected a string or an object, got {kind(obj)}")
+
+
+def _series_meta_decoder() -> Decoder:
+    segment_meta = _decoders.get(SegmentMeta)
+    return lambda obj: obj if type(obj) is str else segment_meta(obj)
 
 
 def _label_part(obj: object) -> str | int:
@@ -122,6 +133,15 @@ def _structure_series_label(obj: object, _: object) -> SeriesLabel:
     if isinstance(obj, list | tuple):
         return tuple(_label_part(part) for part in obj)
     return _label_part(obj)
+
+
+_LABEL_PARTS = frozenset({str, int})
+
+
+def _decode_series_label(obj: Any) -> SeriesLabel:
+    if type(obj) is list and _LABEL_PARTS.issuperset(map(type, obj)):
+        return tuple(obj)
+    return _structure_series_label(obj, None)
 
 
 def _unstructure_series_label(label: SeriesLabel) -> Any:
@@ -151,6 +171,9 @@ converter.register_structure_hook(SeriesMeta, _structure_series_meta)
 converter.register_structure_hook(SeriesLabel, _structure_series_label)
 converter.register_unstructure_hook(SeriesLabel, _unstructure_series_label)
 converter.register_structure_hook(Location | None, _structure_location)
+_decoders.register(SeriesMeta, _series_meta_decoder, as_is=frozenset({str}))
+_decoders.register(SeriesLabel, lambda: _decode_series_label, as_is=_LABEL_PARTS)
+_decoders.register(Location | None, lambda: _decoders.delegate(Location | None))
 
 
 # --- plain classes -----------------------------------------------------------------------------
@@ -196,6 +219,7 @@ def _register_plain(cls: type, *, camel: bool, omit_none: bool = False) -> None:
     converter.register_unstructure_hook(
         cls, make_dict_unstructure_fn(cls, converter, **unstructure_overrides)
     )
+    _decoders.register(cls, lambda: _decoders.plain(cls, names))
 
 
 def _register_with_extra(cls: type) -> None:
@@ -214,9 +238,7 @@ def _register_with_extra(cls: type) -> None:
     )
 
     def structure(obj: object, _: object) -> Any:
-        mapping = _require_mapping(obj)
-        if any(mapping.get(key, ()) is None for key in collections):
-            mapping = {k: v for k, v in mapping.items() if not (v is None and k in collections)}
+        mapping = without_nulls(_require_mapping(obj), collections)
         instance = structure_fn(mapping, cls)
         extra = {key: value for key, value in mapping.items() if key not in known}
         return attrs.evolve(instance, extra=extra) if extra else instance
@@ -226,6 +248,8 @@ def _register_with_extra(cls: type) -> None:
 
     converter.register_structure_hook(cls, structure)
     converter.register_unstructure_hook(cls, unstructure)
+    fields = {name: wire for name, wire in names.items() if name != "extra"}
+    _decoders.register(cls, lambda: _decoders.keeping_extra(cls, fields, known, collections))
 
 
 def _require_mapping(obj: object) -> Mapping[str, Any]:
@@ -241,13 +265,16 @@ _WIRE_NAMES[LTVCell] = {"values": ""}
 _ltv_cell_fn = make_dict_structure_fn(LTVCell, converter)
 
 
-def _structure_ltv_cell(obj: object, _: object) -> LTVCell:
-    mapping = _require_mapping(obj)
+def _ltv_shape(mapping: Mapping[str, Any]) -> dict[str, Any]:
     shaped: dict[str, Any] = {
         "values": {key: value for key, value in mapping.items() if _LTV_PERIOD.match(key)}
     }
     shaped.update((key, mapping[key]) for key in _LTV_FIXED if key in mapping)
-    return _ltv_cell_fn(shaped, LTVCell)
+    return shaped
+
+
+def _structure_ltv_cell(obj: object, _: object) -> LTVCell:
+    return _ltv_cell_fn(_ltv_shape(_require_mapping(obj)), LTVCell)
 
 
 def _unstructure_ltv_cell(cell: LTVCell) -> dict[str, Any]:
@@ -261,6 +288,12 @@ def _unstructure_ltv_cell(cell: LTVCell) -> dict[str, Any]:
 
 converter.register_structure_hook(LTVCell, _structure_ltv_cell)
 converter.register_unstructure_hook(LTVCell, _unstructure_ltv_cell)
+_decoders.register(
+    LTVCell,
+    lambda: _decoders.then(
+        _ltv_shape, _decoders.plain(LTVCell, {key: key for key in ("values", *_LTV_FIXED)})
+    ),
+)
 
 
 # --- cohorts -----------------------------------------------------------------------------------
@@ -333,16 +366,27 @@ for _cls in (SegmentMeta, CollapsedValue, RetentionCell):
 _plain_segment_meta = converter.get_structure_hook(SegmentMeta)
 
 
-def _structure_segment_meta(obj: object, tp: Any) -> SegmentMeta:
-    meta: SegmentMeta = _plain_segment_meta(obj, tp)
+def _check_segment_meta(meta: SegmentMeta) -> SegmentMeta:
     # Names are looked up by these indexes: a negative one would wrap around to another's.
+    if (meta.segment_index or 0) >= 0 and (meta.event_index or 0) >= 0:
+        return meta
     for wire, index in (("segmentIndex", meta.segment_index), ("eventIndex", meta.event_index)):
         if index is not None and index < 0:
             raise WireError(f"{wire} must be an index (0 or more), got {index}")
     return meta
 
 
+def _structure_segment_meta(obj: object, tp: Any) -> SegmentMeta:
+    return _check_segment_meta(_plain_segment_meta(obj, tp))
+
+
 converter.register_structure_hook(SegmentMeta, _structure_segment_meta)
+_decoders.register(
+    SegmentMeta,
+    lambda: _decoders.then(
+        _decoders.plain(SegmentMeta, _WIRE_NAMES[SegmentMeta]), _check_segment_meta
+    ),
+)
 for _cls in (DaySeries, FunnelGroup, RetentionSeries):
     _register_plain(_cls, camel=True)
 for _cls in (EventInfo, Location, UserMatch, UserSearchResult, LTVSeries):
@@ -359,6 +403,7 @@ converter.register_unstructure_hook(
     UserActivityResult,
     make_dict_unstructure_fn(UserActivityResult, converter, **_overrides(_UA_NAMES)),
 )
+_decoders.register(UserActivityResult, lambda: _decoders.plain(UserActivityResult, _UA_NAMES))
 
 
 # --- the data envelope -------------------------------------------------------------------------
@@ -375,6 +420,8 @@ _unstructure_metadata = make_dict_unstructure_fn(
     **_overrides(_META_NAMES, omit_none=_none_defaults(ResponseMetadata)),
 )
 converter.register_unstructure_hook(ResponseMetadata, _unstructure_metadata)
+_decoders.register(ResponseMetadata, lambda: _decoders.plain(ResponseMetadata, _META_NAMES))
+_META_KEYS = frozenset(_META_NAMES.values())
 
 
 def _note(exc: Exception, key: str, tp: Any) -> Exception:
@@ -386,8 +433,10 @@ def _register_envelope(
     cls: type,
     decode: Callable[[Any], Any],
     encode: Callable[[Any], Any],
+    payload: Callable[[], Payload] | None = None,
 ) -> None:
-    """``{"data": <payload>, <metadata>...}``; ``decode`` builds the instance from the payload."""
+    """``{"data": <payload>, <metadata>...}``; ``decode`` builds the instance from the payload,
+    ``payload()`` the fast path's (see decoders.py), taking the metadata too."""
 
     def structure(body: object, _: object) -> Any:
         mapping = _require_mapping(body)
@@ -416,6 +465,9 @@ def _register_envelope(
 
     converter.register_structure_hook(cls, structure)
     converter.register_unstructure_hook(cls, unstructure)
+    if payload is not None:
+        build = payload
+        _decoders.register(cls, lambda: _decoders.envelope(ResponseMetadata, _META_KEYS, build()))
 
 
 def _register_object_envelope(cls: type, *, camel: bool = True) -> None:
@@ -424,7 +476,13 @@ def _register_object_envelope(cls: type, *, camel: bool = True) -> None:
     overrides = _overrides(names, omit=("metadata",))
     structure_fn: _StructureFn = make_dict_structure_fn(cls, converter, **overrides)
     unstructure_fn: _UnstructureFn = make_dict_unstructure_fn(cls, converter, **overrides)
-    _register_envelope(cls, lambda data: structure_fn(_require_mapping(data), cls), unstructure_fn)
+    fields = {name: wire for name, wire in names.items() if name != "metadata"}
+    _register_envelope(
+        cls,
+        lambda data: structure_fn(_require_mapping(data), cls),
+        unstructure_fn,
+        lambda: _decoders.object_payload(cls, fields),
+    )
 
 
 def _register_field_envelope(cls: type, name: str) -> None:
@@ -436,6 +494,7 @@ def _register_field_envelope(cls: type, name: str) -> None:
         cls,
         lambda data: cls(converter.structure(data, tp)),
         lambda instance: converter.unstructure(getattr(instance, name), tp),
+        lambda: _decoders.field_payload(cls, name, tp),
     )
 
 
@@ -519,6 +578,12 @@ def structure_result(body: Any, cls: type[T], *, path: str = "") -> T:
     ``path`` is the request path, used in the error message only.
     Raises :class:`~amplitude_async.errors.ResponseValidationError` naming the first bad field.
     """
+    try:
+        result: T = _decoders.get(cls)(body)
+    except Exception:
+        pass  # not a well-formed answer: the converter's careful path below says what is wrong
+    else:
+        return result
     try:
         return converter.structure(body, cls)
     except Exception as exc:
