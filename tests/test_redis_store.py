@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from attrs import frozen
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from redisserver import RedisServer
 
@@ -200,12 +200,38 @@ async def run_steps(
     return seen
 
 
+def _step(gap: int, **changes: object) -> Step:
+    fields: dict[str, object] = {
+        "owner": "a",
+        "register": [],
+        "complete": [],
+        "cancel": [],
+        "release": [],
+        "abandon": [],
+        "pause": None,
+    }
+    return Step(gap=gap, lease=3.0, leave=False, **(fields | changes))  # type: ignore[arg-type]
+
+
+# A cost-0 request completes right after a cost-20 entry whose lease ran out: the next
+# decision is when the 20 leaves the window (the 0 frees nothing), not when the 0 does.
+ZERO_WEIGHT_AFTER_EXPIRY = [
+    _step(1),
+    _step(1, register=[(Pool.STANDARD, 1, 0), (Pool.STANDARD, 20, 0)]),
+    _step(7, abandon=[0]),
+    _step(0, register=[(Pool.STANDARD, 0, 0)]),
+    _step(0, complete=[0]),
+    _step(2),
+]
+
+
 @settings(
     max_examples=60,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(plan=steps, bound=st.sampled_from([10.0, 25.0, math.inf]))
+@example(plan=ZERO_WEIGHT_AFTER_EXPIRY, bound=10.0)
 def test_the_lua_script_and_the_in_memory_store_decide_alike(
     redis_server: RedisServer, plan: list[Step], bound: float
 ) -> None:

@@ -26,6 +26,14 @@ local function parse_done(member)
 end
 
 local function add_done(pool, time, weight, id)
+  if weight == 0 then
+    -- Occupies no window, so frees nothing: not kept. (Kept, it would share its cumulative
+    -- weight, the by-weight score, with the entry before it, and could sort before it: the
+    -- member's time is text, "…4.5" before "…4:".) PoolLedger keeps it; no forecast of a
+    -- weight of 1 or more can land on it there.
+    if time > pool.last_done then pool.last_done = time end
+    return
+  end
   pool.cum = pool.cum + weight
   local member = string.format('%015d:%s:%s', pool.cum, fmt(time), id)
   zset_add(pool.done_by_weight_key, pool.cum, member)
