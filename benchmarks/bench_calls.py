@@ -8,13 +8,18 @@ client) answers every GET with a small segmentation JSON. Each round, alternatin
 - client: ``AmplitudeClient.gather`` of N *distinct* ``EventSegmentation`` queries (nothing to
   coalesce) with budgets that never bind: scheduler, cost check, request building, response
   deciphering, cattrs structuring;
+- ideal: the raw way plus what any client must do per call (the call with its cost checked
+  and parameters encoded once, the request, deciphering, decoding into the typed result bound
+  to its query), with no scheduler, batch, coalescing or cache: what the client's plumbing is
+  measured against (trees with ``amplitude_async.call`` only);
 - cache hit: ``client.run`` of one query N times, sequentially, from a warm ``MemoryCache``
   (the whole hit path: call, key, policy, look-up, decoding of the stored body).
 
-Reported: client CPU per request minus raw's (µs, median of the paired rounds) and the CPU of a
-cache hit. With ``--baseline REV`` (a commit, or a checkout's directory) the same measurement
-runs in a child process importing that tree (``git archive`` of the commit's package), round
-by round alternating with this tree, so the two are read side by side under the same load.
+Reported: client CPU per request minus raw's (µs, median of the paired rounds), the ideal's
+minus raw's, and the CPU of a cache hit. With ``--baseline REV`` (a commit, or a checkout's
+directory) the same measurement runs in a child process importing that tree (``git archive``
+of the commit's package), round by round alternating with this tree, so the two are read side
+by side under the same load.
 
     python benchmarks/bench_calls.py [-n 2000] [--concurrency 10] [--rounds 5]
         [--baseline REV] [--write]
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -32,14 +38,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import date
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
 from report import Report, add_write_option, extract_package, met
 from serving import serve_forever
+
+if TYPE_CHECKING:  # imported by each way, from the tree under measure
+    from amplitude_async.queries import EventSegmentation
 
 BODY = json.dumps(
     {
@@ -51,6 +62,7 @@ BODY = json.dumps(
         }
     }
 ).encode()
+Way = Callable[[str, int, int], Awaitable[None]]
 NEVER_BINDS = 10**12
 START, END = date(2026, 9, 1), date(2026, 9, 3)
 TARGET_OVERHEAD_US = 40.0
@@ -66,7 +78,7 @@ def serve(port_out: Connection) -> None:
     serve_forever(answer, port_out)
 
 
-def queries(n: int) -> list[object]:
+def queries(n: int) -> list[EventSegmentation]:
     from amplitude_async.queries import EventSegmentation
 
     return [EventSegmentation([f"event {i}"], START, END, metric="totals") for i in range(n)]
@@ -76,7 +88,7 @@ async def raw(url: str, n: int, concurrency: int) -> None:
     from amplitude_async.sansio import basic_auth, build_request
 
     auth = basic_auth("key", "secret")
-    requests = [build_request(url, q, authorization=auth) for q in queries(n)]  # type: ignore[arg-type]
+    requests = [build_request(url, q, authorization=auth) for q in queries(n)]
     semaphore = asyncio.Semaphore(concurrency)
 
     async def one(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> object:
@@ -90,6 +102,36 @@ async def raw(url: str, n: int, concurrency: int) -> None:
         await asyncio.gather(*(one(session, r.url, dict(r.headers)) for r in requests))
 
 
+async def ideal(url: str, n: int, concurrency: int) -> None:
+    """The raw way plus what the client must do to each call whatever its design: the call (its
+    cost checked, its parameters encoded once), the request, deciphering the answer and decoding
+    it into the typed result bound to its query. No scheduler, batch, coalescing or cache."""
+    from yarl import URL
+
+    from amplitude_async.call import Call
+    from amplitude_async.converter import structure_result
+    from amplitude_async.results import bind_query
+    from amplitude_async.sansio import basic_auth, build_request, decipher
+
+    auth = basic_auth("key", "secret")
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(session: aiohttp.ClientSession, query: EventSegmentation) -> object:
+        call = Call(query, cost=query.cost)
+        request = build_request(url, query, authorization=auth, encoded=call.encoded)
+        target = URL(request.url, encoded=True)
+        async with (
+            semaphore,
+            session.get(target, headers=request.headers, allow_redirects=False) as response,
+        ):
+            body = await response.read()
+        decoded = decipher(response.status, response.headers, body, path=request.path)
+        return bind_query(structure_result(decoded, query.result_type, path=query.path), query)
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as session:
+        await asyncio.gather(*(one(session, q) for q in queries(n)))
+
+
 async def client(url: str, n: int, concurrency: int) -> None:
     from amplitude_async.client import AmplitudeClient
     from amplitude_async.limits import Limits
@@ -97,7 +139,7 @@ async def client(url: str, n: int, concurrency: int) -> None:
     limits = Limits(concurrent=concurrency, cost_per_window=NEVER_BINDS, cost_per_hour=NEVER_BINDS)
     batch = queries(n)
     async with AmplitudeClient("key", "secret", base_url=url, limits=limits) as amp:
-        results = await amp.gather(batch)  # type: ignore[arg-type]
+        results = await amp.gather(batch)
         assert len(results) == n
 
 
@@ -113,17 +155,20 @@ async def cache_hits(url: str, n: int) -> float:
     async with AmplitudeClient(
         "key", "secret", base_url=url, limits=limits, cache=MemoryCache(), cache_policy=policy
     ) as amp:
-        await amp.run(query)  # type: ignore[call-overload]
+        await amp.run(query)
         cpu = time.process_time()
         for _ in range(n):
-            await amp.run(query)  # type: ignore[call-overload]
+            await amp.run(query)
         return time.process_time() - cpu
 
 
 async def measure(url: str, n: int, concurrency: int) -> dict[str, float]:
     """One round in this process: µs of CPU per request for raw and client, µs per hit."""
     out: dict[str, float] = {}
-    for name, way in (("raw", raw), ("client", client)):
+    ways: list[tuple[str, Way]] = [("raw", raw), ("client", client)]
+    if importlib.util.find_spec("amplitude_async.call") is not None:
+        ways.append(("ideal", ideal))  # older trees have no Call
+    for name, way in ways:
         cpu = time.process_time()
         await way(url, n, concurrency)
         out[name] = (time.process_time() - cpu) / n * 1e6
@@ -188,15 +233,23 @@ def main(args: argparse.Namespace) -> None:
         f"N={args.n} distinct queries per round, concurrency {args.concurrency}, {args.rounds} "
         "rounds, each tree in a fresh child process, trees alternating; server in its own process"
     )
-    out.print("| tree | client - raw CPU per request | cache hit CPU | raw CPU per request |")
-    out.print("|---|---|---|---|")
+    out.print(
+        "| tree | client - raw CPU per request | ideal - raw | cache hit CPU "
+        "| raw CPU per request |"
+    )
+    out.print("|---|---|---|---|---|")
     medians: dict[str, tuple[float, float]] = {}
     for name, rounds in samples.items():
         overhead = statistics.median(r["client"] - r["raw"] for r in rounds)
         hit = statistics.median(r["hit"] for r in rounds)
         raw_cpu = statistics.median(r["raw"] for r in rounds)
         medians[name] = (overhead, hit)
-        out.print(f"| {name} | +{overhead:.0f} µs | {hit:.0f} µs | {raw_cpu:.0f} µs |")
+        floor = (
+            f"+{statistics.median(r['ideal'] - r['raw'] for r in rounds):.0f} µs"
+            if all("ideal" in r for r in rounds)
+            else "n/a"
+        )
+        out.print(f"| {name} | +{overhead:.0f} µs | {floor} | {hit:.0f} µs | {raw_cpu:.0f} µs |")
     overhead, hit = medians["this tree"]
     verdicts = (
         f"client overhead <= +{TARGET_OVERHEAD_US:.0f} µs: {met(overhead <= TARGET_OVERHEAD_US)}",
