@@ -350,17 +350,13 @@ class PoolLedger:
         )
         for deadline, entry in expired:
             self.complete(entry, max(deadline, self._last_done))
-        self._next_deadline = min(
-            (lease.deadline for lease in self._leases.values()), default=math.inf
-        )
+        self._next_deadline = self._earliest_lease()
 
     def renew(self, owner: str, deadline: float, *, only: Container[EntryId] | None = None) -> None:
         """Extend the lease of every in-flight entry of ``owner`` (of those in ``only``, if
         given: the entries the owner says it still holds) to ``deadline``."""
         if not self._leases:
             return
-        # One pass, renewing and finding the earliest deadline: on every exchange's path.
-        earliest = math.inf
         for entry, lease in self._leases.items():
             if (
                 lease.owner == owner
@@ -368,9 +364,7 @@ class PoolLedger:
                 and (only is None or entry in only)
             ):
                 lease.deadline = deadline
-            if lease.deadline < earliest:
-                earliest = lease.deadline
-        self._next_deadline = earliest
+        self._next_deadline = self._earliest_lease()
 
     def abandon(self, entry: EntryId) -> None:
         """Stop renewing ``entry``: its request's fate is unknown (cancelled, timed out), so it
@@ -466,11 +460,11 @@ class PoolLedger:
         # owner would wake for nothing). At most the in-flight cap of leases to look at.
         lease = self._leases.pop(entry, None)
         if lease is not None and lease.deadline <= self._next_deadline:
-            earliest = math.inf
-            for other in self._leases.values():
-                if other.deadline < earliest:
-                    earliest = other.deadline
-            self._next_deadline = earliest
+            self._next_deadline = self._earliest_lease()
+
+    def _earliest_lease(self) -> float:
+        """When the earliest lease runs out (``inf``: none)."""
+        return min((lease.deadline for lease in self._leases.values()), default=math.inf)
 
     def pause(self, until: float) -> None:
         """Admit nothing before ``until`` (extends an earlier pause, never shortens it)."""

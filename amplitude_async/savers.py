@@ -176,24 +176,19 @@ class Savers:
     async def run(self, call: Call[R], send: Send) -> R:
         """``call``'s result: joined, cached or sent with ``send`` (see the module doc), bound
         to its query."""
-        if self._coalescer is None and self.cache is None:
-            # Nothing to save: no key to compute.
-            result, _ = await self._answer(call, "", send)
-            return result
-        cache = self.cache
-        if cache is None:
-            # One client, one target: the request's path and parameters identify the work,
-            # and no key needs hashing.
-            key = ""
-            flight: tuple[str, ...] = (call.query.path, call.encoded)
-        else:
-            key = self.key(call)
-            # A forced refresh never joins a flight that may answer from the cache.
-            flight = (key, "refresh" if call.bypass_cache else "")
-        coalescer = self._coalescer
+        cache, coalescer = self.cache, self._coalescer
+        # No cache: no key to hash. One client, one target: the request's path and parameters
+        # identify the work of a flight.
+        key = "" if cache is None else self.key(call)
         if coalescer is None:
             result, _ = await self._answer(call, key, send)
             return result
+        # A forced refresh never joins a flight that may answer from the cache.
+        flight = (
+            (call.path, call.encoded)
+            if cache is None
+            else (key, "refresh" if call.bypass_cache else "")
+        )
         leader: Call[R] | None = coalescer.context(flight)
         if leader is None and cache is not None and not call.bypass_cache:
             hot = self._hot_hit(call, key)

@@ -43,16 +43,14 @@ import itertools
 import math
 import multiprocessing
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import tempfile
 import time
 from typing import Any
 
 import attrs
 import redis.asyncio as aioredis
+from redis_process import RedisProcess
 from report import Report, add_write_option, bullets, met, wrap
 
 from amplitude_async.limits import DEFAULT_LIMITS
@@ -67,61 +65,6 @@ LEASE = 3.0
 CALL_TIMEOUT = 1.0
 UNAVAILABLE_WAIT = 3.0
 GUARD = 120.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class RedisProcess:
-    """A private ``redis-server`` (no persistence) that can be frozen, killed and restarted."""
-
-    def __init__(self, directory: str) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("redis-server is not on PATH (Debian package redis-server)")
-        self.process = subprocess.Popen(
-            [
-                binary,
-                *("--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
-                *("--appendonly", "no", "--dir", self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(500):
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), 0.5) as sock,
-            ):
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    return
-            time.sleep(0.02)
-        raise RuntimeError("redis-server did not start")
-
-    def signal(self, number: int) -> None:
-        assert self.process is not None
-        self.process.send_signal(number)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.kill()
-            self.process.wait()
-        self.process = None
 
 
 def burn() -> None:

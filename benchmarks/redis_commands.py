@@ -18,27 +18,19 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+from redis_process import RedisProcess
 from report import Report, add_write_option, extract_package, met, wrap
 
 WARM_UP, MEASURED = 20, 280
 TARGET = 1.5
 """How many times fewer commands per admitted request than the baseline the target asks for."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 Measurement = tuple[float, dict[str, float]]
@@ -49,23 +41,13 @@ def measure() -> Measurement:
     """Commands per admitted request through this interpreter's ``amplitude_async``."""
     import redis
 
-    port, directory = free_port(), tempfile.mkdtemp()
-    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    server = subprocess.Popen(
-        [*command, "--appendonly", "no", "--dir", directory], stdout=subprocess.DEVNULL
-    )
+    directory = tempfile.mkdtemp()
+    server = RedisProcess(directory)
+    server.start()
     try:
-        counter = redis.Redis(port=port)
-        for _ in range(100):
-            try:
-                counter.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        return asyncio.run(run_queries(port, counter))
+        return asyncio.run(run_queries(server.port, redis.Redis(port=server.port)))
     finally:
-        server.terminate()
-        server.wait()
+        server.kill()
         shutil.rmtree(directory, ignore_errors=True)
 
 

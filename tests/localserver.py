@@ -73,6 +73,16 @@ async def serve(
         await runner.cleanup()
 
 
+async def until(condition: Callable[[], object], what: str) -> None:
+    """Wait until ``condition()`` is true, polling the loop (never the wall clock's margins: a
+    local server runs in this same loop); fail naming ``what`` if it never is."""
+    for _ in range(20_000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError(f"never happened: {what}")
+
+
 @define
 class Streamed:
     """What a streaming handler managed to write before the client stopped reading."""

@@ -9,6 +9,7 @@ from datetime import date
 import pytest
 from aiohttp import web
 from attrs import define, field
+from localserver import until
 
 from amplitude_async import AmplitudeClient, BadRequest, EventSegmentation, Limits
 from amplitude_async.coalesce import Coalescer
@@ -168,15 +169,6 @@ async def gated() -> AsyncIterator[GatedServer]:
 
 def client_for(server: GatedServer, **kwargs: object) -> AmplitudeClient:
     return AmplitudeClient("key", "secret", base_url=server.url, limits=FAST, **kwargs)  # type: ignore[arg-type]
-
-
-async def until(condition: object, what: str) -> None:
-    # Polls the loop (never the wall clock's margins): the server runs in this same loop.
-    for _ in range(10_000):
-        if callable(condition) and condition():
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError(f"never happened: {what}")
 
 
 QUERY = EventSegmentation(["Sign Up"], START, END, metric="totals")

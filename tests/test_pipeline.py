@@ -14,6 +14,7 @@ from aiohttp import web
 from attrs import define, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from localserver import serve, until
 from redisserver import RedisServer
 
 from amplitude_async import (
@@ -60,27 +61,11 @@ class OrderedServer:
 @pytest.fixture
 async def ordered() -> AsyncIterator[OrderedServer]:
     server = OrderedServer()
-    app = web.Application()
-    app.router.add_route("GET", "/{tail:.*}", server.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
-        yield server
-    finally:
-        server.gate.set()
-        await runner.cleanup()
-
-
-async def until(condition: Any, what: str) -> None:
-    # Polls the loop, never the wall clock's margins: the server runs in this same loop.
-    for _ in range(20_000):
-        if condition():
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError(f"never happened: {what}")
+    async with serve(server.handle) as server.url:
+        try:
+            yield server
+        finally:
+            server.gate.set()
 
 
 def event(name: str) -> EventSegmentation:

@@ -200,17 +200,25 @@ async def run_steps(
     return seen
 
 
-def _step(gap: int, **changes: object) -> Step:
-    fields: dict[str, object] = {
-        "owner": "a",
-        "register": [],
-        "complete": [],
-        "cancel": [],
-        "release": [],
-        "abandon": [],
-        "pause": None,
-    }
-    return Step(gap=gap, lease=3.0, leave=False, **(fields | changes))  # type: ignore[arg-type]
+def _step(
+    gap: int,
+    *,
+    register: list[tuple[Pool, int, int]] | None = None,
+    complete: list[int] | None = None,
+    abandon: list[int] | None = None,
+) -> Step:
+    return Step(
+        owner="a",
+        gap=gap,
+        register=register or [],
+        complete=complete or [],
+        cancel=[],
+        release=[],
+        abandon=abandon or [],
+        pause=None,
+        lease=3.0,
+        leave=False,
+    )
 
 
 # A cost-0 request completes right after a cost-20 entry whose lease ran out: the next

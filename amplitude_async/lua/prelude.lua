@@ -105,49 +105,43 @@ local function mark_added(key)
   present[key] = true
 end
 
+-- Send `changes` to `key` (name -> value, or false to remove it) as one `add` and one
+-- `remove` command; `value_first`: the addition's arguments are value, name (ZADD's score,
+-- member) rather than name, value (HSET's field, value).
+local function send_changes(key, changes, add, remove, value_first)
+  local added, removed = {}, {}
+  for name, value in pairs(changes) do
+    if not value then
+      removed[#removed + 1] = name
+    elseif value_first then
+      added[#added + 1] = value
+      added[#added + 1] = name
+    else
+      added[#added + 1] = name
+      added[#added + 1] = value
+    end
+  end
+  if #added > 0 then
+    mark_added(key)
+    send(add, key, added)
+  end
+  if #removed > 0 then
+    send(remove, key, removed)
+    present[key] = nil
+  end
+end
+
 -- Send what is gathered for `key`.
 local function sync(key)
   local fields = hash_writes[key]
   if fields then
     hash_writes[key] = nil
-    local set, removed = {}, {}
-    for field, value in pairs(fields) do
-      if value then
-        set[#set + 1] = field
-        set[#set + 1] = value
-      else
-        removed[#removed + 1] = field
-      end
-    end
-    if #set > 0 then
-      mark_added(key)
-      send('HSET', key, set)
-    end
-    if #removed > 0 then
-      send('HDEL', key, removed)
-      present[key] = nil
-    end
+    send_changes(key, fields, 'HSET', 'HDEL', false)
   end
   local members = zset_writes[key]
   if members then
     zset_writes[key] = nil
-    local added, removed = {}, {}
-    for member, score in pairs(members) do
-      if score then
-        added[#added + 1] = score
-        added[#added + 1] = member
-      else
-        removed[#removed + 1] = member
-      end
-    end
-    if #added > 0 then
-      mark_added(key)
-      send('ZADD', key, added)
-    end
-    if #removed > 0 then
-      send('ZREM', key, removed)
-      present[key] = nil
-    end
+    send_changes(key, members, 'ZADD', 'ZREM', true)
   end
   local values = list_writes[key]
   if values then

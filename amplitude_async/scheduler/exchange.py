@@ -278,6 +278,21 @@ class Exchanger:
             return min(self._store_wake, self._last_exchange + self.lease / 3)
         return self._store_wake
 
+    def _due(self, now: float) -> bool:
+        """Whether to exchange now: something to tell, a nudge from the store, or the duty's
+        time (see :meth:`_duty`) has come."""
+        return self.has_changes() or self._nudged or self._duty(now) <= now
+
+    def _store_failed(self, exc: Exception) -> None:
+        """An exchange failed in a way retrying cannot mend: every waiter hears it. An
+        AmplitudeError as it is (such as ConfigurationError: this process's limits differ from
+        the budget's); anything else as BudgetUnavailable, since a broken store must not leave
+        anyone waiting forever."""
+        if isinstance(exc, AmplitudeError):
+            self._fail_all(exc, None)
+        else:
+            self._fail_all(BudgetUnavailable(f"the budget store failed: {exc!r}"), exc)
+
     async def _drive(self) -> None:
         """The exchange loop; runs while this process has anything to tell or to wait for."""
         delay = RETRY_MIN
@@ -285,10 +300,11 @@ class Exchanger:
             while True:
                 self.dirty = False
                 now = self._clock.time()
-                if not self.has_changes() and not self._nudged and self._duty(now) > now:
-                    if self._duty(now) == math.inf:
+                if not self._due(now):
+                    duty = self._duty(now)
+                    if duty == math.inf:
                         return
-                    await self._sleep_until(self._duty(now))
+                    await self._sleep_until(duty)
                     continue
                 changes = self.take_changes()
                 self._nudged = False
@@ -308,14 +324,8 @@ class Exchanger:
                     await self._sleep_until(self._clock.time() + delay)
                     delay = min(RETRY_MAX, delay * 2)
                     continue
-                except AmplitudeError as exc:
-                    # Such as ConfigurationError (this process's limits differ from the
-                    # budget's): every waiter hears it.
-                    self._fail_all(exc, None)
-                    return
                 except Exception as exc:
-                    # A broken store must not leave anyone waiting forever.
-                    self._fail_all(BudgetUnavailable(f"the budget store failed: {exc!r}"), exc)
+                    self._store_failed(exc)
                     return
                 delay = RETRY_MIN
                 self._outage_since = None
@@ -332,17 +342,13 @@ class Exchanger:
         store = self._local
         assert store is not None
         self.dirty = False
-        now = self._clock.time()
-        if self.has_changes() or self._nudged or self._duty(now) <= now:
+        if self._due(self._clock.time()):
             changes = self.take_changes()
             self._nudged = False
             try:
                 outcome = store.apply(changes)
-            except AmplitudeError as exc:
-                self._fail_all(exc, None)
-                return
             except Exception as exc:
-                self._fail_all(BudgetUnavailable(f"the budget store failed: {exc!r}"), exc)
+                self._store_failed(exc)
                 return
             self._answered(outcome, changes)
             if self.has_changes() or self._nudged:
