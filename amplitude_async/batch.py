@@ -7,13 +7,18 @@ the batch by its reader), never what task callbacks have or have not cleaned up 
 outcomes that arrive in one loop turn (say 2,048 callers of one coalesced request) is read
 without the reader ever suspending, and each outcome read makes room for exactly one new item,
 so the batch never waits for a completion that cannot come.
+
+An item's work is a coroutine, run as a task of its own, or a future already under way (such
+as the client's seat on a request's flight): either way its outcome is collected by a done
+callback, and leaving early cancels it and waits until it has settled.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from typing import Final, Generic, TypeVar
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from typing import Any, Final, Generic, TypeVar
 
 __all__ = ["DEFAULT_LOOKAHEAD", "TASK_NAME", "Batch", "Outcome"]
 
@@ -26,8 +31,6 @@ while a 100,000-query batch costs no more memory than this many waiting requests
 
 TASK_NAME: Final = "amplitude_async query #"
 """Prefix of the names of the tasks a batch starts (the item's index follows)."""
-
-_STOP: Final = object()
 
 
 class Outcome(Generic[R]):
@@ -59,7 +62,7 @@ class Batch(Generic[T, R]):
     def __init__(
         self,
         items: Sequence[T],
-        work: Callable[[T], Awaitable[R]],
+        work: Callable[[T], Coroutine[Any, Any, R] | asyncio.Future[R]],
         *,
         lookahead: int = DEFAULT_LOOKAHEAD,
     ) -> None:
@@ -68,12 +71,14 @@ class Batch(Generic[T, R]):
         self._items = items
         self._work = work
         self._lookahead = lookahead
-        self._done: asyncio.Queue[Outcome[R] | object] = asyncio.Queue()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._ready: deque[Outcome[R]] = deque()  # outcomes not yet reported
+        self._wakeup: asyncio.Future[None] | None = None  # the reader, waiting for one
+        self._tasks: dict[asyncio.Future[R], int] = {}  # under way -> the item's index
         self._next: Iterator[int] = iter(range(len(items)))
         self._started = 0
         self._reported = 0
         self._stopped = False
+        self._last = -1  # once stopped: how many outcomes are reported before the end
 
     def __len__(self) -> int:
         return len(self._items)
@@ -82,7 +87,9 @@ class Batch(Generic[T, R]):
         """End the iteration at its next step; nothing more is started."""
         if not self._stopped:
             self._stopped = True
-            self._done.put_nowait(_STOP)
+            # Outcomes already in are still reported; the end comes right after them.
+            self._last = self._reported + len(self._ready)
+            self._wake()
 
     async def __aenter__(self) -> Batch[T, R]:
         return self
@@ -99,19 +106,27 @@ class Batch(Generic[T, R]):
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _one(self, index: int) -> None:
-        try:
-            result = await self._work(self._items[index])
-        except asyncio.CancelledError as exc:
-            if not self._stopped:
-                # Cancelled by someone else than this batch: still an outcome, or the reader
-                # would wait for it forever.
-                self._done.put_nowait(Outcome(index, None, exc))
-            raise
-        except Exception as exc:
-            self._done.put_nowait(Outcome(index, None, exc))
+    def _wake(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    def _finished(self, task: asyncio.Future[R]) -> None:
+        index = self._tasks.pop(task)
+        if task.cancelled():
+            if self._stopped:
+                return
+            # Cancelled by someone else than this batch: still an outcome, or the reader
+            # would wait for it forever.
+            try:
+                task.result()
+            except asyncio.CancelledError as exc:
+                outcome: Outcome[R] = Outcome(index, None, exc)
         else:
-            self._done.put_nowait(Outcome(index, result, None))
+            error = task.exception()
+            outcome = Outcome(index, None if error is not None else task.result(), error)
+        self._ready.append(outcome)
+        self._wake()
 
     def _top_up(self) -> None:
         while not self._stopped and self._started - self._reported < self._lookahead:
@@ -119,18 +134,35 @@ class Batch(Generic[T, R]):
             if index is None:
                 return
             self._started += 1
-            task = asyncio.create_task(self._one(index), name=f"{TASK_NAME}{index}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            try:
+                work = self._work(self._items[index])
+            except Exception as exc:  # refused before it started: still an outcome
+                self._ready.append(Outcome(index, None, exc))
+                self._wake()
+                continue
+            task = (
+                work
+                if isinstance(work, asyncio.Future)
+                else asyncio.create_task(work, name=f"{TASK_NAME}{index}")
+            )
+            self._tasks[task] = index
+            task.add_done_callback(self._finished)
 
     async def __aiter__(self) -> AsyncIterator[Outcome[R]]:
         try:
             self._top_up()
-            while self._reported < self._started:
-                outcome = await self._done.get()
-                if outcome is _STOP:
-                    return
-                assert isinstance(outcome, Outcome)
+            ready = self._ready
+            while self._reported < self._started and self._reported != self._last:
+                if not ready:
+                    if self._stopped:
+                        return
+                    self._wakeup = asyncio.get_running_loop().create_future()
+                    try:
+                        await self._wakeup
+                    finally:
+                        self._wakeup = None
+                    continue
+                outcome = ready.popleft()
                 self._reported += 1
                 self._top_up()
                 yield outcome

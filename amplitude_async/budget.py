@@ -300,11 +300,17 @@ class PoolLedger:
         # Leases: entry -> [owner, deadline]; the owner "" marks an abandoned entry.
         self._leases: dict[EntryId, _Lease] = {}
         self._next_deadline = math.inf
+        self._at_next = 0  # leases whose deadline is _next_deadline
         self._last_done = -math.inf
         self._done: list[float] = []  # completion times, non-decreasing
         self._cum: list[int] = [0]  # _cum[k + 1] - _cum[k]: the weight of entry k
         self._heads = [0] * len(self.windows)  # first entry still occupying each window
         self._used = [0] * len(self.windows)
+        # No entry leaves a window before this (a lower bound: exact after each expiry pass),
+        # so the decisions of one instant share one pass.
+        self._next_free = math.inf
+        self._shortest = min(self._lengths, default=math.inf)
+        self._views: tuple[Expiries, ...] | None = None  # snapshot views, until the lists change
         self._compact_min = max(1, compact_min)
         self._ids = itertools.count(1)
 
@@ -323,9 +329,12 @@ class PoolLedger:
         by ``now``."""
         if now >= self._next_deadline:
             self._expire_leases(now)
+        elif now < self._next_free:
+            return
         done = self._done
         count = len(done)
         heads = self._heads
+        next_free = math.inf
         for i, length in enumerate(self._lengths):
             head = heads[i]
             if head < count and done[head] + length <= now:
@@ -335,12 +344,17 @@ class PoolLedger:
                     head += 1
                 self._used[i] -= self._cum[head] - self._cum[start]
                 heads[i] = head
+                self._views = None
+            if head < count and done[head] + length < next_free:
+                next_free = done[head] + length
+        self._next_free = next_free
         low = min(heads, default=0)
         if low >= self._compact_min and 2 * low >= count:
             # New lists, so snapshots still holding the old ones stay valid.
             self._done = done[low:]
             self._cum = self._cum[low:]
             self._heads = [h - low for h in heads]
+            self._views = None
 
     def _expire_leases(self, now: float) -> None:
         expired = sorted(
@@ -350,13 +364,14 @@ class PoolLedger:
         )
         for deadline, entry in expired:
             self.complete(entry, max(deadline, self._last_done))
-        self._next_deadline = self._earliest_lease()
+        self._earliest_lease()
 
     def renew(self, owner: str, deadline: float, *, only: Container[EntryId] | None = None) -> None:
         """Extend the lease of every in-flight entry of ``owner`` (of those in ``only``, if
         given: the entries the owner says it still holds) to ``deadline``."""
         if not self._leases:
             return
+        earliest, count = math.inf, 0
         for entry, lease in self._leases.items():
             if (
                 lease.owner == owner
@@ -364,7 +379,11 @@ class PoolLedger:
                 and (only is None or entry in only)
             ):
                 lease.deadline = deadline
-        self._next_deadline = self._earliest_lease()
+            if lease.deadline < earliest:
+                earliest, count = lease.deadline, 1
+            elif lease.deadline == earliest:
+                count += 1
+        self._next_deadline, self._at_next = earliest, count
 
     def abandon(self, entry: EntryId) -> None:
         """Stop renewing ``entry``: its request's fate is unknown (cancelled, timed out), so it
@@ -387,15 +406,18 @@ class PoolLedger:
     def snapshot(self, now: float) -> PoolSnapshot:
         """Return an immutable view at ``now`` (O(windows): nothing is copied)."""
         self.expire(now)
-        stop = len(self._done)
+        views = self._views
+        if views is None:
+            stop = len(self._done)
+            views = self._views = tuple(
+                Expiries(self._done, self._cum, head, stop, length)
+                for head, length in zip(self._heads, self._lengths, strict=True)
+            )
         return PoolSnapshot(
             now=now,
             windows=self.windows,
             used=tuple(self._used),
-            expiries=tuple(
-                Expiries(self._done, self._cum, head, stop, length)
-                for head, length in zip(self._heads, self._lengths, strict=True)
-            ),
+            expiries=views,
             in_flight=len(self._in_flight),
             cap=self.cap,
             paused_until=self.paused_until,
@@ -418,7 +440,10 @@ class PoolLedger:
         self._in_flight[entry] = weight
         if deadline < math.inf:
             self._leases[entry] = _Lease(owner, deadline)
-            self._next_deadline = min(self._next_deadline, deadline)
+            if deadline < self._next_deadline:
+                self._next_deadline, self._at_next = deadline, 1
+            elif deadline == self._next_deadline:
+                self._at_next += 1
         used = self._used
         for i in range(len(used)):
             used[i] += weight
@@ -432,10 +457,14 @@ class PoolLedger:
         if now > self._last_done:
             self._last_done = now
         done, cum = self._done, self._cum
+        self._views = None
         if not done or done[-1] <= now:
             done.append(now)
             cum.append(cum[-1] + weight)
+            if now + self._shortest < self._next_free:
+                self._next_free = now + self._shortest
             return
+        self._next_free = -math.inf  # the pass recomputes it
         # Reported out of time order (several clocks, or a caller's own times): insert it into
         # new lists, so views already handed out keep seeing the old ones.
         index = bisect.bisect_right(done, now)
@@ -460,11 +489,21 @@ class PoolLedger:
         # owner would wake for nothing). At most the in-flight cap of leases to look at.
         lease = self._leases.pop(entry, None)
         if lease is not None and lease.deadline <= self._next_deadline:
-            self._next_deadline = self._earliest_lease()
+            # Leases often share the earliest deadline (one renewal sets them all): only when
+            # the last of them goes is the next one looked for.
+            self._at_next -= 1
+            if self._at_next <= 0:
+                self._earliest_lease()
 
-    def _earliest_lease(self) -> float:
-        """When the earliest lease runs out (``inf``: none)."""
-        return min((lease.deadline for lease in self._leases.values()), default=math.inf)
+    def _earliest_lease(self) -> None:
+        """Find when the earliest lease runs out (``inf``: none), and how many run out then."""
+        earliest, count = math.inf, 0
+        for lease in self._leases.values():
+            if lease.deadline < earliest:
+                earliest, count = lease.deadline, 1
+            elif lease.deadline == earliest:
+                count += 1
+        self._next_deadline, self._at_next = earliest, count
 
     def pause(self, until: float) -> None:
         """Admit nothing before ``until`` (extends an earlier pause, never shortens it)."""

@@ -35,7 +35,6 @@ from .errors import (
     AmplitudeError,
     ClientClosed,
     RateLimited,
-    ResponseValidationError,
     TransportError,
 )
 from .inflight import Tracked
@@ -215,6 +214,7 @@ class AmplitudeClient(CohortMethods):
             cache=cache,
             policy=cache_policy,
             coalesce=coalesce,
+            scrub=self._redact.scrub,
         )
         self._observer = make_observer(
             self.base_url,
@@ -378,11 +378,15 @@ class AmplitudeClient(CohortMethods):
         """Carry ``call`` through the savers, the scheduler and the transport."""
         if self._closed:
             raise ClientClosed(path=call.path)
-        try:
-            with self._observer.query(call.query, call.cost, call.priority):
-                return await self.savers.run(call, self._send)
-        except ResponseValidationError as exc:
-            raise self._scrubbed(exc) from None
+        with self._observer.query(call.query, call.cost, call.priority):
+            return await self.savers.submit(call, self._send)
+
+    def _start(self, call: Call[R], name: str) -> asyncio.Future[R]:
+        """:meth:`_execute` for a batch item when nothing observes queries: the future of its
+        result, with no task of its own (the request's work runs in a task named ``name``)."""
+        if self._closed:
+            raise ClientClosed(path=call.path)
+        return self.savers.submit(call, self._send, name=name)
 
     async def _send(self, call: Call[Any]) -> tuple[bytes, Any]:
         """Send ``call`` through the scheduler, with retries: its raw body and decoded JSON.
@@ -431,7 +435,7 @@ class AmplitudeClient(CohortMethods):
                                 redact=self._redact,
                             )
                         except AmplitudeError as exc:
-                            error = attempt.error = self._scrubbed(exc)
+                            error = attempt.error = self._redact.scrub(exc)
                             if isinstance(exc, TransportError):
                                 # The server may still be counting it: hold its entry until
                                 # its lease ends.
@@ -497,23 +501,6 @@ class AmplitudeClient(CohortMethods):
         if self._closed and not self._calls:
             self._idle.set()
 
-    def _scrubbed(self, error: AmplitudeError) -> AmplitudeError:
-        """``error`` with credentials redacted from its text. API errors are redacted when
-        deciphered; transport and decoding errors may quote a server too, so they are rebuilt
-        here when their text holds a secret."""
-        text = str(error)
-        if self._redact(text) == text:
-            return error
-        if isinstance(error, TransportError):
-            return TransportError(
-                self._redact(error.message), path=error.path, timeout=error.timeout
-            )
-        if isinstance(error, ResponseValidationError):
-            return ResponseValidationError(
-                self._redact(error.message), path=error.path, field=self._redact(error.field)
-            )
-        return AmplitudeError(self._redact(text))
-
     @overload
     async def gather(
         self,
@@ -572,13 +559,17 @@ class AmplitudeClient(CohortMethods):
             async for outcome in batch:
                 yield items[outcome.index], outcome.unwrap()
 
-    def _batch(self, queries: list[Query[R]], priority: int) -> Batch[Call[R], R]:
-        """A :class:`~amplitude_async.batch.Batch` of calls, every cost checked up front, so a
-        hopeless query fails the batch before the others have spent budget."""
+    def _batch(self, queries: list[Query[R]], priority: int) -> Batch[int, R]:
+        """A :class:`~amplitude_async.batch.Batch` over the queries' indices, every cost checked
+        up front, so a hopeless query fails the batch before the others have spent budget."""
         if self._closed:
             raise ClientClosed()
         calls = [self._call(query, priority=priority) for query in queries]
-        return Batch(calls, self._execute)
+        if self._observer.quiet():
+            # Nothing would see a query's scope: each item is a future on the pipeline, and
+            # the only task per query is the one that sends it.
+            return Batch(range(len(calls)), lambda i: self._start(calls[i], f"{TASK_NAME}{i}"))
+        return Batch(range(len(calls)), lambda i: self._execute(calls[i]))
 
     active_users = _endpoint(ActiveUsers)
     session_length_distribution = _endpoint(SessionLengthDistribution)

@@ -1,9 +1,11 @@
 """Coalescing: identical work in flight at the same time is done once.
 
-:class:`Coalescer` runs one task per key; a caller that asks for a key already in flight waits
-for that task instead of starting another, and every caller gets its result or its exception.
-The task belongs to no caller: a caller that is cancelled leaves, and only when the last one
-has left is the task cancelled, so one impatient viewer never fails the others.
+:class:`Coalescer` runs one task per key (a *flight*); a caller that asks for a key already in
+flight takes a :class:`Seat` on it instead of starting another, and every caller gets its
+result or its exception. The task belongs to no caller: a caller that is cancelled leaves, and
+only when the last one has left is the task cancelled, so one impatient viewer never fails the
+others. The last caller to leave settles (as cancelled) once the task has stopped, so whoever
+waits for it knows that nothing more of the work runs.
 """
 
 from __future__ import annotations
@@ -12,40 +14,94 @@ import asyncio
 from collections.abc import Callable, Coroutine, Hashable
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Coalescer"]
+__all__ = ["Coalescer", "Seat"]
 
 T = TypeVar("T")
 
 
+class Seat(asyncio.Future[T]):
+    """One caller's place in a flight: a future of the flight's outcome (passed through
+    ``finish``, if given, for this caller). Cancelling it leaves the flight; the last seat to
+    leave stops the work and is cancelled once the work has stopped."""
+
+    __slots__ = ("_finish", "_flight", "_leaving")
+
+    def __init__(
+        self,
+        flight: _Flight[Any],
+        finish: Callable[[Any], T] | None,
+        *,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        super().__init__(loop=loop)
+        self._flight = flight
+        self._finish = finish
+        self._leaving = False
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        if self.done():
+            return False
+        if self._leaving:
+            return True
+        self._leaving = True
+        if self._flight.leave(self):
+            return True  # settled by the flight when its work has stopped
+        return super().cancel(msg)
+
+    def _deliver(self, task: asyncio.Task[Any]) -> None:
+        if self.done():
+            return
+        if self._leaving or task.cancelled():
+            super().cancel()
+            return
+        error = task.exception()
+        if error is not None:
+            self.set_exception(error)
+            return
+        finish = self._finish
+        if finish is None:
+            self.set_result(task.result())
+            return
+        try:
+            self.set_result(finish(task.result()))
+        except Exception as exc:  # a caller's own finishing fails that caller only
+            self.set_exception(exc)
+
+
 class _Flight(Generic[T]):
-    __slots__ = ("context", "key", "owner", "task", "waiters")
+    __slots__ = ("active", "context", "key", "owner", "seats", "task")
 
     def __init__(self, owner: Coalescer, key: Hashable, context: Any) -> None:
         self.owner = owner
         self.key = key
         self.context = context
         # Insertion-ordered: callers hear the outcome in the order they came.
-        self.waiters: dict[asyncio.Future[T], None] = {}
+        self.seats: dict[Seat[Any], None] = {}
+        self.active = 0  # seats not leaving
         self.task: asyncio.Task[T] | None = None
 
     def done(self, task: asyncio.Task[T]) -> None:
-        """The work ended: every caller still waiting gets its outcome."""
+        """The work ended: every seat gets its outcome."""
         self.owner._forget(self.key, self)
-        if task.cancelled():
-            outcome: BaseException | None = asyncio.CancelledError()
-        else:
+        if not task.cancelled():
             # Retrieved even when every caller has left, so asyncio does not log "exception
             # was never retrieved" for an error nobody asked about.
-            outcome = task.exception()
-        for waiter in self.waiters:
-            if waiter.done():
-                continue
-            if outcome is None:
-                waiter.set_result(task.result())
-            elif isinstance(outcome, asyncio.CancelledError):
-                waiter.cancel()
-            else:
-                waiter.set_exception(outcome)
+            task.exception()
+        for seat in self.seats:
+            seat._deliver(task)
+
+    def leave(self, seat: Seat[Any]) -> bool:
+        """``seat``'s caller leaves. Returns whether the work stops on its account (the seat
+        is then settled when the work has stopped)."""
+        self.active -= 1
+        task = self.task
+        if self.active <= 0 and task is not None and not task.done():
+            # Nobody waits any more: stop the work; the next caller starts afresh.
+            self.owner._forget(self.key, self)
+            task.cancel()
+            return True
+        del self.seats[seat]
+        return False
 
 
 class Coalescer:
@@ -63,13 +119,38 @@ class Coalescer:
     def waiters(self, key: Hashable) -> int:
         """Callers waiting for ``key`` right now (0: nothing in flight for it)."""
         flight = self._flights.get(key)
-        return 0 if flight is None else len(flight.waiters)
+        return 0 if flight is None else flight.active
 
     def context(self, key: Hashable) -> Any:
         """The ``context`` given by the caller that started the flight for ``key`` (``None``:
         nothing in flight for it)."""
         flight = self._flights.get(key)
         return None if flight is None else flight.context
+
+    def join(
+        self,
+        key: Hashable,
+        work: Callable[[], Coroutine[Any, Any, Any]],
+        *,
+        context: Any = None,
+        finish: Callable[[Any], T] | None = None,
+        name: str | None = None,
+    ) -> Seat[T]:
+        """A seat on ``key``'s flight, starting ``work()`` as a task (named ``name``) unless
+        it is already in flight. The seat's result is the work's, passed through ``finish``
+        for this caller; its exception the work's. ``context`` is kept with a flight this call
+        starts (see :meth:`context`)."""
+        loop = asyncio.get_running_loop()
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = _Flight(self, key, context)
+            flight.task = loop.create_task(work(), name=name)
+            flight.task.add_done_callback(flight.done)
+            self._flights[key] = flight
+        seat: Seat[T] = Seat(flight, finish, loop=loop)
+        flight.seats[seat] = None
+        flight.active += 1
+        return seat
 
     async def run(
         self, key: Hashable, work: Callable[[], Coroutine[Any, Any, T]], *, context: Any = None
@@ -79,32 +160,8 @@ class Coalescer:
         Starts ``work()`` unless it is already in flight for ``key``; raises what it raised.
         ``context`` is kept with a flight this call starts (see :meth:`context`).
         """
-        loop = asyncio.get_running_loop()
-        flight: _Flight[T] | None = self._flights.get(key)
-        if flight is None:
-            flight = _Flight(self, key, context)
-            flight.task = loop.create_task(work())
-            flight.task.add_done_callback(flight.done)
-            self._flights[key] = flight
-        # Each caller waits on a future of its own: cancelling the caller cancels that future
-        # only, never the shared task (what asyncio.shield does, without its extra wrapping).
-        mine: asyncio.Future[T] = loop.create_future()
-        flight.waiters[mine] = None
-        try:
-            return await mine
-        finally:
-            if not mine.done() or mine.cancelled():
-                self._left(flight, mine)
-
-    def _left(self, flight: _Flight[Any], mine: asyncio.Future[Any]) -> None:
-        """A caller left before the outcome: when nobody waits any more, stop the work, and
-        let the next caller start afresh."""
-        waiters = flight.waiters
-        waiters.pop(mine, None)
-        task = flight.task
-        if not waiters and task is not None and not task.done():
-            self._forget(flight.key, flight)
-            task.cancel()
+        seat: Seat[T] = self.join(key, work, context=context)
+        return await seat
 
     def _forget(self, key: Hashable, flight: _Flight[Any]) -> None:
         if self._flights.get(key) is flight:

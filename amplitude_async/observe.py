@@ -218,7 +218,7 @@ class Observer:
     def __repr__(self) -> str:
         return f"<Observer hooks={sorted(self.hooks)} telemetry={self.telemetry is not None}>"
 
-    def _quiet(self) -> bool:
+    def quiet(self) -> bool:
         """Whether nothing would see a scope now (no SDK, DEBUG off): then none is opened."""
         telemetry = self.telemetry
         return (telemetry is None or not telemetry.live()) and not CLIENT_LOG.isEnabledFor(
@@ -227,7 +227,7 @@ class Observer:
 
     def query(self, query: Query[Any], cost: int, priority: int) -> QueryScope | _NoScope:
         """The scope of one query, to enter around everything done for it."""
-        if self._quiet():
+        if self.quiet():
             return _NO_SCOPE
         return QueryScope(self, query, cost, priority)
 
@@ -236,7 +236,7 @@ class Observer:
     ) -> AttemptScope | _NoScope:
         """The scope of one admitted request: enter it as soon as the scheduler admits it;
         set ``status`` when the answer arrives and ``error`` when it fails."""
-        if not self.hooks and self._quiet():
+        if not self.hooks and self.quiet():
             return _NO_SCOPE
         return AttemptScope(self, query, request, ticket, attempts)
 

@@ -20,6 +20,7 @@ from urllib.parse import quote, urlsplit
 from attrs import field, frozen
 
 from .errors import (
+    AmplitudeError,
     APIError,
     AuthenticationError,
     BadRequest,
@@ -29,6 +30,7 @@ from .errors import (
     RateLimitKind,
     ResponseValidationError,
     ServerError,
+    TransportError,
 )
 from .queries.fields import encode_params
 
@@ -127,6 +129,21 @@ class Redactor:
         if self._pattern is not None:
             text = self._pattern.sub(REDACTED, text)
         return _AUTH_VALUE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+
+    def scrub(self, error: AmplitudeError) -> AmplitudeError:
+        """``error`` with every credential redacted from its text. API errors are redacted when
+        deciphered; transport and decoding errors may quote a server too, so they are rebuilt
+        when their text holds a secret."""
+        text = str(error)
+        if self(text) == text:
+            return error
+        if isinstance(error, TransportError):
+            return TransportError(self(error.message), path=error.path, timeout=error.timeout)
+        if isinstance(error, ResponseValidationError):
+            return ResponseValidationError(
+                self(error.message), path=error.path, field=self(error.field)
+            )
+        return AmplitudeError(self(text))
 
 
 def _no_redaction(text: str) -> str:

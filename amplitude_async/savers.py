@@ -19,10 +19,13 @@ result's own decoding): it is a miss, deleted, and never raises nor answers anot
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import warnings
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from operator import itemgetter
 from typing import Any, TypeVar
 
 import attrs
@@ -43,7 +46,7 @@ from .cache import (
 from .call import Call
 from .coalesce import Coalescer
 from .converter import structure_result
-from .errors import CacheUnavailable
+from .errors import AmplitudeError, CacheUnavailable, ResponseValidationError
 from .observe import count as observe_count
 from .queries import Query
 from .quota import QuotaUsage
@@ -61,6 +64,8 @@ _log = logging.getLogger(__name__)
 
 Send = Callable[[Call[Any]], Awaitable[tuple[bytes, Any]]]
 """Send a call through the scheduler: its raw body and decoded JSON."""
+
+_RESULT: Callable[[tuple[Any, bool]], Any] = itemgetter(0)
 
 
 @frozen
@@ -127,6 +132,8 @@ class Savers:
 
     ``target`` names the host and credentials (it is hashed into every key and keys every
     entry's HMAC, never stored); ``cache`` is ``None`` for no cache; ``policy`` decides TTLs.
+    ``scrub`` rewrites an answer's decoding error before any caller sees it (the client
+    redacts credentials a server may have echoed).
     """
 
     def __init__(
@@ -136,8 +143,10 @@ class Savers:
         cache: ResultCache | None = None,
         policy: CachePolicy | None = None,
         coalesce: bool = True,
+        scrub: Callable[[AmplitudeError], AmplitudeError] | None = None,
     ) -> None:
         self._target = target
+        self._scrub = scrub
         self._secret = target.encode()
         self.cache = cache
         self.policy = policy or CachePolicy()
@@ -176,13 +185,23 @@ class Savers:
     async def run(self, call: Call[R], send: Send) -> R:
         """``call``'s result: joined, cached or sent with ``send`` (see the module doc), bound
         to its query."""
+        return await self.submit(call, send)
+
+    def submit(self, call: Call[R], send: Send, *, name: str | None = None) -> asyncio.Future[R]:
+        """:meth:`run` without a task of the caller's own: the future of ``call``'s result.
+
+        Cancelling the future leaves the request to the other callers of a coalesced flight;
+        the last caller to leave stops it, and its future settles once the work has stopped.
+        Work this call starts runs in a task named ``name``.
+        """
         cache, coalescer = self.cache, self._coalescer
         # No cache: no key to hash. One client, one target: the request's path and parameters
         # identify the work of a flight.
         key = "" if cache is None else self.key(call)
         if coalescer is None:
-            result, _ = await self._answer(call, key, send)
-            return result
+            return asyncio.get_running_loop().create_task(
+                self._answer_only(call, key, send), name=name
+            )
         # A forced refresh never joins a flight that may answer from the cache.
         flight = (
             (call.path, call.encoded)
@@ -193,18 +212,32 @@ class Savers:
         if leader is None and cache is not None and not call.bypass_cache:
             hot = self._hot_hit(call, key)
             if hot is not None:
-                return hot
-        if leader is not None:
+                answered: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+                answered.set_result(hot)
+                return answered
+        if leader is None:
+            # The flight's answer is bound to this caller's query already.
+            finish: Callable[[tuple[R, bool]], R] = _RESULT
+        else:
             self._count(coalesced=1)
             # The flight runs at the highest priority of its callers: a dashboard's copy of a
             # queued backfill query re-queues it in front of the backlog.
             leader.raise_priority(call.priority)
-        result, sent = await coalescer.run(
-            flight, lambda: self._answer(call, key, send), context=call
+            finish = partial(self._joined, call)
+        return coalescer.join(
+            flight, partial(self._answer, call, key, send), context=call, finish=finish, name=name
         )
-        if leader is not None and sent:
+
+    def _joined(self, call: Call[R], outcome: tuple[R, bool]) -> R:
+        """A joining caller's share of a flight's outcome: the answer bound to its query."""
+        result, sent = outcome
+        if sent:
             self._count(cost_saved_by_coalescing=call.cost)
         return bind_query(result, call.query)
+
+    async def _answer_only(self, call: Call[R], key: str, send: Send) -> R:
+        result, _ = await self._answer(call, key, send)
+        return result
 
     def _hot_hit(self, call: Call[R], key: str) -> R | None:
         """A hit of an in-process cache whose entry was checked and decoded a moment ago,
@@ -235,7 +268,13 @@ class Savers:
         elif ttl is not None:
             self._count(refreshed=1)
         body, decoded = await send(call)
-        result = bind_query(structure_result(decoded, query.result_type, path=query.path), query)
+        try:
+            result = structure_result(decoded, query.result_type, path=query.path)
+        except ResponseValidationError as exc:
+            if self._scrub is None:
+                raise
+            raise self._scrub(exc) from None
+        bind_query(result, query)
         # An answer its own entry's checks would refuse is not kept: it would be refused,
         # warned about and sent again on every call.
         if ttl is not None and not too_deep(decoded):

@@ -369,3 +369,52 @@ def test_the_earliest_lease_stays_exact_when_entries_leave() -> None:
     assert book.snapshot(1.0).lease_until == 12.0
     book.complete(third, 2.0)
     assert book.snapshot(2.0).lease_until == math.inf
+
+
+lease_operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("take"), st.sampled_from(["a", "b"]), st.integers(1, 6)),
+        st.tuples(st.just("renew"), st.sampled_from(["a", "b"]), st.integers(0, 6)),
+        st.tuples(st.just("complete"), st.integers(0, 9), st.just(0)),
+        st.tuples(st.just("release"), st.integers(0, 9), st.just(0)),
+        st.tuples(st.just("abandon"), st.integers(0, 9), st.just(0)),
+        st.tuples(st.just("wait"), st.integers(0, 4), st.just(0)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=lease_operations)
+def test_the_earliest_lease_matches_brute_force(ops: list[tuple[str, int | str, int]]) -> None:
+    # Leases share deadlines often (a renewal sets all of an owner's): the ledger counts those
+    # at the earliest one instead of looking through every lease each time one goes.
+    book = PoolLedger(pool_windows(Limits(), Pool.STANDARD), 10)
+    leases: dict[int, tuple[str, float]] = {}  # entry -> (owner, deadline); "": abandoned
+    now = 0.0
+    for kind, what, number in ((op[0], op[1], op[-1]) for op in ops):
+        if kind == "take" and len(leases) < 10:
+            leases[book.take(1, str(what), now + number)] = (str(what), now + number)
+        elif kind == "renew":
+            book.renew(str(what), now + number)
+            for entry, (owner, deadline) in leases.items():
+                if owner == what:
+                    leases[entry] = (owner, max(deadline, now + number))
+        elif kind in ("complete", "release", "abandon") and leases:
+            entry = sorted(leases)[int(what) % len(leases)]
+            if kind == "complete":
+                book.complete(entry, now)
+                del leases[entry]
+            elif kind == "release":
+                book.release(entry)
+                del leases[entry]
+            else:
+                book.abandon(entry)
+                leases[entry] = ("", leases[entry][1])
+        elif kind == "wait":
+            now += int(what)
+            # A lease that ran out counts as completed then.
+            leases = {entry: lease for entry, lease in leases.items() if lease[1] > now}
+        expected = min((deadline for _, deadline in leases.values()), default=math.inf)
+        assert book.snapshot(now).lease_until == expected
+        assert book.in_flight == len(leases)

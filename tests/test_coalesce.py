@@ -126,6 +126,53 @@ async def test_work_is_cancelled_when_no_caller_waits() -> None:
     assert calls == 2
 
 
+async def test_the_last_caller_to_leave_returns_once_the_work_has_stopped() -> None:
+    coalescer = Coalescer()
+    started = asyncio.Event()
+    stopped = False
+
+    async def work() -> str:
+        nonlocal stopped
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stopped = True
+        return "never"
+
+    first = asyncio.create_task(coalescer.run("k", work))
+    second = asyncio.create_task(coalescer.run("k", work))
+    await started.wait()
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert not stopped  # another caller still waits: the work goes on
+    second.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    assert stopped  # the last one out waited for the work to stop
+
+
+async def test_a_seat_passes_the_outcome_through_its_callers_finish() -> None:
+    coalescer = Coalescer()
+    gate = asyncio.Event()
+
+    async def work() -> int:
+        await gate.wait()
+        return 20
+
+    plain: asyncio.Future[int] = coalescer.join("k", work)
+    doubled = coalescer.join("k", work, finish=lambda n: n * 2)
+    failing = coalescer.join("k", work, finish=lambda n: n // 0)
+    assert coalescer.waiters("k") == 3
+    gate.set()
+    assert await plain == 20
+    assert await doubled == 40
+    # A caller's own finishing fails that caller only.
+    with pytest.raises(ZeroDivisionError):
+        await failing
+
+
 # -- through the client -----------------------------------------------------------------------
 
 

@@ -152,6 +152,38 @@ def test_a_batch_reports_every_item_whatever_the_duplicates(
     asyncio.run(scenario())
 
 
+async def test_a_batch_of_futures_reports_refusals_and_leaves_no_work_running() -> None:
+    coalescer = Coalescer()
+    started: list[int] = []
+    stopped: list[int] = []
+
+    async def answer(key: int) -> int:
+        started.append(key)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stopped.append(key)
+        return key
+
+    def start(key: int) -> asyncio.Future[int]:
+        if key < 0:
+            raise ValueError(f"refused {key}")
+        return coalescer.join(key, lambda: answer(key))
+
+    batch = Batch([-1, 1, 2, 2, 3], start, lookahead=3)
+    async with batch:
+        async for outcome in batch:
+            # The refusal is an outcome like any other; the rest are still under way.
+            assert outcome.index == 0
+            with pytest.raises(ValueError, match="refused -1"):
+                outcome.unwrap()
+            await until(lambda: len(started) == 2, "the work for 1 and 2 runs")
+            break
+    # Leaving cancelled every seat and waited until the work behind them stopped.
+    assert sorted(stopped) == [1, 2]
+    assert len(coalescer) == 0
+
+
 # -- priority that survives coalescing --------------------------------------------------------
 
 

@@ -451,8 +451,10 @@ class Exchanger:
 
     def _set_alarm(self, when: float) -> None:
         """Wake the driver at ``when`` on the scheduler's clock (``inf``: never). There is one
-        alarm; setting it replaces the previous one."""
-        if when == self._alarm_at and self._alarm is not None:
+        alarm: one set for a later time is moved to ``when``, one set as early or earlier is kept
+        (ringing early, it finds nothing due and is set again: cheaper than re-arming the timer
+        at every exchange, each of which moves the heartbeat on)."""
+        if self._alarm is not None and self._alarm_at <= when < math.inf:
             return
         if self._alarm is not None:
             self._alarm.cancel()
