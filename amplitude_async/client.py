@@ -67,10 +67,11 @@ from .queries import (
     UserSearch,
 )
 from .results import bind_query
-from .retry import Attempts, RetryPolicy
+from .retry import NO_ATTEMPTS, RetryPolicy
 from .sansio import (
     BASE_URLS,
     Redactor,
+    Request,
     basic_auth,
     build_request,
     check_base_url,
@@ -403,10 +404,9 @@ class AmplitudeClient(CohortMethods):
         self._calls.add(tracked)
         try:
             pool, cost = call.pool, call.cost
-            request = build_request(
-                self.base_url, call.query, authorization=self._authorization, encoded=call.encoded
-            )
-            attempts = Attempts()
+            # Built once admitted: a request waiting in the scheduler holds as little as it can.
+            request: Request | None = None
+            attempts = NO_ATTEMPTS
             error: AmplitudeError | None
             while True:
                 tracked.sending = False
@@ -416,6 +416,13 @@ class AmplitudeClient(CohortMethods):
                     ticket = await slot.__aenter__()
                 finally:
                     call.waiting_in(None)
+                if request is None:
+                    request = build_request(
+                        self.base_url,
+                        call.query,
+                        authorization=self._authorization,
+                        encoded=call.encoded,
+                    )
                 # The slot is left by hand, not with ``async with``: on every call's path.
                 abandoned = False
                 try:

@@ -38,6 +38,7 @@ __all__ = [
     "BACKOFF_BASE",
     "BACKOFF_CAP",
     "MAX_RATE_LIMITED_RETRIES",
+    "NO_ATTEMPTS",
     "MAX_RETRIES",
     "MAX_RETRY_TIME",
     "RETRY_AFTER_CAP",
@@ -88,6 +89,10 @@ class Attempts:
     def after_wait(self, seconds: float) -> Attempts:
         """Return the count including a retry delay of ``seconds``."""
         return attrs.evolve(self, waited=self.waited + seconds)
+
+
+NO_ATTEMPTS: Final = Attempts()
+"""A request before its first failure (shared: attempts are immutable)."""
 
 
 @frozen

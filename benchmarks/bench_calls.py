@@ -19,7 +19,9 @@ Reported: client CPU per request minus raw's (µs, median of the paired rounds),
 minus raw's, and the CPU of a cache hit. With ``--baseline REV`` (a commit, or a checkout's
 directory) the same measurement runs in a child process importing that tree (``git archive``
 of the commit's package), round by round alternating with this tree, so the two are read side
-by side under the same load.
+by side under the same load. Every way starts from a collected heap (``gc.collect()`` before
+it, untimed): a full collection costs 10-20 ms here, and left to chance it lands in whichever
+way happens to cross the threshold, often not the one whose garbage caused it.
 
     python benchmarks/bench_calls.py [-n 2000] [--concurrency 10] [--rounds 5]
         [--baseline REV] [--write]
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib.util
 import json
 import multiprocessing
@@ -156,6 +159,7 @@ async def cache_hits(url: str, n: int) -> float:
         "key", "secret", base_url=url, limits=limits, cache=MemoryCache(), cache_policy=policy
     ) as amp:
         await amp.run(query)
+        gc.collect()
         cpu = time.process_time()
         for _ in range(n):
             await amp.run(query)
@@ -169,6 +173,7 @@ async def measure(url: str, n: int, concurrency: int) -> dict[str, float]:
     if importlib.util.find_spec("amplitude_async.call") is not None:
         ways.append(("ideal", ideal))  # older trees have no Call
     for name, way in ways:
+        gc.collect()  # the garbage of the way before is not charged to this one
         cpu = time.process_time()
         await way(url, n, concurrency)
         out[name] = (time.process_time() - cpu) / n * 1e6

@@ -19,8 +19,9 @@ import asyncio
 import itertools
 import math
 import secrets
-from collections.abc import Container, Sequence
+from collections.abc import Container, Coroutine, Sequence
 from types import TracebackType
+from typing import Any
 
 from aiolimiter import AsyncLimiter
 from attrs import frozen
@@ -244,7 +245,8 @@ class Scheduler:
         slot._waiter = waiter
         self._link.notify()
         try:
-            return await waiter.future
+            slot._ticket = await waiter.future
+            return slot._ticket
         except asyncio.CancelledError:
             self._give_up(waiter)
             raise
@@ -453,11 +455,11 @@ class Slot:
         if self._waiter is not None:
             self._scheduler._reprioritize(self._waiter, priority)
 
-    async def __aenter__(self) -> Ticket:
+    def __aenter__(self) -> Coroutine[Any, Any, Ticket]:
+        # The scheduler's wait itself, not a coroutine around it: one frame less per request.
         if self._ticket is not None:
             raise RuntimeError("a Slot can be entered only once")
-        self._ticket = await self._scheduler._acquire(self)
-        return self._ticket
+        return self._scheduler._acquire(self)
 
     async def __aexit__(
         self,
