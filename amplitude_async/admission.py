@@ -322,11 +322,8 @@ class InMemoryBudgetStore(MonthlyCounts):
         for pool, ledger in ledgers.items():
             ledger.renew(owner, deadline, only=None if held is None else held[pool])
             ledger.expire(now)
-        # Only the owner's own entries: an id it remembers from a state the store lost may name
-        # another owner's entry now. (An entry whose lease ran out is completed already.)
         for pool, entry in changes.complete:
-            if ledgers[pool].owns(entry) == owner:
-                ledgers[pool].complete(entry, now)
+            self.complete(owner, pool, entry, now)
         for pool, entry in changes.abandon:
             if ledgers[pool].owns(entry) == owner:
                 ledgers[pool].abandon(entry)
@@ -417,6 +414,19 @@ class InMemoryBudgetStore(MonthlyCounts):
             rejoined=rejoined,
             seen=f"local:{self._generation}",
         )
+
+    def complete(self, owner: str, pool: Pool, entry: EntryId, now: float | None = None) -> None:
+        """``owner``'s response for ``entry`` completed (at ``now``, default the store's time):
+        what an exchange's ``complete`` does, for a scheduler in this process that need not
+        wait for its next exchange to say so. Only the owner's own entries: an id it remembers
+        from a state the store lost may name another owner's entry now. An entry whose lease
+        ran out is completed already."""
+        ledger = self.ledgers[pool]
+        if now is None:
+            now = self._clock.time()
+            ledger.expire(now)
+        if ledger.owns(entry) == owner:
+            ledger.complete(entry, now)
 
     def _leave(self, owner: str) -> None:
         del self._owners[owner]

@@ -320,7 +320,9 @@ class Scheduler:
             link.abandon.append(key)
         else:
             link.held.discard(key)
-            link.complete.append(key)
+            self._counters[ticket.pool].completed += 1
+            link.completed(key)
+            return
         self._counters[ticket.pool].completed += 1
         link.notify()
 
