@@ -10,6 +10,7 @@ import tracemalloc
 
 import pytest
 
+from amplitude_async.admission import InMemoryBudgetStore
 from amplitude_async.errors import QueryTooExpensive
 from amplitude_async.limits import Limits, Pool
 from amplitude_async.scheduler import Scheduler, Ticket
@@ -93,6 +94,32 @@ def test_pause_extends_never_shortens() -> None:
         return user.dispatched_at, standard.dispatched_at
 
     assert run_virtual(main()) == (0.0, 30.0)
+
+
+def test_a_completion_is_recorded_at_once_and_decided_one_turn_later() -> None:
+    # The in-process store hears of a completion at once; the decision it allows waits one
+    # loop turn more than for a queued request, so that what the completion sets off (the next
+    # query of a batch) and the next turn's completions are decided in the same exchange.
+    async def main() -> tuple[int, int, int, int]:
+        store = InMemoryBudgetStore(Limits(concurrent=1, cost_per_window=100, window=10.0))
+        scheduler = Scheduler(store=store)
+        first = scheduler.slot(Pool.STANDARD, 5)
+        await first.__aenter__()
+        waiting = asyncio.create_task(query(scheduler, 5))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert scheduler.statistics()[Pool.STANDARD].queued_everywhere == 1
+        first.leave()
+        at_once = store.usage()[Pool.STANDARD].in_flight
+        await asyncio.sleep(0)
+        one_turn = store.usage()[Pool.STANDARD].in_flight
+        await asyncio.sleep(0)
+        two_turns = store.usage()[Pool.STANDARD].in_flight
+        await waiting
+        await scheduler.aclose()
+        return at_once, one_turn, two_turns, store.usage()[Pool.STANDARD].in_flight
+
+    assert run_virtual(main()) == (0, 0, 1, 0)
 
 
 def test_higher_priority_goes_first_and_holds_a_reservation() -> None:
