@@ -89,6 +89,9 @@ class _Flight(Generic[T]):
             task.exception()
         for seat in self.seats:
             seat._deliver(task)
+        # No cycle left between the flight and its seats: both go with their last reference,
+        # not at the next garbage collection.
+        self.seats.clear()
 
     def leave(self, seat: Seat[Any]) -> bool:
         """``seat``'s caller leaves. Returns whether the work stops on its account (the seat

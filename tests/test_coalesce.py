@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import AsyncIterator
 from datetime import date
 
@@ -171,6 +173,28 @@ async def test_a_seat_passes_the_outcome_through_its_callers_finish() -> None:
     # A caller's own finishing fails that caller only.
     with pytest.raises(ZeroDivisionError):
         await failing
+
+
+async def test_a_finished_flight_is_freed_without_the_garbage_collector() -> None:
+    # A flight and its seats reference each other while it runs; once it has answered, no
+    # cycle is left, so both go with their last reference instead of piling up for the
+    # collector (a batch of distinct queries makes one flight per query).
+    coalescer = Coalescer()
+
+    async def work() -> str:
+        await asyncio.sleep(0)
+        return "answer"
+
+    gc.disable()
+    try:
+        seat: asyncio.Future[str] = coalescer.join("k", work)
+        assert await seat == "answer"
+        await asyncio.sleep(0)  # the flight's done callback has run
+        freed = weakref.ref(seat)
+        del seat
+        assert freed() is None
+    finally:
+        gc.enable()
 
 
 # -- through the client -----------------------------------------------------------------------
