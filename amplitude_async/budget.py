@@ -371,7 +371,6 @@ class PoolLedger:
         given: the entries the owner says it still holds) to ``deadline``."""
         if not self._leases:
             return
-        earliest, count = math.inf, 0
         for entry, lease in self._leases.items():
             if (
                 lease.owner == owner
@@ -379,11 +378,7 @@ class PoolLedger:
                 and (only is None or entry in only)
             ):
                 lease.deadline = deadline
-            if lease.deadline < earliest:
-                earliest, count = lease.deadline, 1
-            elif lease.deadline == earliest:
-                count += 1
-        self._next_deadline, self._at_next = earliest, count
+        self._earliest_lease()
 
     def abandon(self, entry: EntryId) -> None:
         """Stop renewing ``entry``: its request's fate is unknown (cancelled, timed out), so it

@@ -227,9 +227,6 @@ class Decoders:
         build = self._builders.get(tp)
         if build is not None:
             return build()
-        if tp in _SCALARS:
-            hook = self._converter.get_structure_hook(tp)
-            return lambda obj: hook(obj, tp)
         item = _homogeneous_item(tp)
         if item is not None:
             return self._tuple(item)

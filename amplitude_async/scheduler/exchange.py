@@ -38,7 +38,7 @@ import contextlib
 import itertools
 import logging
 import math
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Container, Sequence
 from typing import Final, Protocol
 
 from ..admission import (
@@ -215,20 +215,15 @@ class Exchanger:
         local.complete(self.owner, *key)
         self._decide = True
         if self._turn is None:
-            self._turn = asyncio.get_running_loop().call_soon(self._next_turn)
-            self._waiting_turn = True
+            self._schedule(self._next_turn, waiting=True)
 
     def notify(self) -> None:
         """Something changed: exchange one loop turn later, so a burst of requests queued
         together is decided together."""
         if self._local is not None:
-            if self._turn is None:
-                self._turn = asyncio.get_running_loop().call_soon(self._exchange_now)
-            elif self._waiting_turn:
-                # Anything but a completion is decided one turn later, as always.
-                self._turn.cancel()
-                self._turn = asyncio.get_running_loop().call_soon(self._exchange_now)
-                self._waiting_turn = False
+            # Anything but a completion is decided one turn later, as always.
+            if self._turn is None or self._waiting_turn:
+                self._schedule(self._exchange_now, waiting=False)
             return
         if self._driver is None:
             self._driver = asyncio.get_running_loop().create_task(self._drive())
@@ -237,9 +232,16 @@ class Exchanger:
         else:
             self.dirty = True
 
+    def _schedule(self, turn: Callable[[], None], *, waiting: bool) -> None:
+        """Run ``turn`` in the next loop turn, instead of the turn scheduled (``waiting``: it is
+        the extra turn a completion waits)."""
+        if self._turn is not None:
+            self._turn.cancel()
+        self._turn = asyncio.get_running_loop().call_soon(turn)
+        self._waiting_turn = waiting
+
     def _next_turn(self) -> None:
-        self._waiting_turn = False
-        self._turn = asyncio.get_running_loop().call_soon(self._exchange_now)
+        self._schedule(self._exchange_now, waiting=False)
 
     def has_changes(self) -> bool:
         """Whether anything waits to be told to the store."""

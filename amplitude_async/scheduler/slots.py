@@ -311,6 +311,7 @@ class Scheduler:
     def _finish(self, ticket: Ticket, *, abandoned: bool) -> None:
         key = (ticket.pool, ticket.entry)
         link = self._link
+        self._counters[ticket.pool].completed += 1
         if key in self._abandoned:
             self._abandoned.discard(key)
         elif key not in link.held:
@@ -320,10 +321,8 @@ class Scheduler:
             link.abandon.append(key)
         else:
             link.held.discard(key)
-            self._counters[ticket.pool].completed += 1
             link.completed(key)
             return
-        self._counters[ticket.pool].completed += 1
         link.notify()
 
     # -- what the store's answers mean for the waiting requests (exchange.Waiting) ---------
