@@ -421,12 +421,7 @@ class InMemoryBudgetStore(MonthlyCounts):
         wait for its next exchange to say so. Only the owner's own entries: an id it remembers
         from a state the store lost may name another owner's entry now. An entry whose lease
         ran out is completed already."""
-        ledger = self.ledgers[pool]
-        if now is None:
-            now = self._clock.time()
-            ledger.expire(now)
-        if ledger.owns(entry) == owner:
-            ledger.complete(entry, now)
+        self.ledgers[pool].complete_leased(entry, owner, self._clock.time() if now is None else now)
 
     def _leave(self, owner: str) -> None:
         del self._owners[owner]
@@ -468,31 +463,21 @@ class InMemoryBudgetStore(MonthlyCounts):
         )
         snap = ledger.snapshot(now)
         chosen = plan(queue, snap)
+        if not chosen:
+            return next_decision(queue, snap, claims_due)
+        leases, waiting = self._leases, self._waiting
         for waiter in chosen:
-            self._grant(pool, waiter, ledger, now, owner, grants, others)
-        if chosen:
-            snap = ledger.snapshot(now)
-        return next_decision(queue, snap, claims_due)
-
-    def _grant(
-        self,
-        pool: Pool,
-        waiter: Waiter,
-        ledger: PoolLedger,
-        now: float,
-        owner: str,
-        grants: list[Grant],
-        others: dict[str, list[Grant]],
-    ) -> None:
-        waiter.state = DONE
-        deadline = self._leases.get(waiter.owner, now)
-        entry = ledger.take(waiter.weight, waiter.owner, deadline)
-        del self._waiting[waiter.owner][(pool, waiter.local)]
-        grant = Grant(pool, waiter.local, entry)
-        if waiter.owner == owner:
-            grants.append(grant)
-        else:
-            others.setdefault(waiter.owner, []).append(grant)
+            waiter.state = DONE
+            entry = ledger.take(waiter.weight, waiter.owner, leases.get(waiter.owner, now))
+            del waiting[waiter.owner][pool, waiter.local]
+            grant = Grant(pool, waiter.local, entry)
+            if waiter.owner == owner:
+                grants.append(grant)
+            else:
+                others.setdefault(waiter.owner, []).append(grant)
+        if not queue.count:
+            return math.inf  # nobody waits: only a change can call for a decision
+        return next_decision(queue, ledger.snapshot(now), claims_due)
 
     def usage(self) -> BudgetUsage:
         """The budget now."""

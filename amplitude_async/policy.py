@@ -159,8 +159,10 @@ def plan(queue: PoolQueue, snap: PoolSnapshot) -> list[Waiter]:
         if priority not in queue.levels:
             continue
         for weight, count in largest_first(queue.items(priority), room, slots).items():
-            for _ in range(count):
-                admit(queue.levels[priority][weight].head())
+            planned += queue.plan_heads(priority, weight, count)
+            room -= weight * count
+            slots -= count
+            taken += weight * count
         # A reservation only restrains the lower priorities still to come.
         if reserved is None and index + 1 < len(levels) and priority in queue.levels:
             reserve(queue.oldest_at(priority))

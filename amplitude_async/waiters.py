@@ -117,6 +117,27 @@ class PoolQueue:
         self._unlink(waiter)
         waiter.state = PLANNED
 
+    def plan_heads(self, priority: int, weight: int, count: int) -> list[Waiter]:
+        """Take the ``count`` earliest waiters of ``(priority, weight)`` (no more than wait)
+        out of the queue for admission, as :meth:`plan` takes one."""
+        buckets = self.levels[priority]
+        bucket = buckets[weight]
+        waiters = bucket.waiters
+        taken: list[Waiter] = []
+        while len(taken) < count:
+            waiter = waiters.popleft()
+            if waiter.state == WAITING:
+                waiter.state = PLANNED
+                taken.append(waiter)
+        bucket.live -= count
+        self.count -= count
+        self.backlog -= weight * count
+        if not bucket.live:
+            del buckets[weight]
+            if not buckets:
+                del self.levels[priority]
+        return taken
+
     def set_claims(self, claim_at: float) -> None:
         """Give the waiters queued without a claim their claim time."""
         fresh = self.fresh

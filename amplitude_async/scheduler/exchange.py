@@ -50,7 +50,7 @@ from ..admission import (
     Outcome,
     Registration,
 )
-from ..budget import EntryId, weight_of
+from ..budget import EntryId
 from ..clock import Clock, LoopClock
 from ..errors import AmplitudeError, BudgetUnavailable
 from ..limits import Limits, Pool
@@ -176,7 +176,7 @@ class Exchanger:
         self._epoch: str | None = None
         self._unsure = False  # an exchange failed: its answer may have been lost
         self._beat = min(lease, HEARTBEAT)
-        self._attached = False
+        self.attached = False  # listening to the store (see attach)
         self._driver: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._nudged = False  # the store asked for an exchange (another process left)
@@ -188,8 +188,8 @@ class Exchanger:
 
     def attach(self) -> None:
         """Listen for grants the store decides for this process elsewhere (once)."""
-        if not self._attached:
-            self._attached = True
+        if not self.attached:
+            self.attached = True
             self.store.attach(self.owner, self.delivered)
 
     def delivered(self, grants: Sequence[Grant]) -> None:
@@ -256,13 +256,12 @@ class Exchanger:
 
     def take_changes(self) -> Changes:
         """The changes for the store, taken out of the lists (registrations are now sent)."""
-        register = [
-            Registration(w.local, w.pool, weight_of(w.pool, w.cost), w.priority)
-            for w in self.register
-            if w.state is _NEW
-        ]
+        register: list[Registration] = []
         for waiter in self.register:
-            if waiter.state is _NEW:
+            if waiter.state is _NEW:  # not given up meanwhile
+                register.append(
+                    Registration(waiter.local, waiter.pool, waiter.weight, waiter.priority)
+                )
                 waiter.move(_SENT)
         changes = Changes(
             owner=self.owner,
@@ -466,8 +465,8 @@ class Exchanger:
                         await self.store.exchange(changes)
         finally:
             self._set_alarm(math.inf)
-            if self._attached:
-                self._attached = False
+            if self.attached:
+                self.attached = False
                 await self.store.detach(self.owner)
 
     # -- the alarm ------------------------------------------------------------------------

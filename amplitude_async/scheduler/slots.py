@@ -26,7 +26,7 @@ from typing import Any
 from aiolimiter import AsyncLimiter
 from attrs import frozen
 
-from .._settings import check_instance, check_number, check_priority
+from .._settings import MAX_PRIORITY, check_instance, check_number, check_priority
 from ..admission import BudgetStore, Grant, InMemoryBudgetStore
 from ..budget import EntryId, check_cost, pool_windows, weight_of
 from ..clock import Clock, LoopClock
@@ -166,10 +166,14 @@ class Scheduler:
         :meth:`abandon`). :class:`~amplitude_async.errors.BudgetUnavailable` if the store stays
         unreachable.
         """
-        self.check(pool, cost)
-        return Slot(
-            self, pool if type(pool) is Pool else Pool(pool), cost, check_priority(priority)
-        )
+        if type(pool) is not Pool:
+            pool = Pool(pool)
+        weight = weight_of(pool, cost)
+        if cost < 0 or weight > self._max_weight[pool]:
+            check_cost(self.limits, pool, cost)
+        if type(priority) is not int or not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
+            priority = check_priority(priority)
+        return Slot(self, pool, cost, weight, priority)
 
     def pause(self, pool: Pool, seconds: float) -> None:
         """Admit nothing in ``pool`` for ``seconds`` from now, in every process sharing the
@@ -230,7 +234,9 @@ class Scheduler:
         if self._pacer is not None:
             # Before queueing, so pacing never holds budget.
             await pace(self._pacer, pool, cost)
-        self._link.attach()
+        link = self._link
+        if not link.attached:
+            link.attach()
         waiter = Waiter(
             next(self._locals),
             pool,
@@ -238,12 +244,13 @@ class Scheduler:
             slot._priority,
             self._clock.time(),
             asyncio.get_running_loop().create_future(),
+            weight=slot._weight,
         )
         self._waiters[pool, waiter.local] = waiter
         self._queued[pool] += 1
-        self._link.register.append(waiter)
+        link.register.append(waiter)
         slot._waiter = waiter
-        self._link.notify()
+        link.notify()
         try:
             slot._ticket = await waiter.future
             return slot._ticket
@@ -270,7 +277,14 @@ class Scheduler:
         settled: asyncio.Future[Ticket] = asyncio.get_running_loop().create_future()
         settled.cancel()
         ghost = Waiter(
-            waiter.local, pool, waiter.cost, priority, waiter.queued_at, settled, _CANCELLING
+            waiter.local,
+            pool,
+            waiter.cost,
+            priority,
+            waiter.queued_at,
+            settled,
+            _CANCELLING,
+            weight=waiter.weight,
         )
         self._waiters[pool, waiter.local] = ghost
         link = self._link
@@ -430,12 +444,24 @@ class Scheduler:
 class Slot:
     """The async context manager returned by :meth:`Scheduler.slot`."""
 
-    __slots__ = ("_cost", "_left", "_pool", "_priority", "_scheduler", "_ticket", "_waiter")
+    __slots__ = (
+        "_cost",
+        "_left",
+        "_pool",
+        "_priority",
+        "_scheduler",
+        "_ticket",
+        "_waiter",
+        "_weight",
+    )
 
-    def __init__(self, scheduler: Scheduler, pool: Pool, cost: int, priority: int) -> None:
+    def __init__(
+        self, scheduler: Scheduler, pool: Pool, cost: int, weight: int, priority: int
+    ) -> None:
         self._scheduler = scheduler
         self._pool = pool
         self._cost = cost
+        self._weight = weight
         self._priority = priority
         self._ticket: Ticket | None = None
         self._waiter: Waiter | None = None

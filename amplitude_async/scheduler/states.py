@@ -14,6 +14,7 @@ import asyncio
 import enum
 from typing import TYPE_CHECKING, Final
 
+from ..budget import weight_of
 from ..limits import Pool
 
 if TYPE_CHECKING:
@@ -34,6 +35,10 @@ class WaiterState(enum.Enum):
     still hold it: its cancellation is on its way, and a grant that crosses it is given back."""
     DONE = enum.auto()
     """Settled: granted, cancelled in the store, or failed. Nothing more happens to it."""
+
+    # Members are singletons compared by identity: hashed by identity too, in C (Enum's own
+    # hash is a Python call, and every move looks a state up twice).
+    __hash__ = object.__hash__
 
 
 TRANSITIONS: Final[dict[WaiterState, frozenset[WaiterState]]] = {
@@ -68,12 +73,23 @@ class Waiter:
     registration replaced at a higher priority until the store confirms its cancellation.
 
     ``local`` is its id in the store (with ``pool``); a waiter queued again at a higher priority
-    gets a new one. ``future`` receives the :class:`~amplitude_async.scheduler.Ticket` once
-    granted (``ticket`` keeps it, to give the grant back if the task is cancelled before it
-    runs).
+    gets a new one. ``weight`` is what its cost weighs in the pool
+    (:func:`~amplitude_async.budget.weight_of`; computed unless given). ``future`` receives the
+    :class:`~amplitude_async.scheduler.Ticket` once granted (``ticket`` keeps it, to give the
+    grant back if the task is cancelled before it runs).
     """
 
-    __slots__ = ("cost", "future", "local", "pool", "priority", "queued_at", "state", "ticket")
+    __slots__ = (
+        "cost",
+        "future",
+        "local",
+        "pool",
+        "priority",
+        "queued_at",
+        "state",
+        "ticket",
+        "weight",
+    )
 
     def __init__(
         self,
@@ -84,10 +100,13 @@ class Waiter:
         queued_at: float,
         future: asyncio.Future[Ticket],
         state: WaiterState = WaiterState.NEW,
+        *,
+        weight: int | None = None,
     ) -> None:
         self.local = local
         self.pool = pool
         self.cost = cost
+        self.weight = weight_of(pool, cost) if weight is None else weight
         self.priority = priority
         self.queued_at = queued_at
         self.future = future
