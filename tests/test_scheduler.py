@@ -14,6 +14,7 @@ from amplitude_async.admission import InMemoryBudgetStore
 from amplitude_async.errors import QueryTooExpensive
 from amplitude_async.limits import Limits, Pool
 from amplitude_async.scheduler import Scheduler, Ticket
+from amplitude_async.scheduler.exchange import COMPLETION_TURNS, COMPLETION_WAIT
 from amplitude_async.testing import DeadlockError, Enforcer, VirtualClock, run_virtual
 
 LIMITS = Limits(concurrent=3, cost_per_window=100, window=10.0, cost_per_hour=1000, hour=60.0)
@@ -96,11 +97,12 @@ def test_pause_extends_never_shortens() -> None:
     assert run_virtual(main()) == (0.0, 30.0)
 
 
-def test_a_completion_is_recorded_at_once_and_decided_one_turn_later() -> None:
-    # The in-process store hears of a completion at once; the decision it allows waits one
-    # loop turn more than for a queued request, so that what the completion sets off (the next
-    # query of a batch) and the next turn's completions are decided in the same exchange.
-    async def main() -> tuple[int, int, int, int]:
+def test_a_completion_is_recorded_at_once_and_decided_a_few_turns_later() -> None:
+    # The in-process store hears of a completion at once; the decision it allows waits
+    # COMPLETION_TURNS loop turns, so that the completions of those turns (a busy client's
+    # responses arrive a few per turn) and the next queries of a batch they set off are decided
+    # in one exchange.
+    async def main() -> tuple[int, list[int], int]:
         store = InMemoryBudgetStore(Limits(concurrent=1, cost_per_window=100, window=10.0))
         scheduler = Scheduler(store=store)
         first = scheduler.slot(Pool.STANDARD, 5)
@@ -111,15 +113,56 @@ def test_a_completion_is_recorded_at_once_and_decided_one_turn_later() -> None:
         assert scheduler.statistics()[Pool.STANDARD].queued_everywhere == 1
         first.leave()
         at_once = store.usage()[Pool.STANDARD].in_flight
-        await asyncio.sleep(0)
-        one_turn = store.usage()[Pool.STANDARD].in_flight
-        await asyncio.sleep(0)
-        two_turns = store.usage()[Pool.STANDARD].in_flight
+        turns = []
+        for _ in range(COMPLETION_TURNS):
+            await asyncio.sleep(0)
+            turns.append(store.usage()[Pool.STANDARD].in_flight)
         await waiting
         await scheduler.aclose()
-        return at_once, one_turn, two_turns, store.usage()[Pool.STANDARD].in_flight
+        return at_once, turns, store.usage()[Pool.STANDARD].in_flight
 
-    assert run_virtual(main()) == (0, 0, 1, 0)
+    at_once, turns, after = run_virtual(main())
+    assert (at_once, after) == (0, 0)
+    assert turns == [0] * (COMPLETION_TURNS - 1) + [1]
+
+
+class SteppedClock:
+    """A clock that moves only when a test moves it (its sleeps are the loop's own)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def time(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
+def test_a_slow_turn_ends_a_completions_wait() -> None:
+    # A loop busy with long callbacks turns slowly: the freed slot waits COMPLETION_WAIT at
+    # most, not COMPLETION_TURNS of those turns.
+    async def main() -> list[int]:
+        clock = SteppedClock()
+        store = InMemoryBudgetStore(Limits(concurrent=1, cost_per_window=100), clock=clock)
+        scheduler = Scheduler(store=store, clock=clock)
+        first = scheduler.slot(Pool.STANDARD, 5)
+        await first.__aenter__()
+        waiting = asyncio.create_task(query(scheduler, 5, latency=0.0))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        first.leave()
+        await asyncio.sleep(0)
+        in_flight = [store.usage()[Pool.STANDARD].in_flight]
+        clock.now += COMPLETION_WAIT  # that turn took this long
+        await asyncio.sleep(0)
+        in_flight.append(store.usage()[Pool.STANDARD].in_flight)
+        await waiting
+        await scheduler.aclose()
+        return in_flight
+
+    assert COMPLETION_TURNS > 2
+    assert asyncio.run(main()) == [0, 1]
 
 
 def test_higher_priority_goes_first_and_holds_a_reservation() -> None:

@@ -11,10 +11,12 @@ decision then serves every process); the scheduler exchanges again then, and at 
 third of its lease term while it has requests waiting or in flight (that renews their
 leases). The in-process store (the default) never suspends and cannot lose an answer: the
 loop exchanges with it from a plain loop callback (no task) and sends no list of held entries.
-It hears of a completed response at once, and decides one loop turn later than for anything
-else: what a completion sets off (the next request of a batch, whose task starts in the next
-turn) and the responses that the next turn's I/O completes are then decided together, in one
-exchange instead of two or three.
+It hears of a completed response at once, and decides :data:`COMPLETION_TURNS` loop turns later
+(sooner if :data:`COMPLETION_WAIT` passes first): a client busy with many responses completes a
+few per turn, and what they set off (the next request of a batch, whose task starts in the
+next turn) and the completions of those turns are then decided together, in one exchange
+instead of one per turn. A freed slot waits that long at most; anything else (a request
+queued, cancelled or re-queued) is decided one turn later, and ends a completion's wait.
 
 If the store fails (Redis unreachable or frozen), nothing is admitted: exchanges are retried,
 and a waiting request ends with :class:`~amplitude_async.errors.BudgetUnavailable` once the
@@ -58,6 +60,8 @@ from .states import Waiter, WaiterState
 
 __all__ = [
     "CLOSE_WAIT",
+    "COMPLETION_TURNS",
+    "COMPLETION_WAIT",
     "DEFAULT_LEASE",
     "DEFAULT_UNAVAILABLE_WAIT",
     "HEARTBEAT",
@@ -87,6 +91,15 @@ CLOSE_WAIT: Final = 5.0
 """Seconds :meth:`Scheduler.aclose <amplitude_async.scheduler.Scheduler.aclose>` waits for its
 goodbye to the store (it carries the last completions: lost, their slots would stay taken for a
 lease term)."""
+
+COMPLETION_TURNS: Final = 4
+"""Loop turns the in-process store's decision waits after a completion: the completions of those
+turns (a busy client's responses arrive a few per turn) are decided together, in one exchange.
+An idle loop turns in microseconds; a busy one is bounded by :data:`COMPLETION_WAIT`."""
+
+COMPLETION_WAIT: Final = 0.001
+"""Seconds at most that a completion's decision waits for the turns of :data:`COMPLETION_TURNS`
+(a loop busy with long callbacks turns slowly, and a freed slot would stay idle meanwhile)."""
 
 RETRY_MIN: Final = 0.05
 RETRY_MAX: Final = 1.0
@@ -152,7 +165,9 @@ class Exchanger:
         # directly from a loop callback (no task, no reconciliation of held entries).
         self._local = store if isinstance(store, InMemoryBudgetStore) else None
         self._turn: asyncio.Handle | None = None
-        self._waiting_turn = False  # _turn is the extra turn a completion waits
+        self._waiting_turn = False  # _turn is a turn of a completion's wait
+        self._turns_left = 0  # of that wait
+        self._decide_by = -math.inf  # when that wait ends whatever the turns
         self._decide = False  # the in-process store changed without an exchange
         self.owner = owner
         self.lease = lease
@@ -205,8 +220,9 @@ class Exchanger:
 
     def completed(self, key: tuple[Pool, EntryId]) -> None:
         """The response of the held entry ``key`` is complete. The in-process store records it
-        at once and decides two loop turns later (see the module doc); another store hears of
-        it with the next exchange."""
+        at once and decides :data:`COMPLETION_TURNS` loop turns later, or sooner once
+        :data:`COMPLETION_WAIT` has passed (see the module doc); another store hears of it with
+        the next exchange."""
         local = self._local
         if local is None:
             self.complete.append(key)
@@ -215,6 +231,8 @@ class Exchanger:
         local.complete(self.owner, *key)
         self._decide = True
         if self._turn is None:
+            self._turns_left = COMPLETION_TURNS
+            self._decide_by = self._clock.time() + COMPLETION_WAIT
             self._schedule(self._next_turn, waiting=True)
 
     def notify(self) -> None:
@@ -241,7 +259,13 @@ class Exchanger:
         self._waiting_turn = waiting
 
     def _next_turn(self) -> None:
-        self._schedule(self._exchange_now, waiting=False)
+        """One loop turn of a completion's wait: decide now if it was the last one or the wait's
+        time is up."""
+        self._turns_left -= 1
+        if self._turns_left > 0 and self._clock.time() < self._decide_by:
+            self._schedule(self._next_turn, waiting=True)
+        else:
+            self._exchange_now()
 
     def has_changes(self) -> bool:
         """Whether anything waits to be told to the store."""
