@@ -414,6 +414,7 @@ class Exchanger:
 
     def _answered(self, outcome: Outcome, changes: Changes) -> None:
         now = self._clock.time()
+        first = self._last_exchange == -math.inf
         self._last_exchange = now
         self._seen = outcome.seen
         epoch = outcome.seen.rpartition(":")[0]
@@ -429,11 +430,12 @@ class Exchanger:
             self._requests._cancelled(key)
         if outcome.grants:
             self._requests._granted(outcome.grants)
-        if outcome.rejoined:
+        if outcome.rejoined and not (first and self._local is not None):
             # The store did not know this process (its state was lost, or this process's lease
             # ran out): register what still waits here again.
             # Not those registered by this very exchange: the store has them now (a new
-            # process's first exchange is always "rejoined").
+            # process's first exchange is always "rejoined"; with the in-process store, nothing
+            # else can wait then, as nothing happens during its exchanges).
             self._requests._rejoined({(r.pool, r.local) for r in changes.register})
             if self.register:
                 self.dirty = True
