@@ -9,12 +9,13 @@ import time
 import tracemalloc
 
 import pytest
+from turns import decided
 
 from amplitude_async.admission import InMemoryBudgetStore
 from amplitude_async.errors import QueryTooExpensive
 from amplitude_async.limits import Limits, Pool
 from amplitude_async.scheduler import Scheduler, Ticket
-from amplitude_async.scheduler.exchange import COMPLETION_TURNS, COMPLETION_WAIT
+from amplitude_async.scheduler.exchange import DECISION_TURNS, DECISION_WAIT
 from amplitude_async.testing import DeadlockError, Enforcer, VirtualClock, run_virtual
 
 LIMITS = Limits(concurrent=3, cost_per_window=100, window=10.0, cost_per_hour=1000, hour=60.0)
@@ -99,7 +100,7 @@ def test_pause_extends_never_shortens() -> None:
 
 def test_a_completion_is_recorded_at_once_and_decided_a_few_turns_later() -> None:
     # The in-process store hears of a completion at once; the decision it allows waits
-    # COMPLETION_TURNS loop turns, so that the completions of those turns (a busy client's
+    # DECISION_TURNS loop turns, so that the completions of those turns (a busy client's
     # responses arrive a few per turn) and the next queries of a batch they set off are decided
     # in one exchange.
     async def main() -> tuple[int, list[int], int]:
@@ -108,13 +109,13 @@ def test_a_completion_is_recorded_at_once_and_decided_a_few_turns_later() -> Non
         first = scheduler.slot(Pool.STANDARD, 5)
         await first.__aenter__()
         waiting = asyncio.create_task(query(scheduler, 5))
-        for _ in range(3):
+        for _ in range(DECISION_TURNS + 2):  # queued, and decided: it waits
             await asyncio.sleep(0)
         assert scheduler.statistics()[Pool.STANDARD].queued_everywhere == 1
         first.leave()
         at_once = store.usage()[Pool.STANDARD].in_flight
         turns = []
-        for _ in range(COMPLETION_TURNS):
+        for _ in range(DECISION_TURNS):
             await asyncio.sleep(0)
             turns.append(store.usage()[Pool.STANDARD].in_flight)
         await waiting
@@ -123,7 +124,7 @@ def test_a_completion_is_recorded_at_once_and_decided_a_few_turns_later() -> Non
 
     at_once, turns, after = run_virtual(main())
     assert (at_once, after) == (0, 0)
-    assert turns == [0] * (COMPLETION_TURNS - 1) + [1]
+    assert turns == [0] * (DECISION_TURNS - 1) + [1]
 
 
 class SteppedClock:
@@ -139,9 +140,9 @@ class SteppedClock:
         await asyncio.sleep(max(0.0, seconds))
 
 
-def test_a_slow_turn_ends_a_completions_wait() -> None:
-    # A loop busy with long callbacks turns slowly: the freed slot waits COMPLETION_WAIT at
-    # most, not COMPLETION_TURNS of those turns.
+def test_a_slow_turn_ends_the_wait_for_a_decision() -> None:
+    # A loop busy with long callbacks turns slowly: the freed slot waits DECISION_WAIT at
+    # most, not DECISION_TURNS of those turns.
     async def main() -> list[int]:
         clock = SteppedClock()
         store = InMemoryBudgetStore(Limits(concurrent=1, cost_per_window=100), clock=clock)
@@ -149,20 +150,38 @@ def test_a_slow_turn_ends_a_completions_wait() -> None:
         first = scheduler.slot(Pool.STANDARD, 5)
         await first.__aenter__()
         waiting = asyncio.create_task(query(scheduler, 5, latency=0.0))
-        for _ in range(3):
+        for _ in range(DECISION_TURNS + 2):
             await asyncio.sleep(0)
+        assert scheduler.statistics()[Pool.STANDARD].queued_everywhere == 1
         first.leave()
         await asyncio.sleep(0)
         in_flight = [store.usage()[Pool.STANDARD].in_flight]
-        clock.now += COMPLETION_WAIT  # that turn took this long
+        clock.now += DECISION_WAIT  # that turn took this long
         await asyncio.sleep(0)
         in_flight.append(store.usage()[Pool.STANDARD].in_flight)
         await waiting
         await scheduler.aclose()
         return in_flight
 
-    assert COMPLETION_TURNS > 2
+    assert DECISION_TURNS > 2
     assert asyncio.run(main()) == [0, 1]
+
+
+def test_requests_queued_over_the_turns_of_a_wait_are_decided_together() -> None:
+    # One slot: the 10 queued first would take it if it were decided alone; the 70 queued a
+    # turn later is decided with it and goes first (heaviest first).
+    async def main() -> list[tuple[int, float]]:
+        scheduler = Scheduler(Limits(concurrent=1, cost_per_window=100, window=10.0))
+        log: list[tuple[int, float]] = []
+        light = asyncio.create_task(query(scheduler, 10, log=log))
+        await asyncio.sleep(0)
+        heavy = asyncio.create_task(query(scheduler, 70, log=log))
+        await asyncio.gather(light, heavy)
+        await scheduler.aclose()
+        return log
+
+    assert DECISION_TURNS > 2
+    assert run_virtual(main()) == [(70, 0.0), (10, 1.0)]
 
 
 def test_higher_priority_goes_first_and_holds_a_reservation() -> None:
@@ -174,7 +193,7 @@ def test_higher_priority_goes_first_and_holds_a_reservation() -> None:
         # Room 30 now, 100 at 11. All the cheap backfill would fit now, but the urgent 80 must
         # not be delayed by it: the backfill may only use what the 80 leaves (20 at 11).
         tasks = [asyncio.create_task(query(scheduler, 10, log=log)) for _ in range(3)]
-        await asyncio.sleep(0)
+        await decided()  # without the 80: two fit (three slots)
         tasks.append(asyncio.create_task(query(scheduler, 80, priority=5, log=log)))
         await asyncio.gather(blocker, *tasks)
         return log
@@ -191,7 +210,7 @@ def test_priorities_order_admission_when_room_frees() -> None:
         scheduler = Scheduler(LIMITS, starvation_bound=math.inf)
         log: list[tuple[int, float]] = []
         blocker = asyncio.create_task(query(scheduler, 100, latency=1.0))
-        await asyncio.sleep(0)
+        await decided()
         tasks = [
             asyncio.create_task(query(scheduler, cost, priority=priority, log=log))
             for cost, priority in ((60, 0), (50, 1), (40, 2))
@@ -219,12 +238,13 @@ def test_cancelled_waiter_takes_nothing() -> None:
     async def main() -> tuple[float, int, int]:
         scheduler = Scheduler(LIMITS)
         blocker = asyncio.create_task(query(scheduler, 50, latency=5.0))
-        await asyncio.sleep(0)
+        await decided()
         waiting = asyncio.create_task(query(scheduler, 60))
         await asyncio.sleep(1.0)
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
+        await decided()  # the store confirms the cancellation
         stats = scheduler.statistics()[Pool.STANDARD]
         assert stats.queued == 0
         assert stats.windows[0].used == 50

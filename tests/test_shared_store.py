@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable, Sequence
 
 import pytest
+from turns import decided
 
 from amplitude_async.admission import BudgetUsage, Changes, Grant, InMemoryBudgetStore, Outcome
 from amplitude_async.errors import BudgetUnavailable, QueryTooExpensive
@@ -247,7 +248,7 @@ def test_waiters_of_a_silent_process_expire_with_its_lease() -> None:
         cut = Flaky(store)
         lost, alive = Scheduler(store=cut, lease=5.0), Scheduler(store=store, lease=5.0)
         holder = asyncio.create_task(query(alive, 100, latency=1.0))
-        await asyncio.sleep(0)
+        await decided()
         stranded = asyncio.create_task(query(lost, 10))  # queued first: it would go first
         await asyncio.sleep(0.5)
         cut.down = True

@@ -4,19 +4,20 @@ Where decisions run: in the budget store (:mod:`amplitude_async.admission`), ove
 of every process sharing it. The scheduler is the store's client for one process: one task
 sends the store everything that changed since its last exchange (requests queued or cancelled,
 responses completed) and hands the grants that come back to the waiting requests. A request
-that queues is sent one loop turn later, with every request queued in the same turn, so a
-burst is decided as a whole. The store answers with the time until the next decision that time
+that queues is sent with the next exchange, with every request queued until then, so a burst
+is decided as a whole. The store answers with the time until the next decision that time
 alone makes due (to one process at a time: the one keeping time for the shared queue, whose
 decision then serves every process); the scheduler exchanges again then, and at least every
 third of its lease term while it has requests waiting or in flight (that renews their
 leases). The in-process store (the default) never suspends and cannot lose an answer: the
 loop exchanges with it from a plain loop callback (no task) and sends no list of held entries.
-It hears of a completed response at once, and decides :data:`COMPLETION_TURNS` loop turns later
-(sooner if :data:`COMPLETION_WAIT` passes first): a client busy with many responses completes a
-few per turn, and what they set off (the next request of a batch, whose task starts in the
-next turn) and the completions of those turns are then decided together, in one exchange
-instead of one per turn. A freed slot waits that long at most; anything else (a request
-queued, cancelled or re-queued) is decided one turn later, and ends a completion's wait.
+It hears of a completed response at once. It decides :data:`DECISION_TURNS` loop turns after a
+change (a request queued, cancelled or re-queued, a response completed), or once
+:data:`DECISION_WAIT` has passed if that comes first, and what those turns change is decided
+with it, in one exchange: a burst of requests queued over a few turns, and the responses that a
+client busy with many completes a few per turn, with what they set off (the next requests of a
+batch). An idle loop turns in microseconds; a busy one makes a decision wait no longer than
+:data:`DECISION_WAIT` and the turn under way then.
 
 If the store fails (Redis unreachable or frozen), nothing is admitted: exchanges are retried,
 and a waiting request ends with :class:`~amplitude_async.errors.BudgetUnavailable` once the
@@ -40,7 +41,7 @@ import contextlib
 import itertools
 import logging
 import math
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Container, Sequence
 from typing import Final, Protocol
 
 from ..admission import (
@@ -60,8 +61,8 @@ from .states import Waiter, WaiterState
 
 __all__ = [
     "CLOSE_WAIT",
-    "COMPLETION_TURNS",
-    "COMPLETION_WAIT",
+    "DECISION_TURNS",
+    "DECISION_WAIT",
     "DEFAULT_LEASE",
     "DEFAULT_UNAVAILABLE_WAIT",
     "HEARTBEAT",
@@ -92,14 +93,14 @@ CLOSE_WAIT: Final = 5.0
 goodbye to the store (it carries the last completions: lost, their slots would stay taken for a
 lease term)."""
 
-COMPLETION_TURNS: Final = 4
-"""Loop turns the in-process store's decision waits after a completion: the completions of those
-turns (a busy client's responses arrive a few per turn) are decided together, in one exchange.
-An idle loop turns in microseconds; a busy one is bounded by :data:`COMPLETION_WAIT`."""
+DECISION_TURNS: Final = 4
+"""Loop turns the in-process store's decision waits after a change: what those turns change (a
+busy client's responses complete a few per turn) is decided with it, in one exchange. An idle
+loop turns in microseconds; a busy one is bounded by :data:`DECISION_WAIT`."""
 
-COMPLETION_WAIT: Final = 0.001
-"""Seconds at most that a completion's decision waits for the turns of :data:`COMPLETION_TURNS`
-(a loop busy with long callbacks turns slowly, and a freed slot would stay idle meanwhile)."""
+DECISION_WAIT: Final = 0.001
+"""Seconds at most that a decision waits for the turns of :data:`DECISION_TURNS` (a loop busy
+with long callbacks turns slowly, and a freed slot would stay idle meanwhile)."""
 
 RETRY_MIN: Final = 0.05
 RETRY_MAX: Final = 1.0
@@ -165,8 +166,7 @@ class Exchanger:
         # directly from a loop callback (no task, no reconciliation of held entries).
         self._local = store if isinstance(store, InMemoryBudgetStore) else None
         self._turn: asyncio.Handle | None = None
-        self._waiting_turn = False  # _turn is a turn of a completion's wait
-        self._turns_left = 0  # of that wait
+        self._turns_left = 0  # of the wait for the next decision (see DECISION_TURNS)
         self._decide_by = -math.inf  # when that wait ends whatever the turns
         self._decide = False  # the in-process store changed without an exchange
         self.owner = owner
@@ -220,28 +220,25 @@ class Exchanger:
 
     def completed(self, key: tuple[Pool, EntryId]) -> None:
         """The response of the held entry ``key`` is complete. The in-process store records it
-        at once and decides :data:`COMPLETION_TURNS` loop turns later, or sooner once
-        :data:`COMPLETION_WAIT` has passed (see the module doc); another store hears of it with
-        the next exchange."""
+        at once (and decides with the next exchange); another store hears of it with the next
+        exchange."""
         local = self._local
         if local is None:
             self.complete.append(key)
-            self.notify()
-            return
-        local.complete(self.owner, *key)
-        self._decide = True
-        if self._turn is None:
-            self._turns_left = COMPLETION_TURNS
-            self._decide_by = self._clock.time() + COMPLETION_WAIT
-            self._schedule(self._next_turn, waiting=True)
+        else:
+            local.complete(self.owner, *key)
+            self._decide = True
+        self.notify()
 
     def notify(self) -> None:
-        """Something changed: exchange one loop turn later, so a burst of requests queued
-        together is decided together."""
+        """Something changed: exchange later in the loop, so that what changes meanwhile is
+        decided together (with the in-process store: :data:`DECISION_TURNS` turns later, or
+        :data:`DECISION_WAIT`)."""
         if self._local is not None:
-            # Anything but a completion is decided one turn later, as always.
-            if self._turn is None or self._waiting_turn:
-                self._schedule(self._exchange_now, waiting=False)
+            if self._turn is None:
+                self._turns_left = DECISION_TURNS
+                self._decide_by = self._clock.time() + DECISION_WAIT
+                self._turn = asyncio.get_running_loop().call_soon(self._next_turn)
             return
         if self._driver is None:
             self._driver = asyncio.get_running_loop().create_task(self._drive())
@@ -250,20 +247,12 @@ class Exchanger:
         else:
             self.dirty = True
 
-    def _schedule(self, turn: Callable[[], None], *, waiting: bool) -> None:
-        """Run ``turn`` in the next loop turn, instead of the turn scheduled (``waiting``: it is
-        the extra turn a completion waits)."""
-        if self._turn is not None:
-            self._turn.cancel()
-        self._turn = asyncio.get_running_loop().call_soon(turn)
-        self._waiting_turn = waiting
-
     def _next_turn(self) -> None:
-        """One loop turn of a completion's wait: decide now if it was the last one or the wait's
-        time is up."""
+        """One loop turn of the wait for a decision: exchange now if it was the last one or the
+        wait's time is up."""
         self._turns_left -= 1
         if self._turns_left > 0 and self._clock.time() < self._decide_by:
-            self._schedule(self._next_turn, waiting=True)
+            self._turn = asyncio.get_running_loop().call_soon(self._next_turn)
         else:
             self._exchange_now()
 
@@ -394,7 +383,6 @@ class Exchanger:
         """One turn of the exchange loop with the in-process store, as a loop callback: what
         :meth:`_drive` does, without a task (that store never suspends nor loses an answer)."""
         self._turn = None
-        self._waiting_turn = False
         store = self._local
         assert store is not None
         self.dirty = False
