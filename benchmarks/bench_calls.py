@@ -23,7 +23,10 @@ by side under the same load. Every way starts from a collected heap (``gc.collec
 it, untimed): a full collection costs 10-20 ms here, and left to chance it lands in whichever
 way happens to cross the threshold, often not the one whose garbage caused it.
 
-    python benchmarks/bench_calls.py [-n 2000] [--concurrency 10] [--rounds 5]
+With several ``-n``, one table per batch size: a batch above the client's look-ahead (2,048
+queries under way) starts each query as an earlier one is reported, instead of all at once.
+
+    python benchmarks/bench_calls.py [-n 2000 [6000 ...]] [--concurrency 10] [--rounds 5]
         [--baseline REV] [--write]
 """
 
@@ -181,8 +184,8 @@ async def measure(url: str, n: int, concurrency: int) -> dict[str, float]:
     return out
 
 
-def child_round(tree: Path, url: str, args: argparse.Namespace) -> dict[str, float]:
-    """One round in a child process importing ``tree`` (the baseline)."""
+def child_round(tree: Path, url: str, n: int, args: argparse.Namespace) -> dict[str, float]:
+    """One round of ``n`` queries in a child process importing ``tree``."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     done = subprocess.run(
         [
@@ -190,7 +193,7 @@ def child_round(tree: Path, url: str, args: argparse.Namespace) -> dict[str, flo
             __file__,
             "--one-round",
             url,
-            *("-n", str(args.n), "--concurrency", str(args.concurrency)),
+            *("-n", str(n), "--concurrency", str(args.concurrency)),
         ],
         env=env,
         capture_output=True,
@@ -207,8 +210,8 @@ def baseline_tree(rev: str, into: Path) -> Path:
     return Path(rev) if Path(rev).is_dir() else extract_package(rev, into)
 
 
-def here_round(url: str, args: argparse.Namespace) -> dict[str, float]:
-    return child_round(Path(__file__).resolve().parent.parent, url, args)
+def here_round(url: str, n: int, args: argparse.Namespace) -> dict[str, float]:
+    return child_round(Path(__file__).resolve().parent.parent, url, n, args)
 
 
 def main(args: argparse.Namespace) -> None:
@@ -222,21 +225,36 @@ def main(args: argparse.Namespace) -> None:
         scratch = tempfile.TemporaryDirectory()
         base = baseline_tree(args.baseline, Path(scratch.name)) if args.baseline else None
         trees = {"this tree": None} | ({"baseline": base} if base else {})
-        samples: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
-        for _ in range(args.rounds):
-            for name, tree in trees.items():
-                samples[name].append(
-                    here_round(url, args) if tree is None else child_round(tree, url, args)
-                )
+        sizes: dict[int, dict[str, list[dict[str, float]]]] = {}
+        for n in args.n:
+            samples = sizes[n] = {name: [] for name in trees}
+            for _ in range(args.rounds):
+                for name, tree in trees.items():
+                    samples[name].append(
+                        here_round(url, n, args)
+                        if tree is None
+                        else child_round(tree, url, n, args)
+                    )
     finally:
         server.terminate()
         server.join(5)
         if args.baseline:
             scratch.cleanup()
+    for n, samples in sizes.items():
+        report(args, n, samples)
+
+
+def report(args: argparse.Namespace, n: int, samples: dict[str, list[dict[str, float]]]) -> None:
+    """One table: batches of ``n`` queries, every tree."""
+    from amplitude_async.batch import DEFAULT_LOOKAHEAD  # this tree's
+
     out: Report = args.report
+    fits = "within" if n <= DEFAULT_LOOKAHEAD else "above"
     out.print(
-        f"N={args.n} distinct queries per round, concurrency {args.concurrency}, {args.rounds} "
-        "rounds, each tree in a fresh child process, trees alternating; server in its own process"
+        f"\nN={n} distinct queries per round ({fits} the batch look-ahead of "
+        f"{DEFAULT_LOOKAHEAD}), "
+        f"concurrency {args.concurrency}, {args.rounds} rounds, each tree in a fresh child "
+        "process, trees alternating; server in its own process"
     )
     out.print(
         "| tree | client - raw CPU per request | ideal - raw | cache hit CPU "
@@ -271,7 +289,9 @@ def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", type=int, default=2000, help="queries per round")
+    parser.add_argument(
+        "-n", type=int, nargs="+", default=[2000], help="queries per round (several: a table each)"
+    )
     parser.add_argument("--concurrency", type=int, default=10, help="requests in flight")
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds per tree")
     parser.add_argument("--baseline", metavar="REV", help="a commit (or a checkout) to compare")
@@ -280,12 +300,9 @@ if __name__ == "__main__":
     arguments = parser.parse_args()
     if arguments.one_round:
         # A child: warm up once (imports, first connections), then measure one round.
-        asyncio.run(measure(arguments.one_round, min(arguments.n, 200), arguments.concurrency))
-        print(
-            json.dumps(
-                asyncio.run(measure(arguments.one_round, arguments.n, arguments.concurrency))
-            )
-        )
+        n = arguments.n[0]
+        asyncio.run(measure(arguments.one_round, min(n, 200), arguments.concurrency))
+        print(json.dumps(asyncio.run(measure(arguments.one_round, n, arguments.concurrency))))
         sys.exit(0)
     arguments.report = Report("bench_calls", "CPU per call: distinct queries and cache hits")
     main(arguments)
