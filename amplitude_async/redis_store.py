@@ -485,13 +485,20 @@ class RedisBudgetStore:
         event: asyncio.Event,
     ) -> None:
         channel = self.channel + owner
-        while True:
+        task = asyncio.current_task()
+
+        def stop_asked() -> bool:
+            # Detached, or cancelled: true even if the Redis client swallowed the cancellation
+            # under a read. A listener that went on would keep its event loop from closing.
+            return self._listeners.get(owner) is not task or bool(task and task.cancelling())
+
+        while not stop_asked():
             pubsub = self._redis.pubsub()
             live = False
             try:
                 await pubsub.subscribe(channel)
                 event.set()
-                while True:
+                while not stop_asked():
                     if not live and owner in self._live:
                         # Tells a process that finds the budget gone that it was in use.
                         await pubsub.subscribe(self.live_channel + owner)
@@ -505,6 +512,7 @@ class RedisBudgetStore:
                     if parsed is None:
                         continue  # not a message of this library: ignored
                     deliver(parsed[1])
+                raise asyncio.CancelledError
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError):
@@ -514,6 +522,7 @@ class RedisBudgetStore:
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
+        raise asyncio.CancelledError
 
     async def detach(self, owner: str) -> None:
         """Stop listening for ``owner``; close the connections when nobody listens."""

@@ -682,3 +682,54 @@ async def test_a_pause_in_one_process_holds_the_others(redis_server: RedisServer
     waiting.cancel()
     for scheduler in (first, second):
         await scheduler.aclose()
+
+
+class SwallowingPubSub:
+    """A pub/sub connection whose read swallows a cancellation, as a Redis client can in a race
+    inside a read: only the first, so that a regression fails instead of hanging the loop's
+    close (which cancels each task once, then waits for it)."""
+
+    swallowed = 0
+
+    async def subscribe(self, *channels: str) -> None:
+        await asyncio.sleep(0)
+
+    async def get_message(  # redis-py's signature
+        self,
+        *,
+        ignore_subscribe_messages: bool,
+        timeout: float,  # noqa: ASYNC109
+    ) -> None:
+        try:
+            await asyncio.sleep(0.01)
+        except asyncio.CancelledError:
+            if SwallowingPubSub.swallowed:
+                raise
+            SwallowingPubSub.swallowed += 1
+
+    async def aclose(self) -> None:
+        await asyncio.sleep(0)
+
+
+class SwallowingClient:
+    def register_script(self, text: str) -> None:
+        return None  # no exchange runs here
+
+    def pubsub(self) -> SwallowingPubSub:
+        return SwallowingPubSub()
+
+    async def aclose(self) -> None:
+        await asyncio.sleep(0)
+
+
+async def test_a_listener_stops_even_when_the_client_swallows_its_cancellation() -> None:
+    # Such a listener would otherwise run on and keep its event loop from ever closing.
+    SwallowingPubSub.swallowed = 0
+    store = RedisBudgetStore(SwallowingClient(), api_key=API_KEY, limits=LIMITS)
+    before = asyncio.all_tasks()
+    store.attach("p", lambda grants: None)
+    (listener,) = asyncio.all_tasks() - before
+    await asyncio.sleep(0.05)
+    await store.detach("p")
+    assert SwallowingPubSub.swallowed == 1
+    assert listener.cancelled()
