@@ -21,6 +21,8 @@ decisions run, and what happens when the store fails), :mod:`~amplitude_async.sc
 """
 
 from .exchange import CLOSE_WAIT as CLOSE_WAIT
+from .exchange import DECISION_TURNS as DECISION_TURNS
+from .exchange import DECISION_WAIT as DECISION_WAIT
 from .exchange import DEFAULT_LEASE, DEFAULT_UNAVAILABLE_WAIT, HEARTBEAT, LEASE_MARGIN
 from .exchange import RETRY_MAX as RETRY_MAX
 from .exchange import RETRY_MIN as RETRY_MIN
