@@ -151,10 +151,13 @@ class Scheduler:
         """The budget store deciding admissions."""
         return self._link.store
 
-    def check(self, pool: Pool, cost: int) -> None:
-        """Raise :class:`~amplitude_async.errors.QueryTooExpensive` if ``cost`` can never run."""
-        if cost < 0 or weight_of(pool, cost) > self._max_weight[pool]:
+    def check(self, pool: Pool, cost: int) -> int:
+        """Raise :class:`~amplitude_async.errors.QueryTooExpensive` if ``cost`` can never run;
+        return its weight in ``pool``."""
+        weight = weight_of(pool, cost)
+        if cost < 0 or weight > self._max_weight[pool]:
             check_cost(self.limits, pool, cost)
+        return weight
 
     def slot(self, pool: Pool, cost: int, *, priority: int = 0) -> Slot:
         """Return an async context manager that waits for admission and yields a :class:`Ticket`.
@@ -168,9 +171,7 @@ class Scheduler:
         """
         if type(pool) is not Pool:
             pool = Pool(pool)
-        weight = weight_of(pool, cost)
-        if cost < 0 or weight > self._max_weight[pool]:
-            check_cost(self.limits, pool, cost)
+        weight = self.check(pool, cost)
         if type(priority) is not int or not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
             priority = check_priority(priority)
         return Slot(self, pool, cost, weight, priority)
