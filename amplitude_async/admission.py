@@ -475,8 +475,6 @@ class InMemoryBudgetStore(MonthlyCounts):
                 grants.append(grant)
             else:
                 others.setdefault(waiter.owner, []).append(grant)
-        if not queue.count:
-            return math.inf  # nobody waits: only a change can call for a decision
         return next_decision(queue, ledger.snapshot(now), claims_due)
 
     def usage(self) -> BudgetUsage:

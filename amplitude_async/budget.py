@@ -449,13 +449,8 @@ class PoolLedger:
         entry whose lease ran out by then is completed already, at its deadline)."""
         if now >= self._next_deadline:
             self._expire_leases(now)
-        lease = self._leases.get(entry)
-        if lease is None:
-            if owner or entry not in self._in_flight:
-                return  # not in flight, or without a lease: only owner "" completes that one
-        elif lease.owner != owner:
-            return
-        self.complete(entry, now)
+        if self.owns(entry) == owner:
+            self.complete(entry, now)
 
     def complete(self, entry: EntryId, now: float) -> None:
         """Mark ``entry``'s response complete at ``now``; it keeps occupying for each window."""

@@ -274,7 +274,7 @@ class Savers:
             if self._scrub is None:
                 raise
             raise self._scrub(exc) from None
-        bind_query(result, query)
+        result = bind_query(result, query)
         # An answer its own entry's checks would refuse is not kept: it would be refused,
         # warned about and sent again on every call.
         if ttl is not None and not too_deep(decoded):

@@ -191,7 +191,7 @@ class Exchanger:
         self._epoch: str | None = None
         self._unsure = False  # an exchange failed: its answer may have been lost
         self._beat = min(lease, HEARTBEAT)
-        self.attached = False  # listening to the store (see attach)
+        self._attached = False
         self._driver: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._nudged = False  # the store asked for an exchange (another process left)
@@ -203,8 +203,8 @@ class Exchanger:
 
     def attach(self) -> None:
         """Listen for grants the store decides for this process elsewhere (once)."""
-        if not self.attached:
-            self.attached = True
+        if not self._attached:
+            self._attached = True
             self.store.attach(self.owner, self.delivered)
 
     def delivered(self, grants: Sequence[Grant]) -> None:
@@ -479,8 +479,8 @@ class Exchanger:
                         await self.store.exchange(changes)
         finally:
             self._set_alarm(math.inf)
-            if self.attached:
-                self.attached = False
+            if self._attached:
+                self._attached = False
                 await self.store.detach(self.owner)
 
     # -- the alarm ------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import Any
 from aiolimiter import AsyncLimiter
 from attrs import frozen
 
-from .._settings import MAX_PRIORITY, check_instance, check_number, check_priority
+from .._settings import check_instance, check_number, check_priority
 from ..admission import BudgetStore, Grant, InMemoryBudgetStore
 from ..budget import EntryId, check_cost, pool_windows, weight_of
 from ..clock import Clock, LoopClock
@@ -171,10 +171,7 @@ class Scheduler:
         """
         if type(pool) is not Pool:
             pool = Pool(pool)
-        weight = self.check(pool, cost)
-        if type(priority) is not int or not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
-            priority = check_priority(priority)
-        return Slot(self, pool, cost, weight, priority)
+        return Slot(self, pool, cost, self.check(pool, cost), check_priority(priority))
 
     def pause(self, pool: Pool, seconds: float) -> None:
         """Admit nothing in ``pool`` for ``seconds`` from now, in every process sharing the
@@ -236,8 +233,7 @@ class Scheduler:
             # Before queueing, so pacing never holds budget.
             await pace(self._pacer, pool, cost)
         link = self._link
-        if not link.attached:
-            link.attach()
+        link.attach()
         waiter = Waiter(
             next(self._locals),
             pool,
